@@ -1,0 +1,47 @@
+// The communicator the pipeline sees: ranks, collectives on plain buffers, and the HDF5 file-access
+// properties that make one output file shared by all ranks. The compute code never includes <mpi.h>;
+// the serial communicator runs the whole pipeline in one process (unit tests, plain invocation).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace saetraj::dist {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual bool is_mpi() const = 0;
+  virtual void barrier() const = 0;
+  virtual void broadcast(void* data, size_t bytes, int root) const = 0;
+  // Element-wise reductions over all ranks, in place.
+  virtual void allreduce_max(int64_t* data, size_t count) const = 0;
+  virtual void allreduce_sum(int64_t* data, size_t count) const = 0;
+  virtual void allreduce_sum(double* data, size_t count) const = 0;
+  // Gathers `bytes` from every rank into `out` (size() * bytes), on every rank.
+  virtual void allgather(const void* data, size_t bytes, void* out) const = 0;
+  // Ends every rank of the job (MPI_Abort) with `code`.
+  [[noreturn]] virtual void abort(int code) const = 0;
+  // An HDF5 file-access property list (hid_t) for opening one file from all ranks; the caller closes it.
+  virtual int64_t hdf5_file_access() const = 0;
+  // An HDF5 transfer property list for collective raw-data I/O; the caller closes it.
+  virtual int64_t hdf5_collective_transfer() const = 0;
+
+  // Convenience wrappers.
+  void broadcast_string(std::string& s, int root) const;
+  bool any(bool local) const;
+};
+
+std::unique_ptr<Communicator> make_serial_communicator();
+
+// MPI_COMM_WORLD. Initialises MPI on first use (MPI_THREAD_FUNNELED) and finalises at exit.
+std::unique_ptr<Communicator> make_world_communicator();
+
+// True when this process was started by mpirun/srun (OMPI_/PMI_/PMIX_ environment present).
+bool launched_under_mpi();
+
+}  // namespace saetraj::dist

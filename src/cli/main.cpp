@@ -1,0 +1,6 @@
+#include <iostream>
+
+int main(int argc, char** argv) {
+  std::cout << "saetraj " << SAETRAJ_VERSION << "\n";
+  return 0;
+}

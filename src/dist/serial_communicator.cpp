@@ -1,0 +1,52 @@
+#include <hdf5.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "saetraj/dist/communicator.h"
+
+namespace saetraj::dist {
+
+void Communicator::broadcast_string(std::string& s, int root) const {
+  uint64_t n = s.size();
+  broadcast(&n, sizeof n, root);
+  s.resize(n);
+  if (n) broadcast(s.data(), n, root);
+}
+
+bool Communicator::any(bool local) const {
+  int64_t v = local ? 1 : 0;
+  allreduce_max(&v, 1);
+  return v != 0;
+}
+
+namespace {
+
+class SerialCommunicator final : public Communicator {
+ public:
+  int rank() const override { return 0; }
+  int size() const override { return 1; }
+  bool is_mpi() const override { return false; }
+  void barrier() const override {}
+  void broadcast(void*, size_t, int) const override {}
+  void allreduce_max(int64_t*, size_t) const override {}
+  void allreduce_sum(int64_t*, size_t) const override {}
+  void allreduce_sum(double*, size_t) const override {}
+  void allgather(const void* data, size_t bytes, void* out) const override { std::memcpy(out, data, bytes); }
+  [[noreturn]] void abort(int code) const override { std::exit(code); }
+  int64_t hdf5_file_access() const override { return H5Pcreate(H5P_FILE_ACCESS); }
+  int64_t hdf5_collective_transfer() const override { return H5Pcreate(H5P_DATASET_XFER); }
+};
+
+}  // namespace
+
+std::unique_ptr<Communicator> make_serial_communicator() { return std::make_unique<SerialCommunicator>(); }
+
+bool launched_under_mpi() {
+  for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"}) {
+    if (std::getenv(var)) return true;
+  }
+  return false;
+}
+
+}  // namespace saetraj::dist
