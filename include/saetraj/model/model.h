@@ -1,0 +1,54 @@
+// A causal language model as the method sees it: one forward pass that captures, per layer, what the
+// decomposition of the attention output needs, plus the pieces of the model the method applies again
+// (per-head output projection, post-attention norm, readout).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "saetraj/model/config.h"
+
+namespace saetraj::model {
+
+// Activations of one block for a sequence of N tokens (float32, on the compute device).
+struct LayerCapture {
+  torch::Tensor resid_pre;   // [N, d_model] residual entering the block
+  torch::Tensor resid_mid;   // [N, d_model] after the attention sub-block (post-norm included)
+  torch::Tensor resid_post;  // [N, d_model] after the MLP sub-block
+  torch::Tensor pattern;     // [n_heads, N, N] attention probabilities A_h[q, j]
+  torch::Tensor values;      // [n_kv_heads, N, head_dim] value vectors, value bias included
+};
+
+struct ForwardCapture {
+  std::vector<LayerCapture> layers;  // indexed by model layer; empty entries for layers not captured
+  torch::Tensor logits;              // [N, vocab] final logits
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual const ModelConfig& config() const = 0;
+
+  // Runs the model once over `ids`, capturing the layers in `capture_layers` (all when empty).
+  virtual ForwardCapture forward(const std::vector<int32_t>& ids, const std::vector<int>& capture_layers) const = 0;
+
+  // v_h[j] @ W_O[h] for every query head h (grouped-query heads use their group's values):
+  // [n_heads, N, d_model], from `values` [n_kv_heads, N, head_dim].
+  virtual torch::Tensor head_outputs(int layer, const torch::Tensor& values) const = 0;
+  // The attention output bias b_O [d_model], or an undefined tensor when the architecture has none.
+  virtual torch::Tensor attention_output_bias(int layer) const = 0;
+  // The norm applied to the attention output before it joins the residual (Gemma-2), row-wise on
+  // [rows, d_model]; identity for architectures without one.
+  virtual torch::Tensor post_attention(int layer, const torch::Tensor& x) const = 0;
+  virtual bool has_post_attention_norm() const = 0;
+  // Logits from a final-layer residual vector: final norm, unembedding, final soft-cap. [rows, vocab].
+  virtual torch::Tensor readout(const torch::Tensor& resid) const = 0;
+};
+
+// Loads a Hugging Face checkpoint folder (config.json + safetensors) as float32.
+std::unique_ptr<Model> load_model(const std::string& folder);
+
+}  // namespace saetraj::model

@@ -1,0 +1,111 @@
+// The sweep's HDF5 file (SPEC 3, format "saetraj-sweep" version 1).
+//
+// Life cycle: rank 0 creates the file serially with everything known before computing (attributes,
+// prompts, tokens, row index, empty evolution/readout datasets with early allocation); then every rank
+// opens it through the parallel communicator and writes its hyperslabs collectively, prompt by prompt,
+// marking each prompt done once all its layers are written; finally rank 0 reopens it serially to write
+// what parallel HDF5 cannot (variable-length strings of the readout), the graphs, and `complete = 1`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "saetraj/dist/communicator.h"
+#include "saetraj/output/h5.h"
+
+namespace saetraj::output {
+
+inline constexpr const char* kSweepFormat = "saetraj-sweep";
+inline constexpr int64_t kSweepFormatVersion = 1;
+inline constexpr int kReadoutTop = 5;
+
+struct PromptEntry {
+  std::string id;                   // from the corpus ("" when none)
+  std::string text;
+  std::vector<int32_t> ids;         // token ids, BOS included when prepended
+  std::vector<std::string> tokens;  // display text of each token
+};
+
+struct SkippedPrompt {
+  int64_t line = 0;  // position in the input (0-based)
+  std::string id;
+  std::string text;
+  std::string reason;
+};
+
+struct SweepHeader {
+  std::string model;         // checkpoint folder name or id
+  std::string architecture;  // "GPT2LMHeadModel", ...
+  int64_t d_model = 0;
+  int64_t n_model_layers = 0;
+  std::vector<int32_t> layers;  // analysed model layers; layer axis i <-> layers[i]
+  int64_t k = 0;
+  std::vector<std::string> sae_ids;
+  std::vector<std::string> sae_hooks;
+  std::vector<std::string> sae_preprocessing;
+  std::string bos;           // "prepended" or "not prepended"
+  std::string command_line;
+  std::string config_json;   // every option, as JSON
+  std::string created_utc;
+  std::vector<PromptEntry> prompts;
+  std::vector<SkippedPrompt> skipped;
+
+  int64_t total_rows() const;
+  std::vector<int64_t> row_offsets() const;  // per prompt
+};
+
+// One contiguous block of rows of one layer: rows [row_begin, row_begin + rows) of layer axis
+// `layer_index`, `rows * k` entries each.
+struct EvolutionSlab {
+  int layer_index = 0;
+  int64_t row_begin = 0;
+  int64_t rows = 0;
+  const int32_t* indices = nullptr;
+  const float* values = nullptr;
+};
+
+// Serial, rank 0. Refuses an existing file unless `overwrite`; writes to the final path directly (the
+// file is marked complete = 0 until finalize).
+void create_sweep_file(const std::string& path, const SweepHeader& header, bool overwrite);
+
+// Serial. Throws InputError naming the first difference when `path` was not made by the same run
+// settings (model, layers, k, SAEs, prompts), so that --resume never mixes two sweeps.
+void check_resumable(const std::string& path, const SweepHeader& header);
+
+// Serial. Per-prompt done flags.
+std::vector<uint8_t> read_done_flags(const std::string& path);
+
+class ParallelSweepFile {
+ public:
+  // Collective over `comm`.
+  ParallelSweepFile(const std::string& path, const dist::Communicator& comm);
+  ~ParallelSweepFile();
+  ParallelSweepFile(const ParallelSweepFile&) = delete;
+  ParallelSweepFile& operator=(const ParallelSweepFile&) = delete;
+
+  // Collective: every rank passes its own slabs (possibly none).
+  void write_evolution(std::vector<EvolutionSlab> slabs);
+  // Collective: `ids`/`probs` hold n_layers x 5 entries on the writing rank, nullptr elsewhere.
+  void write_readout(int64_t prompt, const int32_t* ids, const float* probs);
+  // Collective: sets done[prompt] = 1 after flushing what was written before.
+  void mark_done(int64_t prompt);
+  void close();
+
+ private:
+  std::string path_;
+  const dist::Communicator& comm_;
+  int64_t k_ = 0, n_layers_ = 0;
+  H5Handle file_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_;
+};
+
+// Serial, rank 0, after the parallel phase: fills /readout/token_text from /readout/token_ids with
+// `token_text`, and sets the root attribute complete.
+void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
+                         bool complete);
+
+// Current UTC time as ISO 8601.
+std::string utc_now_iso8601();
+
+}  // namespace saetraj::output

@@ -1,0 +1,20 @@
+#include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
+#include "saetraj/model/gpt2.h"
+#include "saetraj/model/model.h"
+
+namespace saetraj::model {
+
+std::unique_ptr<Model> load_model(const std::string& folder) {
+  return with_context(str("while loading the model from ", folder), [&]() -> std::unique_ptr<Model> {
+    const ModelConfig config = ModelConfig::from_folder(folder);
+    const io::SafetensorsSet weights = io::SafetensorsSet::open_folder(folder);
+    switch (config.arch) {
+      case Arch::GPT2: return load_gpt2(config, weights);
+      default: break;
+    }
+    throw InputError(str("architecture ", arch_name(config.arch), " is recognised but not yet supported"));
+  });
+}
+
+}  // namespace saetraj::model

@@ -1,0 +1,334 @@
+#include "saetraj/output/sweep_file.h"
+
+#include <algorithm>
+#include <ctime>
+#include <filesystem>
+
+#include "saetraj/core/error.h"
+#include "saetraj/sweep/rows.h"
+
+namespace saetraj::output {
+
+int64_t SweepHeader::total_rows() const {
+  int64_t total = 0;
+  for (const auto& p : prompts) total += sweep::rows_of_prompt(static_cast<int64_t>(p.ids.size()));
+  return total;
+}
+
+std::vector<int64_t> SweepHeader::row_offsets() const {
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (const auto& p : prompts) {
+    offsets.push_back(total);
+    total += sweep::rows_of_prompt(static_cast<int64_t>(p.ids.size()));
+  }
+  return offsets;
+}
+
+std::string utc_now_iso8601() {
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+namespace {
+
+// A chunked dataset with a fill value, allocated at creation so parallel writers never allocate.
+template <typename T>
+void create_filled(hid_t file, const std::string& name, const std::vector<hsize_t>& dims,
+                   const std::vector<hsize_t>& chunk, T fill) {
+  const auto space = h5_space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), name);
+  const auto dcpl = h5_plist(H5Pcreate(H5P_DATASET_CREATE), name);
+  bool empty = false;
+  for (hsize_t d : dims) empty |= d == 0;
+  if (!empty) {
+    h5_check_status(H5Pset_chunk(dcpl, static_cast<int>(chunk.size()), chunk.data()), name);
+    h5_check_status(H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY), name);
+  }
+  h5_check_status(H5Pset_fill_value(dcpl, native_type<T>(), &fill), name);
+  h5_check_status(H5Pset_fill_time(dcpl, H5D_FILL_TIME_ALLOC), name);
+  const auto lcpl = h5_plist(H5Pcreate(H5P_LINK_CREATE), name);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  h5_dataset(H5Dcreate2(file, name.c_str(), native_type<T>(), space, lcpl, dcpl, H5P_DEFAULT), name);
+}
+
+void create_empty_strings(hid_t file, const std::string& name, const std::vector<hsize_t>& dims) {
+  const auto type = vlen_utf8_type();
+  const auto space = h5_space(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), name);
+  const auto lcpl = h5_plist(H5Pcreate(H5P_LINK_CREATE), name);
+  H5Pset_create_intermediate_group(lcpl, 1);
+  h5_dataset(H5Dcreate2(file, name.c_str(), type, space, lcpl, H5P_DEFAULT, H5P_DEFAULT), name);
+}
+
+H5Handle open_serial(const std::string& path, unsigned flags) {
+  SAETRAJ_CHECK(std::filesystem::exists(path), IoError, "sweep file ", path, " does not exist");
+  H5Handle f = h5_file(H5Fopen(path.c_str(), flags, H5P_DEFAULT), "opening " + path);
+  SAETRAJ_CHECK(has_attr(f, "format") && read_attr_string(f, "format") == kSweepFormat, FormatError, path,
+                " is not a saetraj sweep file (root attribute format != \"", kSweepFormat, "\")");
+  const int64_t version = read_attr_int(f, "format_version");
+  SAETRAJ_CHECK(version == kSweepFormatVersion, FormatError, path, " has format_version ", version,
+                "; this saetraj reads version ", kSweepFormatVersion);
+  return f;
+}
+
+}  // namespace
+
+void create_sweep_file(const std::string& path, const SweepHeader& h, bool overwrite) {
+  if (std::filesystem::exists(path)) {
+    SAETRAJ_CHECK(overwrite, InputError, "output file ", path,
+                  " already exists; pass --resume to continue it or --overwrite to replace it");
+    std::filesystem::remove(path);
+  }
+  const auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  H5Handle file = h5_file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
+                          "creating " + path + " (is the directory writable?)");
+  const int64_t n_layers = static_cast<int64_t>(h.layers.size());
+  const int64_t n_prompts = static_cast<int64_t>(h.prompts.size());
+  const int64_t total_rows = h.total_rows();
+
+  write_attr(file, "format", std::string(kSweepFormat));
+  write_attr(file, "format_version", kSweepFormatVersion);
+  write_attr(file, "model", h.model);
+  write_attr(file, "architecture", h.architecture);
+  write_attr(file, "d_model", h.d_model);
+  write_attr(file, "n_model_layers", h.n_model_layers);
+  write_attr(file, "layers", h.layers);
+  write_attr(file, "k", h.k);
+  write_attr(file, "sae_ids", h.sae_ids);
+  write_attr(file, "sae_hooks", h.sae_hooks);
+  write_attr(file, "sae_preprocessing", h.sae_preprocessing);
+  write_attr(file, "bos", h.bos);
+  write_attr(file, "complete", int64_t{0});
+  write_attr(file, "created_utc", h.created_utc);
+  write_attr(file, "command_line", h.command_line);
+  write_attr(file, "config", h.config_json);
+
+  // Prompts and tokens.
+  std::vector<std::string> texts, ids, token_text;
+  std::vector<int32_t> n_tokens, token_ids;
+  std::vector<int64_t> token_offset;
+  for (const auto& p : h.prompts) {
+    texts.push_back(p.text);
+    ids.push_back(p.id);
+    n_tokens.push_back(static_cast<int32_t>(p.ids.size()));
+    token_offset.push_back(static_cast<int64_t>(token_ids.size()));
+    token_ids.insert(token_ids.end(), p.ids.begin(), p.ids.end());
+    token_text.insert(token_text.end(), p.tokens.begin(), p.tokens.end());
+  }
+  write_strings(file, "prompts/text", texts, {static_cast<hsize_t>(n_prompts)});
+  write_strings(file, "prompts/id", ids, {static_cast<hsize_t>(n_prompts)});
+  write_vector(file, "prompts/n_tokens", n_tokens);
+  write_vector(file, "prompts/token_offset", token_offset);
+  write_vector(file, "prompts/row_offset", h.row_offsets());
+  create_filled<uint8_t>(file, "prompts/done", {static_cast<hsize_t>(n_prompts)},
+                         {static_cast<hsize_t>(std::max<int64_t>(1, n_prompts))}, 0);
+  write_vector(file, "tokens/ids", token_ids);
+  write_strings(file, "tokens/text", token_text, {static_cast<hsize_t>(token_text.size())});
+
+  // Skipped prompts, never silently dropped.
+  std::vector<int64_t> skipped_line;
+  std::vector<std::string> skipped_id, skipped_text, skipped_reason;
+  for (const auto& s : h.skipped) {
+    skipped_line.push_back(s.line);
+    skipped_id.push_back(s.id);
+    skipped_text.push_back(s.text);
+    skipped_reason.push_back(s.reason);
+  }
+  write_vector(file, "skipped/line", skipped_line);
+  write_strings(file, "skipped/id", skipped_id, {static_cast<hsize_t>(skipped_id.size())});
+  write_strings(file, "skipped/text", skipped_text, {static_cast<hsize_t>(skipped_text.size())});
+  write_strings(file, "skipped/reason", skipped_reason, {static_cast<hsize_t>(skipped_reason.size())});
+
+  // Row index.
+  std::vector<int32_t> row_query, row_step;
+  row_query.reserve(total_rows);
+  row_step.reserve(total_rows);
+  for (const auto& p : h.prompts) {
+    const int64_t n = static_cast<int64_t>(p.ids.size());
+    for (int64_t q = 1; q < n; ++q) {
+      for (int64_t s = 0; s < sweep::steps_of_query(q); ++s) {
+        row_query.push_back(static_cast<int32_t>(q));
+        row_step.push_back(static_cast<int32_t>(s));
+      }
+    }
+  }
+  write_vector(file, "evolution/row_query", row_query);
+  write_vector(file, "evolution/row_step", row_step);
+
+  // Chunks of about 1 MiB along rows: one prompt of all layers reads a few chunks per layer.
+  const hsize_t k = static_cast<hsize_t>(h.k);
+  const hsize_t chunk_rows = std::max<hsize_t>(1, std::min<hsize_t>(std::max<int64_t>(1, total_rows), (1u << 18) / k));
+  const std::vector<hsize_t> evo_dims = {static_cast<hsize_t>(n_layers), static_cast<hsize_t>(total_rows), k};
+  create_filled<int32_t>(file, "evolution/indices", evo_dims, {1, chunk_rows, k}, -1);
+  create_filled<float>(file, "evolution/values", evo_dims, {1, chunk_rows, k}, 0.0f);
+
+  const std::vector<hsize_t> readout_dims = {static_cast<hsize_t>(n_prompts), static_cast<hsize_t>(n_layers),
+                                             static_cast<hsize_t>(kReadoutTop)};
+  const std::vector<hsize_t> readout_chunk = {1, static_cast<hsize_t>(std::max<int64_t>(1, n_layers)),
+                                              static_cast<hsize_t>(kReadoutTop)};
+  create_filled<int32_t>(file, "readout/token_ids", readout_dims, readout_chunk, -1);
+  create_filled<float>(file, "readout/probs", readout_dims, readout_chunk, 0.0f);
+  create_empty_strings(file, "readout/token_text", readout_dims);
+  h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + path);
+}
+
+void check_resumable(const std::string& path, const SweepHeader& h) {
+  const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
+  auto differs = [&](const std::string& what, const std::string& in_file, const std::string& now) {
+    throw InputError(str("cannot resume ", path, ": its ", what, " (", in_file, ") differs from this run's (", now,
+                         "); use another --out or --overwrite"));
+  };
+  if (read_attr_string(f, "model") != h.model) differs("model", read_attr_string(f, "model"), h.model);
+  if (read_attr_int(f, "k") != h.k) differs("k", std::to_string(read_attr_int(f, "k")), std::to_string(h.k));
+  if (read_attr_ints(f, "layers") != h.layers) differs("layer list", "...", "...");
+  if (read_attr_strings(f, "sae_ids") != h.sae_ids) differs("SAE ids", "...", "...");
+  const auto texts = read_strings(f, "prompts/text");
+  const auto n_tokens = read_vector<int32_t>(f, "prompts/n_tokens");
+  SAETRAJ_CHECK(texts.size() == h.prompts.size(), InputError, "cannot resume ", path, ": it holds ", texts.size(),
+                " prompts, this run has ", h.prompts.size());
+  const auto ids = read_vector<int32_t>(f, "tokens/ids");
+  std::vector<int32_t> now_ids;
+  for (size_t p = 0; p < texts.size(); ++p) {
+    if (texts[p] != h.prompts[p].text || n_tokens[p] != static_cast<int32_t>(h.prompts[p].ids.size())) {
+      throw InputError(str("cannot resume ", path, ": prompt ", p, " differs from this run's"));
+    }
+    now_ids.insert(now_ids.end(), h.prompts[p].ids.begin(), h.prompts[p].ids.end());
+  }
+  SAETRAJ_CHECK(ids == now_ids, InputError, "cannot resume ", path, ": the token ids differ from this run's");
+}
+
+std::vector<uint8_t> read_done_flags(const std::string& path) {
+  const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
+  return read_vector<uint8_t>(f, "prompts/done");
+}
+
+ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Communicator& comm)
+    : path_(path), comm_(comm) {
+  const H5Handle fapl(comm.hdf5_file_access(), H5Pclose);
+  file_ = h5_file(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), "opening " + path + " for parallel writing");
+  k_ = read_attr_int(file_, "k");
+  n_layers_ = static_cast<int64_t>(read_attr_ints(file_, "layers").size());
+  indices_ = h5_dataset(H5Dopen2(file_, "evolution/indices", H5P_DEFAULT), "evolution/indices");
+  values_ = h5_dataset(H5Dopen2(file_, "evolution/values", H5P_DEFAULT), "evolution/values");
+  readout_ids_ = h5_dataset(H5Dopen2(file_, "readout/token_ids", H5P_DEFAULT), "readout/token_ids");
+  readout_probs_ = h5_dataset(H5Dopen2(file_, "readout/probs", H5P_DEFAULT), "readout/probs");
+  done_ = h5_dataset(H5Dopen2(file_, "prompts/done", H5P_DEFAULT), "prompts/done");
+  dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
+}
+
+ParallelSweepFile::~ParallelSweepFile() { close(); }
+
+void ParallelSweepFile::close() {
+  dxpl_.reset();
+  done_.reset();
+  readout_probs_.reset();
+  readout_ids_.reset();
+  values_.reset();
+  indices_.reset();
+  file_.reset();
+}
+
+namespace {
+
+// One collective write of rows x k blocks. The elements of a union of hyperslabs are transferred in file
+// order, so slabs are sorted and packed in that order.
+template <typename T>
+void write_blocks(hid_t dataset, hid_t dxpl, const std::vector<EvolutionSlab>& slabs, int64_t k,
+                  const T* (*data_of)(const EvolutionSlab&), const std::string& what) {
+  const auto fspace = h5_space(H5Dget_space(dataset), what);
+  h5_check_status(H5Sselect_none(fspace), what);
+  int64_t total = 0;
+  for (const auto& s : slabs) total += s.rows * k;
+  std::vector<T> packed;
+  const T* buffer = nullptr;
+  if (slabs.size() == 1) {
+    buffer = data_of(slabs[0]);
+  } else if (!slabs.empty()) {
+    packed.reserve(total);
+    for (const auto& s : slabs) packed.insert(packed.end(), data_of(s), data_of(s) + s.rows * k);
+    buffer = packed.data();
+  }
+  for (const auto& s : slabs) {
+    if (s.rows == 0) continue;
+    const hsize_t start[3] = {static_cast<hsize_t>(s.layer_index), static_cast<hsize_t>(s.row_begin), 0};
+    const hsize_t count[3] = {1, static_cast<hsize_t>(s.rows), static_cast<hsize_t>(k)};
+    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_OR, start, nullptr, count, nullptr), what);
+  }
+  const hsize_t mem_dims = static_cast<hsize_t>(std::max<int64_t>(total, 1));
+  const auto mspace = h5_space(H5Screate_simple(1, &mem_dims, nullptr), what);
+  if (total == 0) h5_check_status(H5Sselect_none(mspace), what);
+  h5_check_status(H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, buffer), what);
+}
+
+}  // namespace
+
+void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
+  std::sort(slabs.begin(), slabs.end(), [](const EvolutionSlab& a, const EvolutionSlab& b) {
+    return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
+  });
+  write_blocks<int32_t>(indices_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
+                        "writing evolution/indices of " + path_);
+  write_blocks<float>(values_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
+                      "writing evolution/values of " + path_);
+}
+
+void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const float* probs) {
+  const bool mine = ids != nullptr;
+  auto write = [&](hid_t ds, hid_t type, const void* data, const std::string& what) {
+    const auto fspace = h5_space(H5Dget_space(ds), what);
+    const hsize_t count[3] = {1, static_cast<hsize_t>(n_layers_), static_cast<hsize_t>(kReadoutTop)};
+    const hsize_t start[3] = {static_cast<hsize_t>(prompt), 0, 0};
+    const hsize_t n = count[1] * count[2];
+    const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), what);
+    if (mine && n > 0) {
+      h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), what);
+    } else {
+      h5_check_status(H5Sselect_none(fspace), what);
+      h5_check_status(H5Sselect_none(mspace), what);
+    }
+    h5_check_status(H5Dwrite(ds, type, mspace, fspace, dxpl_, data), what);
+  };
+  write(readout_ids_, H5T_NATIVE_INT32, ids, "writing readout/token_ids of " + path_);
+  write(readout_probs_, H5T_NATIVE_FLOAT, probs, "writing readout/probs of " + path_);
+}
+
+void ParallelSweepFile::mark_done(int64_t prompt) {
+  // Evolution and readout must reach the file before the flag that vouches for them.
+  h5_check_status(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  const std::string what = "writing prompts/done of " + path_;
+  const auto fspace = h5_space(H5Dget_space(done_), what);
+  const hsize_t one = 1;
+  const hsize_t start = static_cast<hsize_t>(prompt);
+  const auto mspace = h5_space(H5Screate_simple(1, &one, nullptr), what);
+  const uint8_t flag = 1;
+  if (comm_.rank() == 0) {
+    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, &start, nullptr, &one, nullptr), what);
+  } else {
+    h5_check_status(H5Sselect_none(fspace), what);
+    h5_check_status(H5Sselect_none(mspace), what);
+  }
+  h5_check_status(H5Dwrite(done_, H5T_NATIVE_UINT8, mspace, fspace, dxpl_, &flag), what);
+  h5_check_status(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+}
+
+void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
+                         bool complete) {
+  H5Handle f = open_serial(path, H5F_ACC_RDWR);
+  const auto ids = read_vector<int32_t>(f, "readout/token_ids");
+  std::vector<std::string> text;
+  text.reserve(ids.size());
+  for (int32_t id : ids) text.push_back(id < 0 ? std::string() : token_text(id));
+  const auto ds = h5_dataset(H5Dopen2(f, "readout/token_text", H5P_DEFAULT), "readout/token_text");
+  const auto space = h5_space(H5Dget_space(ds), "readout/token_text");
+  std::vector<hsize_t> dims(H5Sget_simple_extent_ndims(space));
+  H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  write_strings(f, "readout/token_text", text, dims);
+  write_attr(f, "complete", int64_t{complete ? 1 : 0});
+  h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
+}
+
+}  // namespace saetraj::output

@@ -1,0 +1,154 @@
+#include "saetraj/sae/sae_lens.h"
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
+
+namespace saetraj::sae {
+namespace {
+
+using nlohmann::json;
+
+// A value looked up first at the top level of the cfg, then under "metadata" (SAE-Lens 6 moved the
+// training-context keys there).
+const json* find_key(const json& cfg, const char* key) {
+  if (cfg.contains(key) && !cfg[key].is_null()) return &cfg[key];
+  if (cfg.contains("metadata") && cfg["metadata"].is_object() && cfg["metadata"].contains(key) &&
+      !cfg["metadata"][key].is_null()) {
+    return &cfg["metadata"][key];
+  }
+  return nullptr;
+}
+
+template <typename T>
+std::optional<T> get(const json& cfg, const char* key, const std::string& path) {
+  const json* v = find_key(cfg, key);
+  if (!v) return std::nullopt;
+  try {
+    return v->get<T>();
+  } catch (const json::exception&) {
+    throw FormatError(str(path, ": field \"", key, "\" has the wrong type (", v->type_name(), ")"));
+  }
+}
+
+Normalization parse_normalization(const json* v, const std::string& path) {
+  if (!v) return Normalization::None;
+  if (v->is_boolean()) {
+    // Older SAE-Lens: true meant scaling to an expected average norm, folded into the weights on save.
+    return v->get<bool>() ? Normalization::ExpectedAverageOnlyIn : Normalization::None;
+  }
+  SAETRAJ_CHECK(v->is_string(), FormatError, path, ": normalize_activations must be a string or boolean");
+  const std::string s = v->get<std::string>();
+  if (s == "none") return Normalization::None;
+  if (s == "layer_norm") return Normalization::LayerNorm;
+  if (s == "constant_norm_rescale") return Normalization::ConstantNormRescale;
+  if (s == "expected_average_only_in") return Normalization::ExpectedAverageOnlyIn;
+  throw InputError(str(path, ": normalize_activations \"", s,
+                       "\" is not supported (none, layer_norm, constant_norm_rescale, expected_average_only_in)"));
+}
+
+}  // namespace
+
+SaeConfig read_sae_lens_config(const std::string& folder, const SaeLoadOptions& options) {
+  const std::string path = folder + "/cfg.json";
+  std::ifstream in(path);
+  SAETRAJ_CHECK(in.good(), IoError, "cannot open ", path, " (an SAE-Lens folder holds cfg.json and sae_weights.safetensors)");
+  std::stringstream text;
+  text << in.rdbuf();
+  json cfg;
+  try {
+    cfg = json::parse(text.str());
+  } catch (const json::exception& e) {
+    throw FormatError(str(path, ": not valid JSON (", e.what(), ")"));
+  }
+  SAETRAJ_CHECK(cfg.is_object(), FormatError, path, ": expected a JSON object");
+
+  SaeConfig c;
+  c.source = folder;
+  c.d_in = get<int64_t>(cfg, "d_in", path).value_or(0);
+  c.d_sae = get<int64_t>(cfg, "d_sae", path).value_or(0);
+  SAETRAJ_CHECK(c.d_in > 0, FormatError, path, ": missing or non-positive \"d_in\"");
+  SAETRAJ_CHECK(c.d_sae > 0, FormatError, path, ": missing or non-positive \"d_sae\"");
+
+  c.hook_name = get<std::string>(cfg, "hook_name", path).value_or(get<std::string>(cfg, "hook_point", path).value_or(""));
+  SAETRAJ_CHECK(!c.hook_name.empty(), FormatError, path, ": no \"hook_name\" (or \"hook_point\") says which activations the SAE reads");
+  parse_hook_name(c.hook_name, &c.hook_layer, &c.hook_kind);
+  if (c.hook_layer < 0) {
+    c.hook_layer = get<int>(cfg, "hook_layer", path).value_or(get<int>(cfg, "hook_point_layer", path).value_or(-1));
+  }
+
+  // Architecture: "architecture" (SAE-Lens >= 3), else activation_fn_str.
+  const std::string architecture = get<std::string>(cfg, "architecture", path).value_or("");
+  const std::string act_fn = get<std::string>(cfg, "activation_fn_str", path)
+                                 .value_or(get<std::string>(cfg, "activation_fn", path).value_or("relu"));
+  if (architecture == "jumprelu" || act_fn == "jumprelu") {
+    c.activation = Activation::JumpReLU;
+  } else if (architecture == "topk" || act_fn == "topk") {
+    c.activation = Activation::TopK;
+  } else if (architecture.empty() || architecture == "standard") {
+    SAETRAJ_CHECK(act_fn == "relu", InputError, path, ": activation function \"", act_fn,
+                  "\" is not supported (relu, jumprelu, topk)");
+    c.activation = Activation::ReLU;
+  } else {
+    throw InputError(str(path, ": SAE architecture \"", architecture, "\" is not supported (standard, jumprelu, topk)"));
+  }
+  if (c.activation == Activation::TopK) {
+    std::optional<int64_t> k = get<int64_t>(cfg, "k", path);
+    if (!k) {
+      const json* kwargs = find_key(cfg, "activation_fn_kwargs");
+      if (kwargs && kwargs->is_object() && kwargs->contains("k")) k = (*kwargs)["k"].get<int64_t>();
+    }
+    SAETRAJ_CHECK(k && *k > 0, FormatError, path, ": a topk SAE needs a positive \"k\" (or activation_fn_kwargs.k)");
+    c.topk_k = *k;
+  }
+
+  c.apply_b_dec_to_input = get<bool>(cfg, "apply_b_dec_to_input", path).value_or(true);
+  c.normalization = parse_normalization(find_key(cfg, "normalize_activations"), path);
+  c.prepend_bos = get<bool>(cfg, "prepend_bos", path);
+  c.model_name = get<std::string>(cfg, "model_name", path).value_or("");
+  c.neuronpedia_id = get<std::string>(cfg, "neuronpedia_id", path).value_or("");
+  c.id = c.neuronpedia_id.empty() ? std::filesystem::path(folder).lexically_normal().string() : c.neuronpedia_id;
+
+  // TransformerLens centres the residual stream when it loads a model with center_writing_weights
+  // (its default for LayerNorm models such as GPT-2); SAEs trained on that stream expect centred inputs.
+  if (options.center_residual) {
+    c.center_residual = *options.center_residual;
+  } else {
+    const json* kwargs = find_key(cfg, "model_from_pretrained_kwargs");
+    if (kwargs && kwargs->is_object() && kwargs->contains("center_writing_weights")) {
+      c.center_residual = (*kwargs)["center_writing_weights"].get<bool>();
+    } else {
+      c.center_residual = c.model_name.rfind("gpt2", 0) == 0;
+    }
+  }
+  return c;
+}
+
+Sae load_sae_lens(const std::string& folder, const SaeLoadOptions& options) {
+  return with_context(str("while loading the SAE in ", folder), [&] {
+    Sae sae;
+    sae.cfg = read_sae_lens_config(folder, options);
+    const std::string path = folder + "/sae_weights.safetensors";
+    const auto file = io::SafetensorsFile::open(path);
+    const int64_t d_in = sae.cfg.d_in, d_sae = sae.cfg.d_sae;
+    sae.w_enc = file->load("W_enc", {d_in, d_sae});
+    sae.b_enc = file->load("b_enc", {d_sae});
+    sae.b_dec = file->load("b_dec", {d_in});
+    if (sae.cfg.activation == Activation::JumpReLU) {
+      if (file->contains("threshold")) {
+        sae.threshold = file->load("threshold", {d_sae});
+      } else {
+        SAETRAJ_CHECK(file->contains("log_threshold"), FormatError, path,
+                      ": a jumprelu SAE needs a 'threshold' (or 'log_threshold') tensor");
+        sae.threshold = file->load("log_threshold", {d_sae}).exp();
+      }
+    }
+    return sae;
+  });
+}
+
+}  // namespace saetraj::sae
