@@ -84,8 +84,10 @@ std::string graph_to_graphml(const std::vector<Edge>& edges, const std::vector<s
     x << "    <edge source=\"" << node_id(e.from_token, e.from_layer) << "\" target=\""
       << node_id(e.to_token, e.to_layer) << "\">"
       << "<data key=\"num_trajectories\">" << e.num_trajectories << "</data>"
-      << "<data key=\"best_final_position\">" << e.best_final_position << "</data>"
-      << "<data key=\"features\">" << features << "</data></edge>\n";
+      << "<data key=\"best_final_position\">" << e.best_final_position << "</data>";
+    // An empty <data> element reads back as a missing value anyway (networkx skips it), so say so plainly.
+    if (!features.empty()) x << "<data key=\"features\">" << features << "</data>";
+    x << "</edge>\n";
   }
   x << "  </graph>\n</graphml>\n";
   return x.str();

@@ -1,7 +1,7 @@
 // Trajectory graphs as GraphML, for networkx, Gephi, Cytoscape and the like. Nodes are the edges'
 // endpoints, with id "t<token>_l<layer>" and attributes token, layer, token_text; edges carry
 // num_trajectories, best_final_position and features (the trajectories' SAE indices, space-separated,
-// in order of final position).
+// in order of final position; left out on 0-trajectory edges).
 #pragma once
 
 #include <string>
