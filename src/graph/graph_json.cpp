@@ -27,8 +27,9 @@ const json& member(const json& object, const char* key, const std::string& where
 int as_int(const json& value, const std::string& what) {
   SAETRAJ_CHECK(value.is_number_integer(), FormatError, what, ": expected an integer but found ",
                 value.type_name(), " ", value.dump());
-  const bool fits = value.is_number_unsigned() ? value.get<uint64_t>() <= static_cast<uint64_t>(INT_MAX)
-                                               : value.get<int64_t>() >= INT_MIN && value.get<int64_t>() <= INT_MAX;
+  const bool fits = value.is_number_unsigned()
+                        ? value.get<uint64_t>() <= static_cast<uint64_t>(INT_MAX)
+                        : value.get<int64_t>() >= INT_MIN && value.get<int64_t>() <= INT_MAX;
   SAETRAJ_CHECK(fits, FormatError, what, ": integer ", value.dump(), " does not fit in 32 bits");
   return value.get<int>();
 }
@@ -45,14 +46,15 @@ const json& array_member(const json& object, const char* key, const std::string&
 }
 
 // "from"/"to": [token, layer] with 0 <= token < prompt_length and layer >= 0.
-std::pair<int, int> vertex_member(const json& edge, const char* key, int prompt_length, const std::string& where) {
+std::pair<int, int> vertex_member(const json& edge, const char* key, int prompt_length,
+                                  const std::string& where) {
   const json& v = array_member(edge, key, where);
   const std::string what = where + ": \"" + key + "\"";
   SAETRAJ_CHECK(v.size() == 2, FormatError, what, ": expected [token, layer] but found ", v.size(),
                 " entries");
   const int token = as_int(v[0], what + " token"), layer = as_int(v[1], what + " layer");
-  SAETRAJ_CHECK(token >= 0 && token < prompt_length, FormatError, what, ": token ", token,
-                " is outside 0..", prompt_length - 1);
+  SAETRAJ_CHECK(token >= 0 && token < prompt_length, FormatError, what, ": token ", token, " is outside 0..",
+                prompt_length - 1);
   SAETRAJ_CHECK(layer >= 0, FormatError, what, ": layer ", layer, " is negative");
   return {token, layer};
 }
@@ -67,8 +69,8 @@ Edge edge_from_json(const json& j, int prompt_length, const std::string& where) 
   for (size_t i = 0; i < all.size(); ++i) {
     const std::string at = where + ": all_trajectories[" + std::to_string(i) + "]";
     const int rank = int_member(all[i], "final_position", at), feature = int_member(all[i], "sae_index", at);
-    SAETRAJ_CHECK(rank >= 0 && feature >= 0, FormatError, at, ": expected final_position and sae_index >= 0 but found ",
-                  rank, " and ", feature);
+    SAETRAJ_CHECK(rank >= 0 && feature >= 0, FormatError, at,
+                  ": expected final_position and sae_index >= 0 but found ", rank, " and ", feature);
     e.trajectories.emplace_back(rank, feature);
   }
   SAETRAJ_CHECK(e.num_trajectories == static_cast<int>(e.trajectories.size()), FormatError, where,
@@ -85,12 +87,14 @@ Edge edge_from_json(const json& j, int prompt_length, const std::string& where) 
 }  // namespace
 
 json graph_to_json(const GraphDocument& doc) {
-  SAETRAJ_CHECK(static_cast<int>(doc.tokens.size()) == doc.prompt_length, InputError, "graph of prompt_length ",
-                doc.prompt_length, " needs ", doc.prompt_length, " token strings but has ", doc.tokens.size());
+  SAETRAJ_CHECK(static_cast<int>(doc.tokens.size()) == doc.prompt_length, InputError,
+                "graph of prompt_length ", doc.prompt_length, " needs ", doc.prompt_length,
+                " token strings but has ", doc.tokens.size());
   json edges = json::array();
   for (const Edge& e : doc.edges) {
     json all = json::array();
-    for (const auto& [rank, feature] : e.trajectories) all.push_back({{"final_position", rank}, {"sae_index", feature}});
+    for (const auto& [rank, feature] : e.trajectories)
+      all.push_back({{"final_position", rank}, {"sae_index", feature}});
     edges.push_back({{"from", vertex_json(e.from_token, e.from_layer)},
                      {"to", vertex_json(e.to_token, e.to_layer)},
                      {"num_trajectories", e.num_trajectories},
@@ -109,8 +113,8 @@ GraphDocument graph_from_json(const json& j, const std::string& source) {
   SAETRAJ_CHECK(doc.prompt_length >= 1, FormatError, source, ": prompt_length should be >= 1 but is ",
                 doc.prompt_length);
   const json& tokens = array_member(j, "tokens", source);
-  SAETRAJ_CHECK(tokens.size() == static_cast<size_t>(doc.prompt_length), FormatError, source,
-                ": expected ", doc.prompt_length, " tokens (prompt_length) but found ", tokens.size());
+  SAETRAJ_CHECK(tokens.size() == static_cast<size_t>(doc.prompt_length), FormatError, source, ": expected ",
+                doc.prompt_length, " tokens (prompt_length) but found ", tokens.size());
   for (size_t i = 0; i < tokens.size(); ++i) {
     SAETRAJ_CHECK(tokens[i].is_string(), FormatError, source, ": tokens[", i, "] should be a string but is ",
                   tokens[i].type_name());
@@ -121,7 +125,8 @@ GraphDocument graph_from_json(const json& j, const std::string& source) {
                 doc.metadata.type_name());
   const json& edges = array_member(j, "edges", source);
   for (size_t i = 0; i < edges.size(); ++i) {
-    doc.edges.push_back(edge_from_json(edges[i], doc.prompt_length, source + ": edges[" + std::to_string(i) + "]"));
+    doc.edges.push_back(
+        edge_from_json(edges[i], doc.prompt_length, source + ": edges[" + std::to_string(i) + "]"));
   }
   return doc;
 }

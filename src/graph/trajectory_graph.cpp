@@ -68,8 +68,8 @@ std::vector<Trajectory> find_trajectories(const EvolutionView& evolution, int to
                 "an evolution table needs at least 2 steps (initial and after token 0) but has ",
                 evolution.steps);
   SAETRAJ_CHECK(evolution.k >= 0, InputError, "evolution width k must be >= 0 but is ", evolution.k);
-  SAETRAJ_CHECK(evolution.indices != nullptr || evolution.k == 0, InputError,
-                "evolution table of ", evolution.steps, " x ", evolution.k, " has no data");
+  SAETRAJ_CHECK(evolution.indices != nullptr || evolution.k == 0, InputError, "evolution table of ",
+                evolution.steps, " x ", evolution.k, " has no data");
   SAETRAJ_CHECK(top_t >= 0, InputError, "the final-rank filter T must be >= 0 but is ", top_t);
 
   const int k = evolution.k;
@@ -99,17 +99,17 @@ LengthGraph build_length_graph(int length, const std::vector<int>& layers,
                                const std::vector<std::vector<Trajectory>>& per_layer) {
   SAETRAJ_CHECK(length >= 2, InputError, "a per-length graph needs length >= 2 but got ", length);
   check_layers(layers);
-  SAETRAJ_CHECK(per_layer.size() == layers.size(), InputError, "expected trajectories for ",
-                layers.size(), " analysed layers but got ", per_layer.size());
+  SAETRAJ_CHECK(per_layer.size() == layers.size(), InputError, "expected trajectories for ", layers.size(),
+                " analysed layers but got ", per_layer.size());
   const int q = length - 1;
   for (size_t i = 0; i < layers.size(); ++i) {
     for (const Trajectory& t : per_layer[i]) {
-      SAETRAJ_CHECK(t.source_token >= 0 && t.source_token <= q, InputError, "layer ", layers[i],
-                    ", length ", length, ": trajectory of feature ", t.feature, " has source token ",
-                    t.source_token, "; expected 0..", q);
+      SAETRAJ_CHECK(t.source_token >= 0 && t.source_token <= q, InputError, "layer ", layers[i], ", length ",
+                    length, ": trajectory of feature ", t.feature, " has source token ", t.source_token,
+                    "; expected 0..", q);
       SAETRAJ_CHECK(t.final_position >= 0 && t.feature >= 0, InputError, "layer ", layers[i], ", length ",
-                    length, ": trajectory has feature ", t.feature, " and final position ",
-                    t.final_position, "; expected both >= 0");
+                    length, ": trajectory has feature ", t.feature, " and final position ", t.final_position,
+                    "; expected both >= 0");
     }
   }
 
@@ -142,8 +142,8 @@ std::vector<Edge> trace_graph(const std::vector<LengthGraph>& graphs, int n_toke
                               const std::vector<int>& layers) {
   check_layers(layers);
   SAETRAJ_CHECK(n_tokens >= 2, InputError, "tracing needs a prompt of at least 2 tokens but got ", n_tokens);
-  SAETRAJ_CHECK(graphs.size() > static_cast<size_t>(n_tokens), InputError, "tracing a prompt of ",
-                n_tokens, " tokens needs graphs of lengths 2..", n_tokens, " but got ", graphs.size(),
+  SAETRAJ_CHECK(graphs.size() > static_cast<size_t>(n_tokens), InputError, "tracing a prompt of ", n_tokens,
+                " tokens needs graphs of lengths 2..", n_tokens, " but got ", graphs.size(),
                 " entries (indices 0..", static_cast<int>(graphs.size()) - 1, ")");
   for (int n = 2; n <= n_tokens; ++n) {
     SAETRAJ_CHECK(graphs[n].length == n, InputError, "graphs[", n, "] should be the graph of length ", n,
@@ -159,13 +159,14 @@ std::vector<Edge> trace_graph(const std::vector<LengthGraph>& graphs, int n_toke
   // target token t fixes the length t+1 it comes from, so equal endpoints mean the same edge.
   using Key = std::tuple<int, int, int, int>;  // to_layer, to_token, from_layer, from_token
   std::map<Key, const Edge*> kept;
-  std::set<std::pair<int, int>> reached;   // (token, layer)
+  std::set<std::pair<int, int>> reached;  // (token, layer)
   std::vector<std::pair<int, int>> frontier;
 
   auto take = [&](const Edge& e) {
     if (e.from_token == 0) return;
     kept.emplace(Key{e.to_layer, e.to_token, e.from_layer, e.from_token}, &e);
-    if (reached.insert({e.from_token, e.from_layer}).second) frontier.emplace_back(e.from_token, e.from_layer);
+    if (reached.insert({e.from_token, e.from_layer}).second)
+      frontier.emplace_back(e.from_token, e.from_layer);
   };
 
   for (const Edge& e : graphs[n_tokens].edges) take(e);

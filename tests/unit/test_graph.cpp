@@ -15,8 +15,8 @@ void PrintTo(const Trajectory& t, std::ostream* os) {
 }
 
 void PrintTo(const Edge& e, std::ostream* os) {
-  *os << "(" << e.from_token << "," << e.from_layer << ")->(" << e.to_token << "," << e.to_layer << ") n="
-      << e.num_trajectories << " best=" << e.best_final_position << " [";
+  *os << "(" << e.from_token << "," << e.from_layer << ")->(" << e.to_token << "," << e.to_layer
+      << ") n=" << e.num_trajectories << " best=" << e.best_final_position << " [";
   for (const auto& [rank, feature] : e.trajectories) *os << " " << rank << ":" << feature;
   *os << " ]";
 }
@@ -120,9 +120,10 @@ TEST(FindTrajectories, EmptySlotsAreNeverFeatures) {
 
 TEST(FindTrajectories, RejectsBadTablesAndArguments) {
   Table bad_index(2, {{1}, {-2, 1}});
-  EXPECT_THAT([&] { find_trajectories(bad_index.view, 15); },
-              ::testing::ThrowsMessage<FormatError>(HasSubstr("step 1 slot 0: expected a feature index >= 0 or -1 "
-                                                              "(empty slot) but found -2")));
+  EXPECT_THAT(
+      [&] { find_trajectories(bad_index.view, 15); },
+      ::testing::ThrowsMessage<FormatError>(HasSubstr("step 1 slot 0: expected a feature index >= 0 or -1 "
+                                                      "(empty slot) but found -2")));
   Table duplicate(3, {{1}, {7, 2, 7}});
   EXPECT_THAT([&] { find_trajectories(duplicate.view, 15); },
               ::testing::ThrowsMessage<FormatError>(HasSubstr("step 1 lists feature 7 more than once")));
@@ -132,8 +133,11 @@ TEST(FindTrajectories, RejectsBadTablesAndArguments) {
   Table ok(4, kBasic);
   EXPECT_THAT([&] { find_trajectories(ok.view, -1); },
               ::testing::ThrowsMessage<InputError>(HasSubstr("T must be >= 0 but is -1")));
-  EXPECT_THAT([&] { find_trajectories(EvolutionView{nullptr, 3, 4}, 15); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("has no data")));
+  EXPECT_THAT(
+      [&] {
+        find_trajectories(EvolutionView{nullptr, 3, 4}, 15);
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("has no data")));
 }
 
 TEST(BuildLengthGraph, LayerSubsetUsesPreviousAnalysedLayer) {
@@ -147,15 +151,16 @@ TEST(BuildLengthGraph, LayerSubsetUsesPreviousAnalysedLayer) {
       build_length_graph(4, {2, 5, 7}, {{{1, 100, 0}}, {{2, 7, 4}, {0, 8, 1}, {2, 9, 0}, {3, 11, 6}}, {}});
   EXPECT_EQ(g.length, 4);
   EXPECT_THAT(g.edges, ElementsAre(edge(0, 2, 0, 5), edge(0, 2, 3, 5, 1, 1, {{1, 8}}),
-                                   edge(2, 2, 3, 5, 2, 0, {{0, 9}, {4, 7}}), edge(3, 2, 3, 5, 1, 6, {{6, 11}}),
-                                   edge(0, 5, 0, 7), edge(3, 5, 3, 7)));
+                                   edge(2, 2, 3, 5, 2, 0, {{0, 9}, {4, 7}}),
+                                   edge(3, 2, 3, 5, 1, 6, {{6, 11}}), edge(0, 5, 0, 7), edge(3, 5, 3, 7)));
 }
 
 TEST(BuildLengthGraph, VerticalEdgeFollowsTrajectoryEdgesWhenLastTokenHasNone) {
   // Layers {0, 1}, length 3 (q = 2); layer 1 has only source 1 {5@2, 6@0}:
   //   spine (0,0)->(0,1); (1,0)->(2,1) n2 best0 [0:6 2:5]; vertical (2,0)->(2,1).
   const LengthGraph g = build_length_graph(3, {0, 1}, {{}, {{1, 5, 2}, {1, 6, 0}}});
-  EXPECT_THAT(g.edges, ElementsAre(edge(0, 0, 0, 1), edge(1, 0, 2, 1, 2, 0, {{0, 6}, {2, 5}}), edge(2, 0, 2, 1)));
+  EXPECT_THAT(g.edges,
+              ElementsAre(edge(0, 0, 0, 1), edge(1, 0, 2, 1, 2, 0, {{0, 6}, {2, 5}}), edge(2, 0, 2, 1)));
 }
 
 TEST(BuildLengthGraph, SourceZeroTrajectoriesGoAlongsideTheSpine) {
@@ -184,14 +189,27 @@ TEST(BuildLengthGraph, EndToEndFromEvolutionTables) {
 }
 
 TEST(BuildLengthGraph, RejectsInconsistentArguments) {
-  EXPECT_THAT([] { build_length_graph(3, {0, 1}, {{}, {{3, 5, 0}}}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("has source token 3; expected 0..2")));
-  EXPECT_THAT([] { build_length_graph(3, {4, 2}, {{}, {}}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("strictly increasing but 4 is followed by 2")));
-  EXPECT_THAT([] { build_length_graph(3, {0, 1}, {{}}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("expected trajectories for 2 analysed layers but got 1")));
-  EXPECT_THAT([] { build_length_graph(1, {0, 1}, {{}, {}}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("needs length >= 2 but got 1")));
+  EXPECT_THAT(
+      [] {
+        build_length_graph(3, {0, 1}, {{}, {{3, 5, 0}}});
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("has source token 3; expected 0..2")));
+  EXPECT_THAT(
+      [] {
+        build_length_graph(3, {4, 2}, {{}, {}});
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("strictly increasing but 4 is followed by 2")));
+  EXPECT_THAT(
+      [] {
+        build_length_graph(3, {0, 1}, {{}});
+      },
+      ::testing::ThrowsMessage<InputError>(
+          HasSubstr("expected trajectories for 2 analysed layers but got 1")));
+  EXPECT_THAT(
+      [] {
+        build_length_graph(1, {0, 1}, {{}, {}});
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("needs length >= 2 but got 1")));
   EXPECT_THAT([] { build_length_graph(3, {}, {}); },
               ::testing::ThrowsMessage<InputError>(HasSubstr("at least one analysed layer")));
 }
@@ -222,8 +240,10 @@ TEST(BuildLengthGraph, RejectsInconsistentArguments) {
 std::vector<LengthGraph> tracing_fixture() {
   const std::vector<int> layers = {1, 3, 4, 6};
   std::vector<LengthGraph> graphs(6);
-  graphs[5] = build_length_graph(5, layers, {{{2, 99, 0}}, {}, {{0, 50, 0}}, {{3, 60, 2}, {3, 61, 0}, {4, 62, 1}}});
-  graphs[4] = build_length_graph(4, layers, {{}, {{1, 31, 4}}, {{2, 41, 3}, {1, 42, 0}, {0, 43, 1}}, {{3, 63, 0}}});
+  graphs[5] =
+      build_length_graph(5, layers, {{{2, 99, 0}}, {}, {{0, 50, 0}}, {{3, 60, 2}, {3, 61, 0}, {4, 62, 1}}});
+  graphs[4] =
+      build_length_graph(4, layers, {{}, {{1, 31, 4}}, {{2, 41, 3}, {1, 42, 0}, {0, 43, 1}}, {{3, 63, 0}}});
   graphs[3] = build_length_graph(3, layers, {{}, {{2, 32, 1}, {1, 33, 2}}, {}, {{1, 64, 0}}});
   graphs[2] = build_length_graph(2, layers, {{}, {{0, 34, 0}}, {{1, 44, 1}}, {}});
   return graphs;
@@ -232,12 +252,12 @@ std::vector<LengthGraph> tracing_fixture() {
 TEST(TraceGraph, FollowsSourcesBackOverFourLengths) {
   const std::vector<Edge> traced = trace_graph(tracing_fixture(), 5, {1, 3, 4, 6});
   // Sorted by (to_layer, to_token, from_layer, from_token).
-  EXPECT_THAT(traced, ElementsAre(edge(1, 1, 1, 3), edge(1, 1, 2, 3, 1, 2, {{2, 33}}),
-                                  edge(2, 1, 2, 3, 1, 1, {{1, 32}}), edge(1, 1, 3, 3, 1, 4, {{4, 31}}),
-                                  edge(3, 1, 3, 3), edge(4, 1, 4, 3),
-                                  edge(1, 3, 3, 4, 1, 0, {{0, 42}}), edge(2, 3, 3, 4, 1, 3, {{3, 41}}),
-                                  edge(3, 3, 3, 4), edge(4, 3, 4, 4),
-                                  edge(3, 4, 4, 6, 2, 0, {{0, 61}, {2, 60}}), edge(4, 4, 4, 6, 1, 1, {{1, 62}})));
+  EXPECT_THAT(traced,
+              ElementsAre(edge(1, 1, 1, 3), edge(1, 1, 2, 3, 1, 2, {{2, 33}}),
+                          edge(2, 1, 2, 3, 1, 1, {{1, 32}}), edge(1, 1, 3, 3, 1, 4, {{4, 31}}),
+                          edge(3, 1, 3, 3), edge(4, 1, 4, 3), edge(1, 3, 3, 4, 1, 0, {{0, 42}}),
+                          edge(2, 3, 3, 4, 1, 3, {{3, 41}}), edge(3, 3, 3, 4), edge(4, 3, 4, 4),
+                          edge(3, 4, 4, 6, 2, 0, {{0, 61}, {2, 60}}), edge(4, 4, 4, 6, 1, 1, {{1, 62}})));
   for (const Edge& e : traced) {
     EXPECT_NE(e.from_token, 0);
     EXPECT_NE(e.to_token, 0);
@@ -260,15 +280,26 @@ TEST(TraceGraph, BosOnlyTrajectoriesLeaveJustTheVerticalEdge) {
 
 TEST(TraceGraph, RejectsMissingOrMislabelledGraphs) {
   std::vector<LengthGraph> graphs = tracing_fixture();
-  EXPECT_THAT([&] { trace_graph(graphs, 6, {1, 3, 4, 6}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("needs graphs of lengths 2..6 but got 6 entries")));
+  EXPECT_THAT(
+      [&] {
+        trace_graph(graphs, 6, {1, 3, 4, 6});
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("needs graphs of lengths 2..6 but got 6 entries")));
   graphs[3].length = 4;
-  EXPECT_THAT([&] { trace_graph(graphs, 5, {1, 3, 4, 6}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("graphs[3] should be the graph of length 3 but has length 4")));
+  EXPECT_THAT(
+      [&] {
+        trace_graph(graphs, 5, {1, 3, 4, 6});
+      },
+      ::testing::ThrowsMessage<InputError>(
+          HasSubstr("graphs[3] should be the graph of length 3 but has length 4")));
   graphs = tracing_fixture();
   graphs[2].edges.push_back(edge(2, 1, 1, 3));
-  EXPECT_THAT([&] { trace_graph(graphs, 5, {1, 3, 4, 6}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("graph of length 2 has an edge (2, 1) -> (1, 3); expected tokens 0..1")));
+  EXPECT_THAT(
+      [&] {
+        trace_graph(graphs, 5, {1, 3, 4, 6});
+      },
+      ::testing::ThrowsMessage<InputError>(
+          HasSubstr("graph of length 2 has an edge (2, 1) -> (1, 3); expected tokens 0..1")));
 }
 
 }  // namespace

@@ -19,8 +19,8 @@
 namespace saetraj::graph {
 
 struct GraphDocument {
-  int prompt_length = 0;                                // n for a per-length graph, N for the traced one
-  std::vector<std::string> tokens;                      // exactly prompt_length token strings
+  int prompt_length = 0;                               // n for a per-length graph, N for the traced one
+  std::vector<std::string> tokens;                     // exactly prompt_length token strings
   nlohmann::json metadata = nlohmann::json::object();  // layers, top_t, model, SAE ids, ...
   std::vector<Edge> edges;
 };

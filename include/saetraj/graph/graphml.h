@@ -16,6 +16,7 @@ namespace saetraj::graph {
 std::string graph_to_graphml(const std::vector<Edge>& edges, const std::vector<std::string>& tokens);
 
 // Throws IoError when the file cannot be written.
-void write_graphml(const std::string& path, const std::vector<Edge>& edges, const std::vector<std::string>& tokens);
+void write_graphml(const std::string& path, const std::vector<Edge>& edges,
+                   const std::vector<std::string>& tokens);
 
 }  // namespace saetraj::graph
