@@ -1,0 +1,38 @@
+// Trajectory graphs as JSON, in the shape the original research code wrote (SPEC 3): one document per
+// prompt length, and the traced graph in the same shape with prompt_length = N.
+//
+//   {"prompt_length": n, "tokens": [first n token strings], "metadata": {free-form},
+//    "edges": [{"from": [token, layer], "to": [token, layer], "num_trajectories": m,
+//               "best_final_position": b, "all_trajectories": [{"final_position": r, "sae_index": f}]}]}
+//
+// Layers are model layer numbers. Unlike the original code, 0-trajectory edges carry
+// best_final_position -1 and an empty all_trajectories list rather than a placeholder trajectory.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "saetraj/graph/trajectory_graph.h"
+
+namespace saetraj::graph {
+
+struct GraphDocument {
+  int prompt_length = 0;                               // n for a per-length graph, N for the traced one
+  std::vector<std::string> tokens;                     // exactly prompt_length token strings
+  nlohmann::json metadata = nlohmann::json::object();  // layers, top_t, model, SAE ids, ...
+  std::vector<Edge> edges;
+};
+
+nlohmann::json graph_to_json(const GraphDocument& doc);
+// `source` names the file (or other origin) in FormatError messages.
+GraphDocument graph_from_json(const nlohmann::json& json, const std::string& source);
+
+// Writes UTF-8 JSON (invalid UTF-8 in token strings becomes U+FFFD). Throws IoError when the file cannot
+// be written.
+void write_graph_json(const std::string& path, const GraphDocument& doc);
+// Throws IoError when the file cannot be read, FormatError when it is not a graph document.
+GraphDocument read_graph_json(const std::string& path);
+
+}  // namespace saetraj::graph
