@@ -28,10 +28,12 @@ struct GzCloser {
 // Splits a gzip stream into lines, refusing any line longer than `max_line_bytes`.
 class GzipLineReader {
  public:
-  GzipLineReader(std::string path, size_t max_line_bytes) : path_(std::move(path)), max_line_(max_line_bytes) {
+  GzipLineReader(std::string path, size_t max_line_bytes)
+      : path_(std::move(path)), max_line_(max_line_bytes) {
     errno = 0;
     file_.reset(gzopen(path_.c_str(), "rb"));
-    SAETRAJ_CHECK(file_, IoError, "cannot open ", path_, ": ", errno ? std::strerror(errno) : "out of memory");
+    SAETRAJ_CHECK(file_, IoError, "cannot open ", path_, ": ",
+                  errno ? std::strerror(errno) : "out of memory");
     gzbuffer(file_.get(), kChunk);
   }
 
@@ -125,18 +127,20 @@ struct ExportLine {
   std::string description;
 };
 
-ExportLine parse_export_line(const std::string& line, const std::string& where, const ExplanationLimits& limits) {
+ExportLine parse_export_line(const std::string& line, const std::string& where,
+                             const ExplanationLimits& limits) {
   nlohmann::json object;
   try {
     object = nlohmann::json::parse(line);
   } catch (const nlohmann::json::parse_error& e) {
     throw FormatError(str(where, ": not JSON (", clip(e.what(), 200), ")"));
   }
-  SAETRAJ_CHECK(object.is_object(), FormatError, where, ": expected a JSON object, found ", object.type_name());
+  SAETRAJ_CHECK(object.is_object(), FormatError, where, ": expected a JSON object, found ",
+                object.type_name());
   const auto index = object.find("index");
   SAETRAJ_CHECK(index != object.end(), FormatError, where, ": no \"index\" key");
-  const std::optional<int64_t> value = index->is_string() ? parse_index(index->get_ref<const std::string&>())
-                                                          : std::nullopt;
+  const std::optional<int64_t> value =
+      index->is_string() ? parse_index(index->get_ref<const std::string&>()) : std::nullopt;
   SAETRAJ_CHECK(value, FormatError, where,
                 ": expected \"index\" to be a string holding a non-negative integer, found ",
                 clip(index->dump(), 60));

@@ -68,17 +68,19 @@ std::string ExplanationCache::path(const NeuronpediaSource& source, int64_t inde
   return (fs::path(dir_) / source.model_id / source.source_id / (std::to_string(index) + ".json")).string();
 }
 
-std::optional<CachedExplanation> ExplanationCache::load(const NeuronpediaSource& source, int64_t index) const {
+std::optional<CachedExplanation> ExplanationCache::load(const NeuronpediaSource& source,
+                                                        int64_t index) const {
   const std::string file = path(source, index);
   std::error_code ec;
   const auto status = fs::status(file, ec);
   if (status.type() == fs::file_type::not_found) return std::nullopt;
   SAETRAJ_CHECK(!ec, IoError, "cannot inspect ", file, ": ", ec.message());
-  SAETRAJ_CHECK(fs::is_regular_file(status), FormatError, file, ": expected a cache file, found a folder or device");
+  SAETRAJ_CHECK(fs::is_regular_file(status), FormatError, file,
+                ": expected a cache file, found a folder or device");
   const auto size = fs::file_size(file, ec);
   SAETRAJ_CHECK(!ec, IoError, "cannot inspect ", file, ": ", ec.message());
-  SAETRAJ_CHECK(size <= limits_.max_line_bytes, FormatError, file, ": ", human_bytes(static_cast<double>(size)),
-                " is more than a cache entry can hold (limit ",
+  SAETRAJ_CHECK(size <= limits_.max_line_bytes, FormatError, file, ": ",
+                human_bytes(static_cast<double>(size)), " is more than a cache entry can hold (limit ",
                 human_bytes(static_cast<double>(limits_.max_line_bytes)), ")", kDeleteHint);
 
   std::ifstream in(file, std::ios::binary);
@@ -96,7 +98,8 @@ std::optional<CachedExplanation> ExplanationCache::load(const NeuronpediaSource&
   const auto stored_index = entry.find("index");
   SAETRAJ_CHECK(stored_index != entry.end() && stored_index->is_number_integer() && *stored_index == index,
                 FormatError, file, ": expected \"index\": ", index, ", found ",
-                stored_index == entry.end() ? std::string("none") : clip(stored_index->dump(), 40), kDeleteHint);
+                stored_index == entry.end() ? std::string("none") : clip(stored_index->dump(), 40),
+                kDeleteHint);
   const auto description = entry.find("description");
   if (description != entry.end() && description->is_null()) return CachedExplanation{false, ""};
   return with_context(str("in the explanation cache", kDeleteHint), [&] {
@@ -104,7 +107,8 @@ std::optional<CachedExplanation> ExplanationCache::load(const NeuronpediaSource&
   });
 }
 
-void ExplanationCache::store(const NeuronpediaSource& source, int64_t index, const CachedExplanation& entry) const {
+void ExplanationCache::store(const NeuronpediaSource& source, int64_t index,
+                             const CachedExplanation& entry) const {
   const std::string file = path(source, index);
   const fs::path folder = fs::path(file).parent_path();
   std::error_code ec;
@@ -117,14 +121,15 @@ void ExplanationCache::store(const NeuronpediaSource& source, int64_t index, con
 
   std::string temp = file + ".tmp-XXXXXX";
   FileDescriptor fd(::mkstemp(temp.data()));
-  SAETRAJ_CHECK(fd.get() >= 0, IoError, "cannot create a temporary file next to ", file, ": ", std::strerror(errno));
+  SAETRAJ_CHECK(fd.get() >= 0, IoError, "cannot create a temporary file next to ", file, ": ",
+                std::strerror(errno));
   try {
     write_all(fd.get(), bytes, temp);
     SAETRAJ_CHECK(::fsync(fd.get()) == 0, IoError, "cannot flush ", temp, ": ", std::strerror(errno));
     ::fchmod(fd.get(), 0644);  // mkstemp makes 0600; the cache may be shared by a group
     SAETRAJ_CHECK(fd.close() == 0, IoError, "cannot close ", temp, ": ", std::strerror(errno));
-    SAETRAJ_CHECK(::rename(temp.c_str(), file.c_str()) == 0, IoError, "cannot rename ", temp, " to ", file, ": ",
-                  std::strerror(errno));
+    SAETRAJ_CHECK(::rename(temp.c_str(), file.c_str()) == 0, IoError, "cannot rename ", temp, " to ", file,
+                  ": ", std::strerror(errno));
   } catch (...) {
     ::unlink(temp.c_str());
     throw;

@@ -178,8 +178,9 @@ FeatureApiClient::FeatureApiClient(FeatureApiOptions options, ExplanationLimits 
     if (const char* key = std::getenv(s.options.api_key_env.c_str())) s.api_key = key;
   }
   // A newline in the key would let it smuggle in further header lines.
-  const bool printable = std::all_of(s.api_key.begin(), s.api_key.end(),
-                                     [](char c) { return static_cast<unsigned char>(c) > 0x20 && c != 0x7f; });
+  const bool printable = std::all_of(s.api_key.begin(), s.api_key.end(), [](char c) {
+    return static_cast<unsigned char>(c) > 0x20 && c != 0x7f;
+  });
   SAETRAJ_CHECK(printable, InputError, "environment variable ", s.options.api_key_env,
                 " holds spaces or control characters, which cannot go in the x-api-key header");
 
@@ -259,7 +260,8 @@ std::optional<std::string> FeatureApiClient::fetch(const NeuronpediaSource& sour
       s.fail<IoError>(str("HTTP ", attempt.status, " from ", url, hint, ": ", clip(attempt.body, 200)));
     }
     if (attempt_number >= s.options.max_attempts) {
-      s.fail<IoError>(str("giving up on ", url, " after ", attempt_number, " attempts; last: ", last_problem));
+      s.fail<IoError>(
+          str("giving up on ", url, " after ", attempt_number, " attempts; last: ", last_problem));
     }
     std::this_thread::sleep_for(std::chrono::duration<double>(delay));
   }

@@ -10,8 +10,8 @@ namespace saetraj::graph {
 
 std::string describe(const ExplanationCounts& c) {
   return str(c.requested, " requested: ", c.from_cache, " from cache, ", c.from_files, " from files (",
-             c.bulk_files, " batch file", c.bulk_files == 1 ? "" : "s", "), ", c.fetched, " fetched, ", c.missing,
-             " missing");
+             c.bulk_files, " batch file", c.bulk_files == 1 ? "" : "s", "), ", c.fetched, " fetched, ",
+             c.missing, " missing");
 }
 
 ExplanationStore::ExplanationStore(ExplanationOptions options) : options_(std::move(options)) {}
@@ -62,10 +62,12 @@ ExplanationLookup ExplanationStore::lookup(const NeuronpediaSource& source, cons
   if (not_cached.empty()) return result;
   if (!client_) client_ = std::make_unique<FeatureApiClient>(options_.api, options_.limits);
   for (int64_t index : not_cached) {
-    std::optional<std::string> description = with_context(
-        str("while fetching the explanation of feature ", index, " of ", source.model_id, "/", source.source_id),
-        [&] { return client_->fetch(source, index); });
-    if (cache) cache->store(source, index, CachedExplanation{description.has_value(), description.value_or("")});
+    std::optional<std::string> description =
+        with_context(str("while fetching the explanation of feature ", index, " of ", source.model_id, "/",
+                         source.source_id),
+                     [&] { return client_->fetch(source, index); });
+    if (cache)
+      cache->store(source, index, CachedExplanation{description.has_value(), description.value_or("")});
     if (description) {
       result.descriptions.emplace(index, std::move(*description));
       ++counts.fetched;

@@ -119,7 +119,8 @@ TEST_F(BulkFiles, RefusesAFileThatIsNotGzip) {
 
 std::string many_lines(int count) {
   std::string text;
-  for (int i = 0; i < count; ++i) text += line(std::to_string(i), "feature number " + std::to_string(i * 7919));
+  for (int i = 0; i < count; ++i)
+    text += line(std::to_string(i), "feature number " + std::to_string(i * 7919));
   return text;
 }
 
@@ -185,9 +186,13 @@ TEST_F(BulkFiles, RefusesADescriptionOverTheLimit) {
 
 TEST(NeuronpediaIds, RefusesIdsThatAreNotSafePathComponents) {
   EXPECT_NO_THROW(check_neuronpedia_source({"gpt2-small", "0-res-jb"}));
-  EXPECT_THAT(error_of([] { check_neuronpedia_source({"..", "0-res-jb"}); }),
+  EXPECT_THAT(error_of([] {
+                check_neuronpedia_source({"..", "0-res-jb"});
+              }),
               HasSubstr("Neuronpedia model id '..' is not valid"));
-  EXPECT_THAT(error_of([] { check_neuronpedia_source({"gpt2-small", "a/../b"}); }),
+  EXPECT_THAT(error_of([] {
+                check_neuronpedia_source({"gpt2-small", "a/../b"});
+              }),
               HasSubstr("Neuronpedia source id 'a/../b' is not valid"));
   EXPECT_THAT(error_of([] { check_neuronpedia_source({"", "x"}); }), HasSubstr("model id '' is not valid"));
 }
@@ -231,7 +236,8 @@ TEST(ExplanationCacheTest, RefusesCorruptEntries) {
   EXPECT_THAT(error_of([&] { cache.load(kSource, 1); }),
               ::testing::AllOf(HasSubstr(path + ": not JSON"), HasSubstr("delete the file")));
   write_file(path, R"({"index": 2, "description": "two"})");
-  EXPECT_THAT(error_of([&] { cache.load(kSource, 1); }), HasSubstr(path + ": expected \"index\": 1, found 2"));
+  EXPECT_THAT(error_of([&] { cache.load(kSource, 1); }),
+              HasSubstr(path + ": expected \"index\": 1, found 2"));
   write_file(path, R"({"index": 1, "description": 5})");
   EXPECT_THAT(error_of([&] { cache.load(kSource, 1); }),
               HasSubstr(path + ": expected \"description\" to be a string, found number"));
@@ -314,7 +320,8 @@ class ScriptedHttpServer {
       if (step.kind == Kind::reply) {
         size_t sent = 0;
         while (sent < step.response.size()) {
-          const ssize_t n = ::send(connection, step.response.data() + sent, step.response.size() - sent, MSG_NOSIGNAL);
+          const ssize_t n =
+              ::send(connection, step.response.data() + sent, step.response.size() - sent, MSG_NOSIGNAL);
           if (n <= 0) break;
           sent += static_cast<size_t>(n);
         }
@@ -343,9 +350,10 @@ using Step = ScriptedHttpServer::Step;
 using Kind = ScriptedHttpServer::Kind;
 
 Step reply(int status, const std::string& reason, const std::string& body, const std::string& headers = "") {
-  return {Kind::reply, "HTTP/1.1 " + std::to_string(status) + " " + reason +
-                           "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-                           "\r\nConnection: close\r\n" + headers + "\r\n" + body};
+  return {Kind::reply,
+          "HTTP/1.1 " + std::to_string(status) + " " + reason +
+              "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+              "\r\nConnection: close\r\n" + headers + "\r\n" + body};
 }
 
 const std::string kFeature42 =
@@ -391,14 +399,16 @@ TEST_F(FeatureApi, ReturnsTheFirstExplanationWithoutAKeyWhenNoneIsSet) {
   EXPECT_EQ(client.fetch(kSource, 42), std::optional<std::string>(" references to flashlights"));
   const auto requests = server.requests();
   ASSERT_EQ(requests.size(), 1u);
-  EXPECT_THAT(requests[0], ::testing::StartsWith("GET /api/feature/gemma-2-2b/12-gemmascope-res-65k/42 HTTP/1.1\r\n"));
+  EXPECT_THAT(requests[0],
+              ::testing::StartsWith("GET /api/feature/gemma-2-2b/12-gemmascope-res-65k/42 HTTP/1.1\r\n"));
   EXPECT_THAT(requests[0], Not(::testing::ContainsRegex("[xX]-[aA][pP][iI]-[kK][eE][yY]")));
 }
 
 TEST_F(FeatureApi, SendsTheKeyWhenSetAndNeverShowsIt) {
   ::setenv(kKeyEnv, kSecret, 1);
-  ScriptedHttpServer server({reply(200, "OK", kFeatureOk),
-                             reply(401, "Unauthorized", std::string(R"({"error":"bad key )") + kSecret + "\"}")});
+  ScriptedHttpServer server(
+      {reply(200, "OK", kFeatureOk),
+       reply(401, "Unauthorized", std::string(R"({"error":"bad key )") + kSecret + "\"}")});
   FeatureApiClient client(options(server));
   EXPECT_EQ(client.fetch(kSource, 1), std::optional<std::string>("ok"));
   const std::string message = error_of([&] { client.fetch(kSource, 2); });
@@ -437,8 +447,8 @@ TEST_F(FeatureApi, RetriesAServerError) {
 }
 
 TEST_F(FeatureApi, GivesUpAfterMaxAttempts) {
-  ScriptedHttpServer server({reply(503, "Unavailable", ""), reply(503, "Unavailable", ""),
-                             reply(503, "Unavailable", "")});
+  ScriptedHttpServer server(
+      {reply(503, "Unavailable", ""), reply(503, "Unavailable", ""), reply(503, "Unavailable", "")});
   FeatureApiClient client(options(server));
   EXPECT_THAT(error_of([&] { client.fetch(kSource, 7); }),
               ::testing::MatchesRegex("giving up on http://127\\.0\\.0\\.1:[0-9]+/api/feature/gemma-2-2b/"
@@ -446,7 +456,8 @@ TEST_F(FeatureApi, GivesUpAfterMaxAttempts) {
 }
 
 TEST_F(FeatureApi, HonoursRetryAfterOn429) {
-  ScriptedHttpServer server({reply(429, "Too Many Requests", "", "Retry-After: 1\r\n"), reply(200, "OK", kFeatureOk)});
+  ScriptedHttpServer server(
+      {reply(429, "Too Many Requests", "", "Retry-After: 1\r\n"), reply(200, "OK", kFeatureOk)});
   FeatureApiClient client(options(server));
   const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(client.fetch(kSource, 7), std::optional<std::string>("ok"));
@@ -455,7 +466,8 @@ TEST_F(FeatureApi, HonoursRetryAfterOn429) {
 }
 
 TEST_F(FeatureApi, CapsRetryAfter) {
-  ScriptedHttpServer server({reply(429, "Too Many Requests", "", "Retry-After: 3600\r\n"), reply(200, "OK", kFeatureOk)});
+  ScriptedHttpServer server(
+      {reply(429, "Too Many Requests", "", "Retry-After: 3600\r\n"), reply(200, "OK", kFeatureOk)});
   FeatureApiOptions o = options(server);
   o.retry_after_max_s = 0.3;
   FeatureApiClient client(o);
@@ -500,7 +512,8 @@ TEST_F(FeatureApi, RefusesMalformedResponsesWithoutRetrying) {
       {R"({"index":"7"})", ": expected an \"explanations\" array, found no such key"},
       {R"({"explanations":{}})", ": expected an \"explanations\" array, found object"},
       {R"({"explanations":["text"]})", ": expected explanations[0] to be an object, found string"},
-      {R"({"explanations":[{"description":5}]})", " explanations[0]: expected \"description\" to be a string"},
+      {R"({"explanations":[{"description":5}]})",
+       " explanations[0]: expected \"description\" to be a string"},
   };
   for (const auto& [body, expected] : cases) {
     ScriptedHttpServer server({reply(200, "OK", body)});
@@ -528,19 +541,22 @@ TEST_F(FeatureApi, OtherClientErrorsAreNotRetried) {
 }
 
 TEST_F(FeatureApi, KeepsTheMinimumIntervalBetweenRequests) {
-  ScriptedHttpServer server({reply(200, "OK", kFeatureOk), reply(200, "OK", kFeatureOk), reply(200, "OK", kFeatureOk)});
+  ScriptedHttpServer server(
+      {reply(200, "OK", kFeatureOk), reply(200, "OK", kFeatureOk), reply(200, "OK", kFeatureOk)});
   FeatureApiOptions o = options(server);
   o.min_interval_s = 0.2;
   FeatureApiClient client(o);
   const auto start = std::chrono::steady_clock::now();
-  for (int index = 0; index < 3; ++index) EXPECT_EQ(client.fetch(kSource, index), std::optional<std::string>("ok"));
+  for (int index = 0; index < 3; ++index)
+    EXPECT_EQ(client.fetch(kSource, index), std::optional<std::string>("ok"));
   EXPECT_GE(seconds_since(start), 0.39);
 }
 
 TEST_F(FeatureApi, RefusesABaseUrlThatIsNotHttp) {
   FeatureApiOptions o;
   o.base_url = "file:///etc";
-  EXPECT_THAT(error_of([&] { FeatureApiClient client(o); }), HasSubstr("must start with http:// or https://"));
+  EXPECT_THAT(error_of([&] { FeatureApiClient client(o); }),
+              HasSubstr("must start with http:// or https://"));
 }
 
 // ---- the store ----------------------------------------------------------------------------------------
@@ -599,7 +615,8 @@ TEST_F(Store, TakesCacheThenFilesThenApiAndCachesWhatItFetched) {
   ExplanationStore again(store_options(idle));
   const ExplanationLookup second = again.lookup(kSource, {4, 5});
   EXPECT_EQ(second.descriptions, (std::map<int64_t, std::string>{{4, "four fetched"}}));
-  EXPECT_EQ(describe(second.counts), "2 requested: 1 from cache, 0 from files (1 batch file), 0 fetched, 1 missing");
+  EXPECT_EQ(describe(second.counts),
+            "2 requested: 1 from cache, 0 from files (1 batch file), 0 fetched, 1 missing");
   EXPECT_TRUE(idle.requests().empty());
 }
 
@@ -610,7 +627,8 @@ TEST_F(Store, WithoutFetchingUnknownFeaturesAreMissingAndNothingIsCached) {
   ExplanationStore store(o);
   const ExplanationLookup result = store.lookup(kSource, {8, 9});
   EXPECT_TRUE(result.descriptions.empty());
-  EXPECT_EQ(describe(result.counts), "2 requested: 0 from cache, 0 from files (0 batch files), 0 fetched, 2 missing");
+  EXPECT_EQ(describe(result.counts),
+            "2 requested: 0 from cache, 0 from files (0 batch files), 0 fetched, 2 missing");
   EXPECT_TRUE(idle.requests().empty());
   EXPECT_FALSE(fs::exists(cache.path() + "/gemma-2-2b"));
 }
@@ -619,7 +637,8 @@ TEST_F(Store, NamesTheFeatureWhenFetchingFails) {
   ScriptedHttpServer server({reply(403, "Forbidden", "")});
   ExplanationStore store(store_options(server));
   const std::string message = error_of([&] { store.lookup(kSource, {11}); });
-  EXPECT_THAT(message, HasSubstr("while fetching the explanation of feature 11 of gemma-2-2b/12-gemmascope-res-65k"));
+  EXPECT_THAT(message,
+              HasSubstr("while fetching the explanation of feature 11 of gemma-2-2b/12-gemmascope-res-65k"));
   EXPECT_THAT(message, HasSubstr("no API key sent: $SAETRAJ_TEST_NEURONPEDIA_KEY is not set"));
   EXPECT_FALSE(fs::exists(ExplanationCache(cache.path()).path(kSource, 11)));
 }

@@ -77,11 +77,11 @@ class ExplanationCache {
 struct FeatureApiOptions {
   std::string base_url = "https://www.neuronpedia.org";
   std::string api_key_env = "NEURONPEDIA_API_KEY";  // sent as x-api-key only when this variable is set
-  double min_interval_s = 0.2;      // polite gap between the starts of two requests
-  double connect_timeout_s = 10.0;  // per attempt
-  double timeout_s = 30.0;          // whole transfer, per attempt
-  int max_attempts = 5;             // first try included
-  double backoff_initial_s = 1.0;   // wait before the first retry, doubled at each further one
+  double min_interval_s = 0.2;                      // polite gap between the starts of two requests
+  double connect_timeout_s = 10.0;                  // per attempt
+  double timeout_s = 30.0;                          // whole transfer, per attempt
+  int max_attempts = 5;                             // first try included
+  double backoff_initial_s = 1.0;  // wait before the first retry, doubled at each further one
   double backoff_max_s = 30.0;
   double retry_after_max_s = 60.0;  // a server's Retry-After is honoured up to this
 };
