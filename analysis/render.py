@@ -72,8 +72,8 @@ def render(args):
             folder = os.path.join(args.out, f"prompt_{prompt:04d}")
             os.makedirs(folder, exist_ok=True)
             for layer in layers:
-                print(plot_evolution(sweep, prompt, layer, os.path.join(folder, f"evolution_layer_{layer:02d}.png"),
-                                     rank_limit=args.rank_limit), flush=True)
+                picture = os.path.join(folder, f"evolution_layer_{layer:02d}.png")
+                print(plot_evolution(sweep, prompt, layer, picture, rank_limit=args.rank_limit), flush=True)
             graph = build_traced_graph(sweep, prompt, graphs)
             print(plot_traced_graph(graph, os.path.join(folder, "traced_graph.png")), flush=True)
             print(write_graph_html(graph, os.path.join(folder, "traced_graph.html")), flush=True)

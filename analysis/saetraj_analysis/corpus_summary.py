@@ -5,6 +5,7 @@ trajectory newcomers; how far back their source tokens lie (last token of the le
 and how many trajectories each layer has.
 """
 
+import html
 from collections import Counter
 from dataclasses import dataclass
 
@@ -82,10 +83,11 @@ def plot_corpus_png(summary, out_path):
     heat, hist, bars = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
 
     image = heat.imshow(np.ma.masked_invalid(counts), aspect="auto", cmap="YlOrRd")
+    darkest = np.nanmax(counts) if np.any(ids >= 0) else 1.0
     for (row, col), feature in np.ndenumerate(ids):
         if feature >= 0:
             heat.text(col, row, f"{feature}\n\u00d7{int(counts[row, col])}", ha="center", va="center",
-                      fontsize=7)
+                      fontsize=7, color="white" if counts[row, col] > 0.7 * darkest else "black")
     heat.set_yticks(range(n_layers))
     heat.set_yticklabels([str(l) for l in summary.layers], fontsize=8)
     heat.set_xticks(range(counts.shape[1]))
@@ -116,9 +118,12 @@ def plot_corpus_png(summary, out_path):
 
 def write_corpus_html(summary, out_path):
     counts, ids = _grid(summary)
-    hover = [[f"layer {layer}, place {col + 1}<br>feature {f.feature}: {f.count} times<br>"
-              f"{f.explanation or NO_EXPLANATION}" for col, f in enumerate(summary.top_features[layer])]
-             + [""] * (counts.shape[1] - len(summary.top_features[layer])) for layer in summary.layers]
+    hover = []
+    for layer in summary.layers:
+        listed = summary.top_features[layer]
+        hover.append([f"layer {layer}, place {col + 1}<br>feature {f.feature}: {f.count} times<br>"
+                      f"{html.escape(f.explanation or NO_EXPLANATION, quote=False)}"
+                      for col, f in enumerate(listed)] + [""] * (counts.shape[1] - len(listed)))
     fig = make_subplots(rows=3, cols=1, vertical_spacing=0.08,
                         row_heights=[max(len(summary.layers), 4) * 0.06 + 0.3, 0.3, 0.3],
                         subplot_titles=("Features most often trajectory newcomers, per layer",
@@ -136,10 +141,12 @@ def write_corpus_html(summary, out_path):
                              textfont={"size": 10}), row=1, col=1)
     fig.add_trace(go.Bar(x=list(range(len(summary.distance_counts))), y=summary.distance_counts,
                          marker_color=style.PURPLE, name="trajectories by distance"), row=2, col=1)
-    fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers], y=[summary.layer_counts[l] for l in summary.layers],
+    fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers],
+                         y=[summary.layer_counts[l] for l in summary.layers],
                          marker_color=style.BLUE, name="trajectories per layer"), row=3, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
-    fig.update_layout(title={"text": f"saetraj corpus summary: {summary.n_prompts} prompts, T = {summary.top_t}"},
+    fig.update_layout(title={"text": f"saetraj corpus summary: {summary.n_prompts} prompts, "
+                                     f"T = {summary.top_t}"},
                       height=900 + 18 * len(summary.layers), showlegend=False)
     page = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
     with open(out_path, "w", encoding="utf-8") as out:

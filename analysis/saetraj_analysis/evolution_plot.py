@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import style  # noqa: E402
 
@@ -35,6 +36,7 @@ def plot_evolution(sweep, prompt, layer, out_path, rank_limit=40):
     block = np.asarray(sweep.evolution_block(prompt, layer, q))
     steps = np.arange(q + 2)
     paths = rank_paths(block)
+    rank_limit = min(rank_limit, sweep.k)
     worst = max(rank_limit - 1, 1)
 
     width = min(max(8.0, 0.5 * len(steps) + 3.5), 60.0)
@@ -58,7 +60,7 @@ def plot_evolution(sweep, prompt, layer, out_path, rank_limit=40):
                 zorder=2 if colour == style.LIGHT_BLUE else 3)
         if not np.isnan(path[-1]) and path[-1] < rank_limit:
             ax.annotate(str(feature), (steps[-1], path[-1]), xytext=(4, 0), textcoords="offset points",
-                        va="center", fontsize=6, color=colour if colour != style.LIGHT_BLUE else "#4a7fa8")
+                        va="center", fontsize=7, color=colour if colour != style.LIGHT_BLUE else "#4a7fa8")
 
     labels = ["initial"] + [style.mpl_label(style.token_label(t)) for t in tokens]
     ax.set_xticks(steps)
@@ -69,11 +71,13 @@ def plot_evolution(sweep, prompt, layer, out_path, rank_limit=40):
     ax.set_ylabel(f"rank in the top-{sweep.k} list (0 = highest activation; top {rank_limit} shown)")
     ax.grid(True, axis="x", color="#eeeeee", zorder=0)
     title = style.mpl_label(style.shorten(sweep.prompt_text(prompt), 90))
-    ax.set_title(f"Layer {layer}: indices evolution, prompt {prompt}: \u201c{title}\u201d "
-                 f"({len(tokens)} tokens, last query {q})", fontsize=11)
+    ax.set_title(f"Layer {layer}: indices evolution at the full length ({len(tokens)} tokens, query {q})\n"
+                 f"prompt {prompt}: \u201c{title}\u201d", fontsize=11)
 
     colourbar = fig.colorbar(ScalarMappable(Normalize(0, worst), style.RANK_CMAP), ax=ax, pad=0.01)
     colourbar.set_label(f"newcomer's rank at the last step ({worst} or worse is blue)")
+    colourbar.locator = MaxNLocator(integer=True)
+    colourbar.update_ticks()
     ax.legend(handles=[Patch(color=style.LIGHT_BLUE, label="present at the initial step"),
                        Patch(color=style.GREY, label="newcomer gone by the last step")],
               loc="lower left", fontsize=8, framealpha=0.9)

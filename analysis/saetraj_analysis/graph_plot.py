@@ -7,6 +7,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from . import style  # noqa: E402
 
@@ -39,16 +40,20 @@ def plot_traced_graph(graph, out_path):
     ax.set_ylabel("layer")
     ax.grid(True, color="#eeeeee", zorder=0)
     title = style.mpl_label(style.shorten(graph.prompt_text, 90))
-    ax.set_title(f"Traced trajectory graph, prompt {graph.prompt}: \u201c{title}\u201d  "
-                 f"(T = {graph.top_t}, {len(graph.edges)} edges)", fontsize=11)
+    ax.set_title(f"Traced trajectory graph (T = {graph.top_t}, {len(graph.edges)} edges)\n"
+                 f"prompt {graph.prompt}: \u201c{title}\u201d", fontsize=11, pad=30)
 
     colourbar = fig.colorbar(ScalarMappable(Normalize(0, graph.top_t), style.RANK_CMAP), ax=ax, pad=0.01)
     colourbar.set_label("best final position of the edge's trajectories")
+    colourbar.locator = MaxNLocator(integer=True)
+    colourbar.update_ticks()
     handles = [Line2D([], [], color=style.GOLD, linewidth=style.edge_width(0), label="0 trajectories")]
     for n in (1, 4, 16):
         handles.append(Line2D([], [], color=style.PURPLE, linewidth=style.edge_width(n),
                               label=f"{n} trajector{'y' if n == 1 else 'ies'}"))
-    ax.legend(handles=handles, loc="upper left", fontsize=8, framealpha=0.9)
+    # Above the plot, between the axes and the title, where it cannot hide edges.
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles), fontsize=8,
+              frameon=False, borderaxespad=0.2)
     fig.tight_layout()
     fig.savefig(out_path)
     plt.close(fig)

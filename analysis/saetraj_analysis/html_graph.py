@@ -19,18 +19,23 @@ DATA_ELEMENT_ID = "saetraj-graph-data"
 INDENT = "\u00a0\u00a0"
 
 
+def _escape(text):
+    """Plotly reads hover and tick texts as a small HTML subset: '<' and '&' must be escaped."""
+    return html.escape(text, quote=False)
+
+
 def _explained(explanation):
-    return html.escape(style.shorten(explanation, EXPLANATION_LIMIT)) if explanation else NO_EXPLANATION
+    return _escape(style.shorten(explanation, EXPLANATION_LIMIT)) if explanation else NO_EXPLANATION
 
 
 def _token(graph, position):
-    return f"{position} {html.escape(repr(graph.tokens[position]))}"
+    return f"{position} {_escape(repr(graph.tokens[position]))}"
 
 
 def node_hover(graph, node):
     lines = [f"<b>token {_token(graph, node.token)}, layer {node.layer}</b>",
              f"<i>readout of layer {node.layer} at the last token:</i>"]
-    lines += [f"{INDENT}{html.escape(repr(r.text))} {r.prob:.3f}" for r in node.readout]
+    lines += [f"{INDENT}{_escape(repr(r.text))} {r.prob:.3f}" for r in node.readout]
     lines.append(f"<i>newcomers arriving here (length {node.token + 1}):</i>")
     lines += [f"{INDENT}f{t.feature} from token {_token(graph, t.source_token)}, final position "
               f"{t.final_position}: {_explained(t.explanation)}" for t in node.newcomers] or [f"{INDENT}none"]
@@ -90,7 +95,8 @@ def _figure(graph, data):
         if carrying:
             marker.update(color=[e.best_final_position for e, _ in picked], colorscale=style.RANK_COLORSCALE,
                           cmin=0, cmax=graph.top_t, showscale=True,
-                          colorbar={"title": {"text": "best final<br>position"}})
+                          colorbar={"title": {"text": "best final<br>position"},
+                                    "dtick": 1 if graph.top_t <= 20 else None})
         else:
             marker.update(color=style.GOLD)
         fig.add_trace(go.Scatter(
@@ -107,10 +113,10 @@ def _figure(graph, data):
     positions = list(range(1, len(graph.tokens)))
     fig.update_layout(
         title={"text": f"Traced trajectory graph, prompt {graph.prompt}: "
-                       f"\u201c{html.escape(style.shorten(graph.prompt_text, 100))}\u201d (T = {graph.top_t})"},
+                       f"\u201c{_escape(style.shorten(graph.prompt_text, 100))}\u201d (T = {graph.top_t})"},
         xaxis={"title": {"text": "token position (BOS column left out)"}, "tickmode": "array",
                "tickvals": positions, "tickangle": -60,
-               "ticktext": [html.escape(style.token_label(graph.tokens[p])) for p in positions]},
+               "ticktext": [_escape(style.token_label(graph.tokens[p])) for p in positions]},
         yaxis={"title": {"text": "layer"}, "tickmode": "array", "tickvals": graph.layers},
         hoverlabel={"align": "left", "font": {"size": 11}}, plot_bgcolor="white",
         height=max(600, 26 * len(graph.layers) + 250),

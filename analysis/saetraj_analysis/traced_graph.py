@@ -94,11 +94,13 @@ def build_traced_graph(sweep, prompt, graphs):
                 f"{sweep.path}: {graphs.group}/traced_edges edge ({int(row['from_token'])}, "
                 f"{int(row['from_layer'])}) -> ({to_token}, {to_layer}) of prompt {prompt} carries "
                 f"{int(row['num_trajectories'])} trajectories but {graphs.group}/trajectories holds "
-                f"{len(carried)} for length {to_token + 1}, layer {to_layer}, source {int(row['from_token'])}")
+                f"{len(carried)} for length {to_token + 1}, layer {to_layer}, "
+                f"source {int(row['from_token'])}")
         edges.append(Edge(int(row["from_token"]), int(row["from_layer"]), to_token, to_layer,
                           int(row["num_trajectories"]), int(row["best_final_position"]), carried))
 
-    vertices = sorted({(e.from_token, e.from_layer) for e in edges} | {(e.to_token, e.to_layer) for e in edges})
+    vertices = sorted({(e.from_token, e.from_layer) for e in edges}
+                      | {(e.to_token, e.to_layer) for e in edges})
     nodes = [Node(token, layer, sweep.readout(prompt, layer),
                   _trajectories(sweep, trajectories, token + 1, layer),
                   _top_features(sweep, prompt, token, layer)) for token, layer in vertices]
