@@ -1,0 +1,154 @@
+"""Summary of a sweep over many prompts, from its trajectories table (SPEC 1.3).
+
+Counts run over every (prompt, length) pair in the table: per layer, the features most often found as
+trajectory newcomers; how far back their source tokens lie (last token of the length minus source token);
+and how many trajectories each layer has.
+"""
+
+import html
+from collections import Counter
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot loads)
+import numpy as np  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+from plotly.subplots import make_subplots  # noqa: E402
+
+from . import style  # noqa: E402
+from .html_graph import NO_EXPLANATION, embed_json  # noqa: E402
+
+DATA_ELEMENT_ID = "saetraj-corpus-data"
+
+
+@dataclass(frozen=True)
+class FrequentFeature:
+    feature: int
+    count: int
+    explanation: str
+
+
+@dataclass
+class CorpusSummary:
+    top_t: int
+    n_prompts: int            # prompts that have rows in the trajectories table
+    layers: list              # analysed layers, in file order
+    top_features: dict        # layer -> [FrequentFeature], most frequent first (ties: lower id)
+    distance_counts: list     # distance_counts[d] = trajectories whose source lies d tokens back
+    layer_counts: dict        # layer -> number of trajectories
+
+
+def summarise(sweep, graphs, top_n=10):
+    """Summary of the trajectories table of `graphs` (a GraphTables) of `sweep`."""
+    table = graphs.trajectories
+    layers = [int(l) for l in sweep.layers]
+    top_features, layer_counts = {}, {}
+    for layer in layers:
+        features = table["feature"][table["layer"] == layer]
+        layer_counts[layer] = int(len(features))
+        ranked = sorted(Counter(int(f) for f in features).items(), key=lambda fc: (-fc[1], fc[0]))
+        top_features[layer] = [FrequentFeature(f, c, sweep.explanation(layer, f)) for f, c in ranked[:top_n]]
+    distances = (table["length"].astype(np.int64) - 1) - table["source_token"].astype(np.int64)
+    counts = np.bincount(distances, minlength=1) if len(distances) else np.zeros(1, dtype=np.int64)
+    return CorpusSummary(graphs.top_t, int(len(np.unique(table["prompt"]))), layers, top_features,
+                         [int(c) for c in counts], layer_counts)
+
+
+def summary_data(summary):
+    return {"top_t": summary.top_t, "n_prompts": summary.n_prompts, "layers": summary.layers,
+            "top_features": {str(l): [{"feature": f.feature, "count": f.count, "explanation": f.explanation}
+                                      for f in fs] for l, fs in summary.top_features.items()},
+            "distance_counts": summary.distance_counts,
+            "layer_counts": {str(l): c for l, c in summary.layer_counts.items()}}
+
+
+def _grid(summary):
+    """Layers x rank matrices of counts and feature ids for the heat map (NaN / -1 where empty)."""
+    width = max([len(fs) for fs in summary.top_features.values()] + [1])
+    counts = np.full((len(summary.layers), width), np.nan)
+    ids = np.full((len(summary.layers), width), -1)
+    for row, layer in enumerate(summary.layers):
+        for col, f in enumerate(summary.top_features[layer]):
+            counts[row, col], ids[row, col] = f.count, f.feature
+    return counts, ids
+
+
+def plot_corpus_png(summary, out_path):
+    counts, ids = _grid(summary)
+    n_layers = len(summary.layers)
+    fig = plt.figure(figsize=(14, 4.0 + 0.36 * n_layers + 4.0), dpi=100)
+    grid = fig.add_gridspec(2, 2, height_ratios=[max(n_layers, 4) * 0.36 + 1.0, 4.0])
+    heat, hist, bars = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+
+    image = heat.imshow(np.ma.masked_invalid(counts), aspect="auto", cmap="YlOrRd")
+    darkest = np.nanmax(counts) if np.any(ids >= 0) else 1.0
+    for (row, col), feature in np.ndenumerate(ids):
+        if feature >= 0:
+            heat.text(col, row, f"{feature}\n\u00d7{int(counts[row, col])}", ha="center", va="center",
+                      fontsize=7, color="white" if counts[row, col] > 0.7 * darkest else "black")
+    heat.set_yticks(range(n_layers))
+    heat.set_yticklabels([str(l) for l in summary.layers], fontsize=8)
+    heat.set_xticks(range(counts.shape[1]))
+    heat.set_xticklabels([str(i + 1) for i in range(counts.shape[1])])
+    heat.set_ylabel("layer")
+    heat.set_xlabel("place among the layer's most frequent newcomer features (cell: feature id, count)")
+    heat.set_title(f"Corpus summary: {summary.n_prompts} prompts, T = {summary.top_t}: "
+                   f"features most often trajectory newcomers, per layer")
+    fig.colorbar(image, ax=heat, pad=0.01).set_label("times a trajectory newcomer")
+
+    distances = np.arange(len(summary.distance_counts))
+    hist.bar(distances, summary.distance_counts, color=style.PURPLE, width=0.85)
+    hist.set_xlabel("how far back the source token lies (last token \u2212 source token)")
+    hist.set_ylabel("trajectories")
+    hist.set_title("Distance of source tokens")
+
+    bars.bar(range(n_layers), [summary.layer_counts[l] for l in summary.layers], color=style.BLUE)
+    bars.set_xticks(range(n_layers))
+    bars.set_xticklabels([str(l) for l in summary.layers], fontsize=8, rotation=90 if n_layers > 30 else 0)
+    bars.set_xlabel("layer")
+    bars.set_ylabel("trajectories")
+    bars.set_title("Trajectories per layer")
+    fig.tight_layout()
+    fig.savefig(out_path)
+    plt.close(fig)
+    return out_path
+
+
+def write_corpus_html(summary, out_path):
+    counts, ids = _grid(summary)
+    hover = []
+    for layer in summary.layers:
+        listed = summary.top_features[layer]
+        hover.append([f"layer {layer}, place {col + 1}<br>feature {f.feature}: {f.count} times<br>"
+                      f"{html.escape(f.explanation or NO_EXPLANATION, quote=False)}"
+                      for col, f in enumerate(listed)] + [""] * (counts.shape[1] - len(listed)))
+    fig = make_subplots(rows=3, cols=1, vertical_spacing=0.08,
+                        row_heights=[max(len(summary.layers), 4) * 0.06 + 0.3, 0.3, 0.3],
+                        subplot_titles=("Features most often trajectory newcomers, per layer",
+                                        "Distance of source tokens (last token \u2212 source token)",
+                                        "Trajectories per layer"))
+    fig.add_trace(go.Heatmap(z=counts, x=[str(i + 1) for i in range(counts.shape[1])],
+                             y=[f"L{l}" for l in summary.layers], colorscale="YlOrRd",
+                             hovertext=hover, hoverinfo="text",
+                             colorbar={"len": 0.45, "y": 0.78, "title": {"text": "count"}}), row=1, col=1)
+    # plotly.js 2.6 heat maps cannot print cell text; a text trace on the same axes labels the cells.
+    cells = [(col, layer, int(ids[row, col])) for row, layer in enumerate(summary.layers)
+             for col in range(ids.shape[1]) if ids[row, col] >= 0]
+    fig.add_trace(go.Scatter(x=[str(c + 1) for c, _, _ in cells], y=[f"L{l}" for _, l, _ in cells],
+                             text=[str(f) for _, _, f in cells], mode="text", hoverinfo="skip",
+                             textfont={"size": 10}), row=1, col=1)
+    fig.add_trace(go.Bar(x=list(range(len(summary.distance_counts))), y=summary.distance_counts,
+                         marker_color=style.PURPLE, name="trajectories by distance"), row=2, col=1)
+    fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers],
+                         y=[summary.layer_counts[l] for l in summary.layers],
+                         marker_color=style.BLUE, name="trajectories per layer"), row=3, col=1)
+    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_layout(title={"text": f"saetraj corpus summary: {summary.n_prompts} prompts, "
+                                     f"T = {summary.top_t}"},
+                      height=900 + 18 * len(summary.layers), showlegend=False)
+    page = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
+    with open(out_path, "w", encoding="utf-8") as out:
+        out.write(embed_json(page, DATA_ELEMENT_ID, summary_data(summary)))
+    return out_path

@@ -1,0 +1,13 @@
+"""Error types raised by the analysis package; render.py turns them into one line and a non-zero exit."""
+
+
+class AnalysisError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class SweepFormatError(AnalysisError):
+    """The file is not a readable saetraj sweep: wrong format attribute, missing dataset, bad shape."""
+
+
+class SweepInputError(AnalysisError):
+    """The file is fine but the request is not: unknown prompt, layer not analysed, T without graphs."""

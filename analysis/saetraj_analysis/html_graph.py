@@ -1,0 +1,144 @@
+"""Interactive, self-contained HTML of a traced trajectory graph (plotly.js embedded, works offline).
+
+Hovering a vertex shows layer readout, arriving newcomers with explanations and the top 5 features;
+hovering the middle of an edge shows its trajectories. The graph data is also embedded as JSON in
+<script type="application/json" id="saetraj-graph-data"> for tools and tests.
+"""
+
+import html
+import json
+
+import plotly.graph_objects as go
+
+from . import style
+
+NO_EXPLANATION = "no explanation"
+EXPLANATION_LIMIT = 120
+DATA_ELEMENT_ID = "saetraj-graph-data"
+# Plotly collapses ordinary spaces in hover labels; no-break spaces keep list items indented.
+INDENT = "\u00a0\u00a0"
+
+
+def _escape(text):
+    """Plotly reads hover and tick texts as a small HTML subset: '<' and '&' must be escaped."""
+    return html.escape(text, quote=False)
+
+
+def _explained(explanation):
+    return _escape(style.shorten(explanation, EXPLANATION_LIMIT)) if explanation else NO_EXPLANATION
+
+
+def _token(graph, position):
+    return f"{position} {_escape(repr(graph.tokens[position]))}"
+
+
+def node_hover(graph, node):
+    lines = [f"<b>token {_token(graph, node.token)}, layer {node.layer}</b>",
+             f"<i>readout of layer {node.layer} at the last token:</i>"]
+    lines += [f"{INDENT}{_escape(repr(r.text))} {r.prob:.3f}" for r in node.readout]
+    lines.append(f"<i>newcomers arriving here (length {node.token + 1}):</i>")
+    lines += [f"{INDENT}f{t.feature} from token {_token(graph, t.source_token)}, final position "
+              f"{t.final_position}: {_explained(t.explanation)}" for t in node.newcomers] or [f"{INDENT}none"]
+    lines.append("<i>top 5 features here:</i>")
+    lines += [f"{INDENT}#{f.rank} f{f.feature} ({f.activation:.3g}): {_explained(f.explanation)}"
+              for f in node.top_features] or [f"{INDENT}none active"]
+    return "<br>".join(lines)
+
+
+def edge_hover(graph, edge):
+    lines = [f"<b>token {_token(graph, edge.from_token)}, layer {edge.from_layer} \u2192 "
+             f"token {_token(graph, edge.to_token)}, layer {edge.to_layer}</b>"]
+    if edge.num_trajectories == 0:
+        lines.append("0 trajectories")
+    else:
+        lines.append(f"{edge.num_trajectories} trajectories, best final position {edge.best_final_position}")
+        lines += [f"{INDENT}f{t.feature}, final position {t.final_position}: {_explained(t.explanation)}"
+                  for t in edge.trajectories]
+    return "<br>".join(lines)
+
+
+def graph_data(graph):
+    """The JSON-ready description of the drawn graph, hover texts included."""
+    def trajectory(t):
+        return {"source_token": t.source_token, "feature": t.feature, "final_position": t.final_position,
+                "explanation": t.explanation}
+
+    nodes = [{"token": n.token, "layer": n.layer,
+              "readout": [{"token_id": r.token_id, "text": r.text, "prob": r.prob} for r in n.readout],
+              "newcomers": [trajectory(t) for t in n.newcomers],
+              "top_features": [{"rank": f.rank, "feature": f.feature, "activation": f.activation,
+                                "explanation": f.explanation} for f in n.top_features],
+              "hover": node_hover(graph, n)} for n in graph.nodes]
+    edges = [{"from": [e.from_token, e.from_layer], "to": [e.to_token, e.to_layer],
+              "num_trajectories": e.num_trajectories, "best_final_position": e.best_final_position,
+              "trajectories": [trajectory(t) for t in e.trajectories], "hover": edge_hover(graph, e)}
+             for e in graph.edges]
+    return {"prompt": graph.prompt, "prompt_text": graph.prompt_text, "tokens": graph.tokens,
+            "layers": graph.layers, "top_t": graph.top_t, "nodes": nodes, "edges": edges}
+
+
+def _figure(graph, data):
+    fig = go.Figure()
+    for edge in sorted(graph.edges, key=lambda e: (e.num_trajectories > 0, -e.num_trajectories)):
+        fig.add_trace(go.Scatter(
+            x=[edge.from_token, edge.to_token], y=[edge.from_layer, edge.to_layer], mode="lines",
+            line={"color": style.edge_colour(edge.num_trajectories, edge.best_final_position, graph.top_t),
+                  "width": style.edge_width(edge.num_trajectories)},
+            opacity=0.85, hoverinfo="skip", showlegend=False))
+
+    # Hover targets for edges sit at their midpoints; the trajectory ones also carry the colour bar.
+    for carrying in (False, True):
+        picked = [(e, d) for e, d in zip(graph.edges, data["edges"]) if (e.num_trajectories > 0) == carrying]
+        if not picked:
+            continue
+        marker = {"size": 9, "symbol": "diamond", "line": {"width": 0.5, "color": "white"}}
+        if carrying:
+            marker.update(color=[e.best_final_position for e, _ in picked], colorscale=style.RANK_COLORSCALE,
+                          cmin=0, cmax=graph.top_t, showscale=True,
+                          colorbar={"title": {"text": "best final<br>position"},
+                                    "dtick": 1 if graph.top_t <= 20 else None})
+        else:
+            marker.update(color=style.GOLD)
+        fig.add_trace(go.Scatter(
+            x=[(e.from_token + e.to_token) / 2 for e, _ in picked],
+            y=[(e.from_layer + e.to_layer) / 2 for e, _ in picked], mode="markers", marker=marker,
+            hovertext=[d["hover"] for _, d in picked], hoverinfo="text",
+            name="edges with trajectories" if carrying else "0-trajectory edges"))
+
+    fig.add_trace(go.Scatter(
+        x=[n.token for n in graph.nodes], y=[n.layer for n in graph.nodes], mode="markers",
+        marker={"size": 11, "color": "#333333", "line": {"width": 1, "color": "white"}},
+        hovertext=[d["hover"] for d in data["nodes"]], hoverinfo="text", name="vertices (token, layer)"))
+
+    positions = list(range(1, len(graph.tokens)))
+    fig.update_layout(
+        title={"text": f"Traced trajectory graph, prompt {graph.prompt}: "
+                       f"\u201c{_escape(style.shorten(graph.prompt_text, 100))}\u201d (T = {graph.top_t})"},
+        xaxis={"title": {"text": "token position (BOS column left out)"}, "tickmode": "array",
+               "tickvals": positions, "tickangle": -60,
+               "ticktext": [_escape(style.token_label(graph.tokens[p])) for p in positions]},
+        yaxis={"title": {"text": "layer"}, "tickmode": "array", "tickvals": graph.layers},
+        hoverlabel={"align": "left", "font": {"size": 11}}, plot_bgcolor="white",
+        height=max(600, 26 * len(graph.layers) + 250),
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "left", "x": 0.0})
+    fig.update_xaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
+    fig.update_yaxes(showgrid=True, gridcolor="#eeeeee", zeroline=False)
+    return fig
+
+
+def embed_json(page, element_id, data):
+    """Adds `data` as a JSON script element before </body>; '</' is escaped so text cannot end it."""
+    payload = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    block = f'<script type="application/json" id="{element_id}">{payload}</script>\n'
+    cut = page.rfind("</body>")
+    return page[:cut] + block + page[cut:]
+
+
+def write_graph_html(graph, out_path):
+    """Writes the interactive page of `graph` (a TracedGraph) to `out_path`."""
+    data = graph_data(graph)
+    page = _figure(graph, data).to_html(include_plotlyjs=True, full_html=True,
+                                        config={"displaylogo": False, "responsive": True})
+    with open(out_path, "w", encoding="utf-8") as out:
+        out.write(embed_json(page, DATA_ELEMENT_ID, data))
+    return out_path

@@ -1,0 +1,301 @@
+"""Reading a saetraj sweep file (SPEC section 3, format version 1).
+
+`Sweep` opens the file, checks the format attributes and the shape of every dataset once, and then
+answers the questions the plots ask: a prompt's tokens, the evolution table of (prompt, layer, query),
+the layer readout, the graph tables of one prompt and feature explanations. Layers are always named by
+their model layer number (the values of the root attribute `layers`), never by their axis index.
+"""
+
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from .errors import SweepFormatError, SweepInputError
+
+FORMAT_NAME = "saetraj-sweep"
+FORMAT_VERSION = 1
+READOUT_TOP = 5
+
+TRAJECTORY_FIELDS = ("prompt", "length", "layer", "source_token", "feature", "final_position")
+EDGE_FIELDS = ("prompt", "length", "from_token", "from_layer", "to_token", "to_layer",
+               "num_trajectories", "best_final_position")
+TRACED_EDGE_FIELDS = ("prompt", "from_token", "from_layer", "to_token", "to_layer",
+                      "num_trajectories", "best_final_position")
+
+
+def _text(value):
+    """h5py hands variable-length UTF-8 strings back as str or bytes depending on version and API."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _text(value[()])
+    return str(value)
+
+
+def _texts(dataset):
+    return [_text(v) for v in np.asarray(dataset[()]).ravel()]
+
+
+def rows_before_query(q):
+    """Rows of queries 1..q-1 inside a prompt: query q' has q'+2 steps, so sum_{q'<q} (q'+2)."""
+    return (q - 1) * (q + 4) // 2
+
+
+def rows_of_prompt(n_tokens):
+    """A prompt of N tokens has queries 1..N-1: (N-1)(N+4)/2 rows."""
+    return rows_before_query(n_tokens)
+
+
+@dataclass(frozen=True)
+class GraphTables:
+    """One graphs group: the T it was built with and its three tables (numpy structured arrays)."""
+    group: str
+    top_t: int
+    trajectories: np.ndarray
+    edges: np.ndarray
+    traced_edges: np.ndarray
+
+    def for_prompt(self, prompt):
+        """The three tables restricted to one prompt's rows."""
+        return GraphTables(self.group, self.top_t,
+                           self.trajectories[self.trajectories["prompt"] == prompt],
+                           self.edges[self.edges["prompt"] == prompt],
+                           self.traced_edges[self.traced_edges["prompt"] == prompt])
+
+
+@dataclass(frozen=True)
+class ReadoutEntry:
+    token_id: int
+    text: str
+    prob: float
+
+
+class Sweep:
+    """An open, validated sweep file. Use as a context manager or call close()."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as err:
+            raise SweepFormatError(f"{self.path}: cannot open as an HDF5 file ({err})") from err
+        try:
+            self._validate()
+        except Exception:
+            self._file.close()
+            raise
+        self._explanations = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._file.close()
+
+    # ----- validation -------------------------------------------------------------------------------
+
+    def _fail(self, what):
+        raise SweepFormatError(f"{self.path}: {what}")
+
+    def _attr(self, obj, name, where):
+        if name not in obj.attrs:
+            self._fail(f"missing attribute '{name}' on {where}")
+        return obj.attrs[name]
+
+    def _dataset(self, name, kind, shape):
+        """Checks that /name exists, has dtype kind ('i', 'u', 'f' or 'S' for strings) and shape
+        (None entries match any size); returns the h5py dataset."""
+        if name not in self._file or not isinstance(self._file[name], h5py.Dataset):
+            self._fail(f"missing dataset /{name}")
+        ds = self._file[name]
+        if kind == "S":
+            if h5py.check_string_dtype(ds.dtype) is None:
+                self._fail(f"/{name} has dtype {ds.dtype}; expected a string dataset")
+        elif ds.dtype.kind not in kind:
+            self._fail(f"/{name} has dtype {ds.dtype}; expected kind '{kind}'")
+        if len(ds.shape) != len(shape) or any(e is not None and e != f for e, f in zip(shape, ds.shape)):
+            expected = "(" + ", ".join("*" if e is None else str(e) for e in shape) + ")"
+            self._fail(f"/{name} has shape {ds.shape}; expected {expected}")
+        return ds
+
+    def _table(self, name, fields):
+        if name not in self._file or not isinstance(self._file[name], h5py.Dataset):
+            self._fail(f"missing dataset /{name}")
+        ds = self._file[name]
+        names = ds.dtype.names or ()
+        missing = [f for f in fields if f not in names]
+        if ds.ndim != 1 or missing:
+            self._fail(f"/{name} should be a 1-D table with fields {', '.join(fields)}; "
+                       f"found shape {ds.shape} with fields {', '.join(names) or 'none'}")
+        return ds
+
+    def _validate(self):
+        root = self._file
+        fmt = _text(self._attr(root, "format", "/"))
+        if fmt != FORMAT_NAME:
+            self._fail(f"attribute 'format' is '{fmt}'; expected '{FORMAT_NAME}'")
+        version = int(self._attr(root, "format_version", "/"))
+        if version != FORMAT_VERSION:
+            self._fail(f"attribute 'format_version' is {version}; expected {FORMAT_VERSION}")
+        self.layers = np.asarray(self._attr(root, "layers", "/"), dtype=np.int64).ravel()
+        self.k = int(self._attr(root, "k", "/"))
+        self.complete = int(root.attrs.get("complete", 0))
+        self.model = _text(root.attrs.get("model", ""))
+        n_layers = len(self.layers)
+
+        text = self._dataset("prompts/text", "S", (None,))
+        n_prompts = text.shape[0]
+        self.n_prompts = n_prompts
+        self._prompt_text = _texts(text)
+        self._n_tokens = self._dataset("prompts/n_tokens", "i", (n_prompts,))[()].astype(np.int64)
+        self._token_offset = self._dataset("prompts/token_offset", "i", (n_prompts,))[()].astype(np.int64)
+        self._row_offset = self._dataset("prompts/row_offset", "i", (n_prompts,))[()].astype(np.int64)
+        self._done = self._dataset("prompts/done", "iu", (n_prompts,))[()].astype(bool)
+
+        ids = self._dataset("tokens/ids", "i", (None,))
+        self._token_ids = ids[()]
+        self._token_text = _texts(self._dataset("tokens/text", "S", (ids.shape[0],)))
+
+        rows = self._dataset("evolution/row_query", "i", (None,)).shape[0]
+        self._row_query = self._file["evolution/row_query"]
+        self._row_step = self._dataset("evolution/row_step", "i", (rows,))
+        self._indices = self._dataset("evolution/indices", "i", (n_layers, rows, self.k))
+        self._dataset("evolution/values", "f", (n_layers, rows, self.k))
+        self._values = self._file["evolution/values"]
+
+        self._readout_ids = self._dataset("readout/token_ids", "i", (n_prompts, n_layers, READOUT_TOP))[()]
+        self._readout_probs = self._dataset("readout/probs", "f", (n_prompts, n_layers, READOUT_TOP))[()]
+        self._dataset("readout/token_text", "S", (n_prompts, n_layers, READOUT_TOP))
+        self._readout_text = np.array(_texts(self._file["readout/token_text"]),
+                                      dtype=object).reshape(n_prompts, n_layers, READOUT_TOP)
+
+        self._graph_groups = {}
+        for name in sorted(root.keys()):
+            if name == "graphs" or name.startswith("graphs_T"):
+                top_t = int(self._attr(root[name], "top_t", f"/{name}"))
+                self._table(f"{name}/trajectories", TRAJECTORY_FIELDS)
+                self._table(f"{name}/edges", EDGE_FIELDS)
+                self._table(f"{name}/traced_edges", TRACED_EDGE_FIELDS)
+                self._graph_groups.setdefault(top_t, name)
+        if "graphs" not in root:
+            self._fail("missing group /graphs")
+
+        if "explanations" in root:
+            layer = self._dataset("explanations/layer", "i", (None,))
+            self._dataset("explanations/feature", "i", (layer.shape[0],))
+            self._dataset("explanations/text", "S", (layer.shape[0],))
+
+    # ----- prompts and tokens -----------------------------------------------------------------------
+
+    def check_prompt(self, prompt):
+        if not 0 <= prompt < self.n_prompts:
+            raise SweepInputError(f"{self.path}: prompt {prompt} does not exist; "
+                                  f"the file holds prompts 0..{self.n_prompts - 1}")
+
+    def prompt_text(self, prompt):
+        self.check_prompt(prompt)
+        return self._prompt_text[prompt]
+
+    def n_tokens(self, prompt):
+        self.check_prompt(prompt)
+        return int(self._n_tokens[prompt])
+
+    def is_done(self, prompt):
+        self.check_prompt(prompt)
+        return bool(self._done[prompt])
+
+    def tokens(self, prompt):
+        """Token texts of a prompt, position 0 first."""
+        n = self.n_tokens(prompt)
+        start = int(self._token_offset[prompt])
+        stop = start + n
+        if stop > len(self._token_text):
+            self._fail(f"prompt {prompt} needs tokens {start}..{stop - 1} but /tokens/text has "
+                       f"{len(self._token_text)} entries")
+        return self._token_text[start:stop]
+
+    # ----- layers and evolution ---------------------------------------------------------------------
+
+    def layer_index(self, layer):
+        """Axis index of a model layer number."""
+        hits = np.nonzero(self.layers == layer)[0]
+        if len(hits) == 0:
+            raise SweepInputError(f"{self.path}: layer {layer} was not analysed; analysed layers are "
+                                  f"{', '.join(str(l) for l in self.layers)}")
+        return int(hits[0])
+
+    def _block_rows(self, prompt, q):
+        n = self.n_tokens(prompt)
+        if not 1 <= q <= n - 1:
+            raise SweepInputError(f"{self.path}: query {q} is out of range for prompt {prompt} "
+                                  f"({n} tokens: queries 1..{n - 1})")
+        start = int(self._row_offset[prompt]) + rows_before_query(q)
+        stop = start + q + 2
+        if stop > self._indices.shape[1]:
+            self._fail(f"prompt {prompt} query {q} needs evolution rows {start}..{stop - 1} but "
+                       f"/evolution has {self._indices.shape[1]} rows")
+        row_q = self._row_query[start:stop]
+        row_s = self._row_step[start:stop]
+        if np.any(row_q != q) or np.any(row_s != np.arange(q + 2)):
+            self._fail(f"evolution rows {start}..{stop - 1} of prompt {prompt} should be query {q}, "
+                       f"steps 0..{q + 1}; found queries {row_q.tolist()} and steps {row_s.tolist()}")
+        return start, stop
+
+    def evolution_block(self, prompt, layer, q):
+        """Top-k feature ids of (prompt, layer, query q) as an int array [q+2, k]: row s is step s,
+        ids sorted by activation descending, -1 in empty slots."""
+        start, stop = self._block_rows(prompt, q)
+        return self._indices[self.layer_index(layer), start:stop, :]
+
+    def evolution_values(self, prompt, layer, q):
+        """Activations matching evolution_block, float32 [q+2, k]."""
+        start, stop = self._block_rows(prompt, q)
+        return self._values[self.layer_index(layer), start:stop, :]
+
+    # ----- readout ----------------------------------------------------------------------------------
+
+    def readout(self, prompt, layer):
+        """The top-5 next tokens when layer `layer`'s residual is read out at the last position."""
+        self.check_prompt(prompt)
+        i = self.layer_index(layer)
+        return [ReadoutEntry(int(self._readout_ids[prompt, i, j]), self._readout_text[prompt, i, j],
+                             float(self._readout_probs[prompt, i, j])) for j in range(READOUT_TOP)]
+
+    # ----- graphs -----------------------------------------------------------------------------------
+
+    def available_top_t(self):
+        return sorted(self._graph_groups)
+
+    def graphs(self, top_t=None):
+        """Graph tables built with final-rank filter `top_t`; None takes /graphs."""
+        if top_t is None:
+            name = "graphs"
+        elif top_t in self._graph_groups:
+            name = self._graph_groups[top_t]
+        else:
+            raise SweepInputError(f"{self.path}: no graphs built with T={top_t}; the file holds graphs "
+                                  f"for T={', '.join(str(t) for t in self.available_top_t())} "
+                                  f"(build others with `saetraj graph`)")
+        group = self._file[name]
+        return GraphTables(name, int(group.attrs["top_t"]), group["trajectories"][()],
+                           group["edges"][()], group["traced_edges"][()])
+
+    # ----- explanations -----------------------------------------------------------------------------
+
+    @property
+    def has_explanations(self):
+        return "explanations" in self._file
+
+    def explanation(self, layer, feature):
+        """The explanation of (model layer, feature), or None when the file has none for it."""
+        if self._explanations is None:
+            self._explanations = {}
+            if self.has_explanations:
+                group = self._file["explanations"]
+                for l, f, t in zip(group["layer"][()], group["feature"][()], _texts(group["text"])):
+                    self._explanations[(int(l), int(f))] = t
+        return self._explanations.get((int(layer), int(feature)))

@@ -1,0 +1,108 @@
+"""The traced trajectory graph of one prompt (SPEC 1.5) with everything its pictures annotate.
+
+Edges come from /graphs/traced_edges; edges touching the BOS column (token 0) are left out, as in the
+study's pictures. An edge (j, p) -> (t, l) belongs to the graph of length t+1, so its trajectories are the
+rows of /graphs/trajectories with length t+1, layer l and source token j. A vertex (t, l) is annotated with
+layer l's readout (taken at the prompt's last token), the newcomers arriving there (trajectories of length
+t+1 at layer l) and its top 5 features (layer l, length t+1, last step s = t+1 of the evolution).
+"""
+
+from dataclasses import dataclass, field
+
+from .errors import SweepFormatError
+
+TOP_FEATURES = 5
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    source_token: int
+    feature: int
+    final_position: int
+    explanation: str  # None when the file holds no explanation for the feature
+
+
+@dataclass(frozen=True)
+class TopFeature:
+    rank: int
+    feature: int
+    activation: float
+    explanation: str
+
+
+@dataclass
+class Node:
+    token: int
+    layer: int
+    readout: list
+    newcomers: list = field(default_factory=list)
+    top_features: list = field(default_factory=list)
+
+
+@dataclass
+class Edge:
+    from_token: int
+    from_layer: int
+    to_token: int
+    to_layer: int
+    num_trajectories: int
+    best_final_position: int
+    trajectories: list
+
+
+@dataclass
+class TracedGraph:
+    prompt: int
+    prompt_text: str
+    tokens: list
+    layers: list
+    top_t: int
+    nodes: list
+    edges: list
+
+
+def _trajectories(sweep, table, length, layer, source_token=None):
+    rows = table[(table["length"] == length) & (table["layer"] == layer)]
+    if source_token is not None:
+        rows = rows[rows["source_token"] == source_token]
+    rows = sorted(rows, key=lambda r: (int(r["final_position"]), int(r["source_token"])))
+    return [Trajectory(int(r["source_token"]), int(r["feature"]), int(r["final_position"]),
+                       sweep.explanation(layer, int(r["feature"]))) for r in rows]
+
+
+def _top_features(sweep, prompt, token, layer):
+    ids = sweep.evolution_block(prompt, layer, token)[token + 1]
+    values = sweep.evolution_values(prompt, layer, token)[token + 1]
+    present = [(rank, int(f), float(v)) for rank, (f, v) in enumerate(zip(ids, values)) if f >= 0]
+    return [TopFeature(rank, f, v, sweep.explanation(layer, f)) for rank, f, v in present[:TOP_FEATURES]]
+
+
+def build_traced_graph(sweep, prompt, graphs):
+    """The drawn traced graph of `prompt` from the graph tables `graphs` (a GraphTables)."""
+    tables = graphs.for_prompt(prompt)
+    trajectories = tables.trajectories
+    edges = []
+    for row in tables.traced_edges:
+        if int(row["from_token"]) == 0 or int(row["to_token"]) == 0:
+            continue
+        to_token, to_layer = int(row["to_token"]), int(row["to_layer"])
+        carried = []
+        if int(row["num_trajectories"]) > 0:
+            carried = _trajectories(sweep, trajectories, to_token + 1, to_layer, int(row["from_token"]))
+        if len(carried) != int(row["num_trajectories"]):
+            raise SweepFormatError(
+                f"{sweep.path}: {graphs.group}/traced_edges edge ({int(row['from_token'])}, "
+                f"{int(row['from_layer'])}) -> ({to_token}, {to_layer}) of prompt {prompt} carries "
+                f"{int(row['num_trajectories'])} trajectories but {graphs.group}/trajectories holds "
+                f"{len(carried)} for length {to_token + 1}, layer {to_layer}, "
+                f"source {int(row['from_token'])}")
+        edges.append(Edge(int(row["from_token"]), int(row["from_layer"]), to_token, to_layer,
+                          int(row["num_trajectories"]), int(row["best_final_position"]), carried))
+
+    vertices = sorted({(e.from_token, e.from_layer) for e in edges}
+                      | {(e.to_token, e.to_layer) for e in edges})
+    nodes = [Node(token, layer, sweep.readout(prompt, layer),
+                  _trajectories(sweep, trajectories, token + 1, layer),
+                  _top_features(sweep, prompt, token, layer)) for token, layer in vertices]
+    return TracedGraph(prompt, sweep.prompt_text(prompt), sweep.tokens(prompt),
+                       [int(l) for l in sweep.layers], graphs.top_t, nodes, edges)
