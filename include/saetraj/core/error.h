@@ -17,9 +17,14 @@ class Error : public std::runtime_error {
   // Prepends a line of context, outermost first when printed.
   void add_context(const std::string& context) { message_ = context + ":\n  " + message_; }
   const std::string& message() const { return message_; }
+  // Set when every rank raises this same error together (a failure on rank 0 broadcast to all), so
+  // that only rank 0 prints it and no rank needs to abort the others.
+  void set_collective() { collective_ = true; }
+  bool collective() const { return collective_; }
 
  private:
   std::string message_;
+  bool collective_ = false;
 };
 
 // A file that does not follow its format (safetensors, npz, JSON configs, tokenizer files).

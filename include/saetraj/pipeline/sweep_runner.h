@@ -1,0 +1,62 @@
+// `saetraj sweep`: every analysed layer, every prompt, every prompt length, into one HDF5 file, with the
+// work shared by all ranks of the communicator.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "saetraj/dist/communicator.h"
+
+namespace saetraj::pipeline {
+
+// Every option of a sweep, with its default. The CLI fills it; the output file echoes it as JSON.
+struct SweepOptions {
+  std::string model;                  // Hugging Face checkpoint folder
+  std::vector<std::string> saes;      // "PATTERN" with {layer}, or "LAYER=FOLDER"
+  std::string layers = "all";         // "all", "0-11", "0,3,5"
+  std::vector<std::string> prompts;   // prompt texts
+  std::string prompt_file;            // .txt (one per line) or .jsonl
+  std::vector<std::string> prompt_ids;  // "1,2,3" token id lists
+  int64_t k = 400;                    // top features kept per step
+  int top_t = 15;                     // graph filter on final rank
+  std::string bos = "auto";           // auto | on | off
+  std::string center = "auto";        // residual centring for SAEs: auto (cfg) | on | off
+  bool allow_hook_mismatch = false;   // accept an SAE whose hook layer differs from its layer
+  int64_t max_tokens = 0;             // truncate prompts to this many tokens (0: no truncation)
+  std::string out = "sweep.h5";
+  bool overwrite = false;
+  bool resume = false;
+  int64_t chunk_rows = 2048;          // rows encoded per matrix product
+  bool graphs = true;                 // build graphs at the end (rank 0)
+  std::string graphs_dir;             // JSON/GraphML output (default: OUT without .h5 + "_graphs")
+  std::string dtype = "float32";
+  std::string command_line;           // for the file's attributes
+
+  std::string to_json() const;
+};
+
+struct SweepResult {
+  std::string out;
+  int64_t prompts = 0;
+  int64_t prompts_done = 0;
+  int64_t skipped = 0;
+  int64_t rows = 0;  // per layer
+  bool complete = false;
+  bool interrupted = false;
+  std::string graphs_dir;
+};
+
+SweepResult run_sweep(const SweepOptions& options, const dist::Communicator& comm);
+
+// Parses "all" / "0-3,7" into sorted model layers; InputError for out-of-range or repeated layers.
+std::vector<int> parse_layers(const std::string& spec, int64_t n_model_layers);
+
+// Resolves the SAE folder of each layer from the --sae specs.
+std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& specs, const std::vector<int>& layers);
+
+// Set by SIGTERM/SIGINT: the sweep stops after the prompt in progress, leaving a resumable file.
+void install_stop_handlers();
+bool stop_requested();
+
+}  // namespace saetraj::pipeline

@@ -1,0 +1,208 @@
+#include "saetraj/pipeline/graph_builder.h"
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "saetraj/core/error.h"
+#include "saetraj/graph/graph_json.h"
+#include "saetraj/graph/graphml.h"
+#include "saetraj/graph/trajectory_graph.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/output/sweep_file.h"
+#include "saetraj/sweep/rows.h"
+
+namespace saetraj::pipeline {
+
+using output::h5_check_status;
+using output::h5_dataset;
+using output::h5_space;
+using output::H5Handle;
+
+namespace {
+
+struct TrajectoryRow {
+  int32_t prompt, length, layer, source_token, feature, final_position;
+};
+struct EdgeRow {
+  int32_t prompt, length, from_token, from_layer, to_token, to_layer, num_trajectories, best_final_position;
+};
+struct TracedRow {
+  int32_t prompt, from_token, from_layer, to_token, to_layer, num_trajectories, best_final_position;
+};
+
+#define SAETRAJ_FIELD(type, row, name) \
+  H5Tinsert(type, #name, HOFFSET(row, name), H5T_NATIVE_INT32)
+
+H5Handle trajectory_type() {
+  H5Handle t = output::h5_type(H5Tcreate(H5T_COMPOUND, sizeof(TrajectoryRow)), "trajectory table type");
+  SAETRAJ_FIELD(t, TrajectoryRow, prompt);
+  SAETRAJ_FIELD(t, TrajectoryRow, length);
+  SAETRAJ_FIELD(t, TrajectoryRow, layer);
+  SAETRAJ_FIELD(t, TrajectoryRow, source_token);
+  SAETRAJ_FIELD(t, TrajectoryRow, feature);
+  SAETRAJ_FIELD(t, TrajectoryRow, final_position);
+  return t;
+}
+
+H5Handle edge_type() {
+  H5Handle t = output::h5_type(H5Tcreate(H5T_COMPOUND, sizeof(EdgeRow)), "edge table type");
+  SAETRAJ_FIELD(t, EdgeRow, prompt);
+  SAETRAJ_FIELD(t, EdgeRow, length);
+  SAETRAJ_FIELD(t, EdgeRow, from_token);
+  SAETRAJ_FIELD(t, EdgeRow, from_layer);
+  SAETRAJ_FIELD(t, EdgeRow, to_token);
+  SAETRAJ_FIELD(t, EdgeRow, to_layer);
+  SAETRAJ_FIELD(t, EdgeRow, num_trajectories);
+  SAETRAJ_FIELD(t, EdgeRow, best_final_position);
+  return t;
+}
+
+H5Handle traced_type() {
+  H5Handle t = output::h5_type(H5Tcreate(H5T_COMPOUND, sizeof(TracedRow)), "traced edge table type");
+  SAETRAJ_FIELD(t, TracedRow, prompt);
+  SAETRAJ_FIELD(t, TracedRow, from_token);
+  SAETRAJ_FIELD(t, TracedRow, from_layer);
+  SAETRAJ_FIELD(t, TracedRow, to_token);
+  SAETRAJ_FIELD(t, TracedRow, to_layer);
+  SAETRAJ_FIELD(t, TracedRow, num_trajectories);
+  SAETRAJ_FIELD(t, TracedRow, best_final_position);
+  return t;
+}
+#undef SAETRAJ_FIELD
+
+template <typename Row>
+void write_table(hid_t group, const std::string& name, hid_t type, const std::vector<Row>& rows) {
+  const hsize_t n = rows.size();
+  const auto space = h5_space(H5Screate_simple(1, &n, nullptr), name);
+  const auto ds = h5_dataset(H5Dcreate2(group, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), name);
+  if (n) h5_check_status(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()), name);
+}
+
+// Rows [row_begin, row_begin + rows) of layer axis i: [rows, k].
+std::vector<int32_t> read_evolution(hid_t indices, int layer_index, int64_t row_begin, int64_t rows, int64_t k) {
+  std::vector<int32_t> out(rows * k);
+  const auto fspace = h5_space(H5Dget_space(indices), "evolution/indices");
+  const hsize_t start[3] = {static_cast<hsize_t>(layer_index), static_cast<hsize_t>(row_begin), 0};
+  const hsize_t count[3] = {1, static_cast<hsize_t>(rows), static_cast<hsize_t>(k)};
+  h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), "evolution/indices");
+  const hsize_t n = rows * k;
+  const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), "evolution/indices");
+  h5_check_status(H5Dread(indices, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, out.data()), "reading evolution/indices");
+  return out;
+}
+
+std::string two_digits(int64_t v, int width) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%0*lld", width, static_cast<long long>(v));
+  return buf;
+}
+
+}  // namespace
+
+std::string default_graphs_dir(const std::string& sweep_path) {
+  std::filesystem::path p(sweep_path);
+  return (p.parent_path() / (p.stem().string() + "_graphs")).string();
+}
+
+GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOptions& options) {
+  SAETRAJ_CHECK(!options.top_t.empty(), InputError, "no --top-t value given");
+  for (int t : options.top_t) SAETRAJ_CHECK(t >= 0, InputError, "--top-t must be >= 0, got ", t);
+  GraphBuildResult result;
+  result.json_dir = options.json_dir.empty() ? default_graphs_dir(sweep_path) : options.json_dir;
+
+  H5Handle file = output::h5_file(H5Fopen(sweep_path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "opening " + sweep_path);
+  SAETRAJ_CHECK(output::has_attr(file, "format") && output::read_attr_string(file, "format") == output::kSweepFormat,
+                FormatError, sweep_path, " is not a saetraj sweep file");
+  const auto layers32 = output::read_attr_ints(file, "layers");
+  const std::vector<int> layers(layers32.begin(), layers32.end());
+  const int64_t k = output::read_attr_int(file, "k");
+  const std::string model = output::read_attr_string(file, "model");
+  const auto sae_ids = output::read_attr_strings(file, "sae_ids");
+  const auto n_tokens = output::read_vector<int32_t>(file, "prompts/n_tokens");
+  const auto token_offset = output::read_vector<int64_t>(file, "prompts/token_offset");
+  const auto row_offset = output::read_vector<int64_t>(file, "prompts/row_offset");
+  const auto done = output::read_vector<uint8_t>(file, "prompts/done");
+  const auto texts = output::read_strings(file, "prompts/text");
+  const auto token_text = output::read_strings(file, "tokens/text");
+  const auto indices = h5_dataset(H5Dopen2(file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
+
+  for (size_t t_index = 0; t_index < options.top_t.size(); ++t_index) {
+    const int top_t = options.top_t[t_index];
+    const std::string group_name = t_index == 0 ? "graphs" : "graphs_T" + std::to_string(top_t);
+    std::vector<TrajectoryRow> trajectory_rows;
+    std::vector<EdgeRow> edge_rows;
+    std::vector<TracedRow> traced_rows;
+
+    for (size_t p = 0; p < n_tokens.size(); ++p) {
+      if (!done[p]) continue;
+      const int n = n_tokens[p];
+      // per_length[n][i]: trajectories of layers[i] at length n.
+      std::vector<std::vector<std::vector<graph::Trajectory>>> per_length(n + 1,
+                                                                          std::vector<std::vector<graph::Trajectory>>(layers.size()));
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const auto block = read_evolution(indices, static_cast<int>(i), row_offset[p], sweep::rows_of_prompt(n), k);
+        for (int q = 1; q < n; ++q) {
+          const graph::EvolutionView view{block.data() + sweep::row_of_query(q) * k, static_cast<int>(q + 2),
+                                          static_cast<int>(k)};
+          per_length[q + 1][i] = graph::find_trajectories(view, top_t);
+          for (const auto& tr : per_length[q + 1][i]) {
+            trajectory_rows.push_back({static_cast<int32_t>(p), q + 1, layers[i], tr.source_token, tr.feature,
+                                       tr.final_position});
+          }
+        }
+      }
+      std::vector<graph::LengthGraph> graphs(n + 1);
+      for (int len = 2; len <= n; ++len) {
+        graphs[len] = graph::build_length_graph(len, layers, per_length[len]);
+        for (const auto& e : graphs[len].edges) {
+          edge_rows.push_back({static_cast<int32_t>(p), len, e.from_token, e.from_layer, e.to_token, e.to_layer,
+                               e.num_trajectories, e.best_final_position});
+        }
+      }
+      const auto traced = graph::trace_graph(graphs, n, layers);
+      for (const auto& e : traced) {
+        traced_rows.push_back({static_cast<int32_t>(p), e.from_token, e.from_layer, e.to_token, e.to_layer,
+                               e.num_trajectories, e.best_final_position});
+      }
+      if (t_index == 0) result.traced_edges += static_cast<int64_t>(traced.size());
+      if (t_index == 0) ++result.prompts;
+
+      if (options.write_json) {
+        const std::vector<std::string> tokens(token_text.begin() + token_offset[p],
+                                              token_text.begin() + token_offset[p] + n);
+        const std::string dir = result.json_dir + "/T" + std::to_string(top_t) + "/prompt_" + two_digits(p, 4);
+        std::filesystem::create_directories(dir);
+        nlohmann::json meta = {{"model", model}, {"layers", layers}, {"top_t", top_t}, {"k", k},
+                               {"sae_ids", sae_ids}, {"prompt_index", p}, {"prompt", texts[p]}};
+        for (int len = 2; len <= n; ++len) {
+          graph::GraphDocument doc{len, std::vector<std::string>(tokens.begin(), tokens.begin() + len), meta,
+                                   graphs[len].edges};
+          graph::write_graph_json(dir + "/length_" + two_digits(len, 3) + ".json", doc);
+        }
+        nlohmann::json traced_meta = meta;
+        traced_meta["traced"] = true;
+        graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced});
+        graph::write_graphml(dir + "/traced.graphml", traced, tokens);
+      }
+    }
+
+    if (output::link_exists(file, group_name)) {
+      h5_check_status(H5Ldelete(file, group_name.c_str(), H5P_DEFAULT), "replacing /" + group_name);
+    }
+    const auto group = output::h5_group(H5Gcreate2(file, group_name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                        "/" + group_name);
+    output::write_attr(group, "top_t", static_cast<int64_t>(top_t));
+    write_table(group, "trajectories", trajectory_type(), trajectory_rows);
+    write_table(group, "edges", edge_type(), edge_rows);
+    write_table(group, "traced_edges", traced_type(), traced_rows);
+    if (t_index == 0) {
+      result.trajectories = static_cast<int64_t>(trajectory_rows.size());
+      result.edges = static_cast<int64_t>(edge_rows.size());
+    }
+  }
+  h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + sweep_path);
+  return result;
+}
+
+}  // namespace saetraj::pipeline

@@ -1,0 +1,369 @@
+#include "saetraj/pipeline/sweep_runner.h"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
+#include "saetraj/dist/partition.h"
+#include "saetraj/model/model.h"
+#include "saetraj/output/sweep_file.h"
+#include "saetraj/pipeline/collective.h"
+#include "saetraj/pipeline/graph_builder.h"
+#include "saetraj/pipeline/progress.h"
+#include "saetraj/pipeline/prompts.h"
+#include "saetraj/sae/sae_lens.h"
+#include "saetraj/sweep/evolution.h"
+#include "saetraj/sweep/readout.h"
+#include "saetraj/sweep/rows.h"
+#include "saetraj/tokenizer/tokenizer.h"
+
+namespace saetraj::pipeline {
+
+namespace {
+std::atomic<bool> g_stop{false};
+extern "C" void on_stop_signal(int) { g_stop.store(true); }
+}  // namespace
+
+void install_stop_handlers() {
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+}
+
+bool stop_requested() { return g_stop.load(); }
+
+std::string SweepOptions::to_json() const {
+  nlohmann::json j;
+  j["model"] = model;
+  j["sae"] = saes;
+  j["layers"] = layers;
+  j["prompt"] = prompts;
+  j["prompt_file"] = prompt_file;
+  j["prompt_ids"] = prompt_ids;
+  j["k"] = k;
+  j["top_t"] = top_t;
+  j["bos"] = bos;
+  j["center"] = center;
+  j["allow_hook_mismatch"] = allow_hook_mismatch;
+  j["max_tokens"] = max_tokens;
+  j["out"] = out;
+  j["chunk_rows"] = chunk_rows;
+  j["graphs"] = graphs;
+  j["dtype"] = dtype;
+  return j.dump();
+}
+
+std::vector<int> parse_layers(const std::string& spec, int64_t n_model_layers) {
+  std::vector<int> layers;
+  if (spec == "all") {
+    for (int l = 0; l < n_model_layers; ++l) layers.push_back(l);
+    return layers;
+  }
+  static const std::regex item(R"(^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$)");
+  std::stringstream in(spec);
+  std::string part;
+  std::set<int> seen;
+  while (std::getline(in, part, ',')) {
+    std::smatch m;
+    SAETRAJ_CHECK(std::regex_match(part, m, item), InputError, "--layers: \"", part,
+                  "\" is not a layer or range (examples: all, 0-11, 0,3,5)");
+    const int a = std::stoi(m[1].str());
+    const int b = m[2].matched ? std::stoi(m[2].str()) : a;
+    SAETRAJ_CHECK(a <= b, InputError, "--layers: range \"", part, "\" runs backwards");
+    for (int l = a; l <= b; ++l) {
+      SAETRAJ_CHECK(l < n_model_layers, InputError, "--layers: layer ", l, " is out of range; the model has ",
+                    n_model_layers, " layers (0..", n_model_layers - 1, ")");
+      SAETRAJ_CHECK(seen.insert(l).second, InputError, "--layers: layer ", l, " is given more than once");
+      layers.push_back(l);
+    }
+  }
+  SAETRAJ_CHECK(!layers.empty(), InputError, "--layers selects no layer");
+  std::sort(layers.begin(), layers.end());
+  return layers;
+}
+
+std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& specs, const std::vector<int>& layers) {
+  SAETRAJ_CHECK(!specs.empty(), InputError,
+                "no SAEs given: use --sae 'DIR/with/{layer}/in/it' or --sae LAYER=DIR (once per layer)");
+  std::map<int, std::string> explicit_folders;
+  std::string pattern;
+  static const std::regex assignment(R"(^(\d+)=(.+)$)");
+  for (const auto& s : specs) {
+    std::smatch m;
+    if (std::regex_match(s, m, assignment)) {
+      const int layer = std::stoi(m[1].str());
+      SAETRAJ_CHECK(explicit_folders.emplace(layer, m[2].str()).second, InputError, "--sae: layer ", layer,
+                    " is given more than once");
+    } else {
+      SAETRAJ_CHECK(s.find("{layer}") != std::string::npos, InputError, "--sae \"", s,
+                    "\": expected a folder pattern containing {layer} or LAYER=FOLDER");
+      SAETRAJ_CHECK(pattern.empty(), InputError, "--sae: only one {layer} pattern may be given");
+      pattern = s;
+    }
+  }
+  std::vector<std::string> folders;
+  for (int l : layers) {
+    auto it = explicit_folders.find(l);
+    if (it != explicit_folders.end()) {
+      folders.push_back(it->second);
+    } else {
+      SAETRAJ_CHECK(!pattern.empty(), InputError, "no SAE given for layer ", l,
+                    " (add --sae ", l, "=FOLDER or a {layer} pattern)");
+      std::string f = pattern;
+      for (size_t pos; (pos = f.find("{layer}")) != std::string::npos;) f.replace(pos, 7, std::to_string(l));
+      folders.push_back(f);
+    }
+  }
+  return folders;
+}
+
+namespace {
+
+std::string model_label(const std::string& folder) {
+  auto p = std::filesystem::path(folder).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+}  // namespace
+
+SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
+  const bool root = comm.rank() == 0;
+  SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
+  SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
+  SAETRAJ_CHECK(o.chunk_rows > 0, InputError, "--chunk-rows must be positive, got ", o.chunk_rows);
+  SAETRAJ_CHECK(o.dtype == "float32", InputError, "--dtype ", o.dtype, " is not supported; computation is float32");
+  SAETRAJ_CHECK(o.bos == "auto" || o.bos == "on" || o.bos == "off", InputError, "--bos must be auto, on or off");
+  SAETRAJ_CHECK(o.center == "auto" || o.center == "on" || o.center == "off", InputError,
+                "--center must be auto, on or off");
+  SAETRAJ_CHECK(!(o.resume && o.overwrite), InputError, "--resume and --overwrite exclude each other");
+  SAETRAJ_CHECK(!o.model.empty(), InputError, "--model is required (a Hugging Face checkpoint folder)");
+
+  // ---- what every rank knows before any heavy loading --------------------------------------------------
+  const auto config = model::ModelConfig::from_folder(o.model);
+  const auto tok = tokenizer::load_tokenizer(o.model, config.bos_token_id);
+  const std::vector<int> layers = parse_layers(o.layers, config.n_layers);
+  const std::vector<std::string> sae_folders = resolve_sae_folders(o.saes, layers);
+  sae::SaeLoadOptions sae_options;
+  if (o.center != "auto") sae_options.center_residual = o.center == "on";
+  std::vector<sae::SaeConfig> sae_cfgs;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    auto cfg = sae::read_sae_lens_config(sae_folders[i], sae_options);
+    SAETRAJ_CHECK(cfg.d_in == config.d_model, InputError, "the SAE for layer ", layers[i], " (", sae_folders[i],
+                  ") reads vectors of size ", cfg.d_in, " but the model's d_model is ", config.d_model);
+    SAETRAJ_CHECK(cfg.hook_layer == layers[i] || o.allow_hook_mismatch, InputError, "the SAE in ", sae_folders[i],
+                  " hooks '", cfg.hook_name, "' (layer ", cfg.hook_layer, ") but is assigned to layer ", layers[i],
+                  "; fix --sae or pass --allow-hook-mismatch");
+    SAETRAJ_CHECK(o.k <= cfg.d_sae, InputError, "--k ", o.k, " is larger than the SAE's width d_sae = ", cfg.d_sae,
+                  " (layer ", layers[i], ")");
+    sae_cfgs.push_back(std::move(cfg));
+  }
+
+  // BOS (SPEC 1.1): auto follows the SAEs' training (prepend_bos), else the tokenizer's default.
+  bool prepend_bos = false;
+  if (o.bos == "on") {
+    prepend_bos = true;
+  } else if (o.bos == "auto") {
+    std::optional<bool> from_saes;
+    for (const auto& c : sae_cfgs) {
+      if (c.prepend_bos) from_saes = from_saes.value_or(false) || *c.prepend_bos;
+    }
+    prepend_bos = from_saes.value_or(tok->adds_bos_by_default());
+  }
+  const std::optional<int32_t> bos_id = tok->bos_id() ? tok->bos_id() : config.bos_token_id;
+  SAETRAJ_CHECK(!prepend_bos || bos_id, InputError,
+                "a BOS token is wanted but neither the tokenizer nor config.json names one; pass --bos off");
+
+  std::vector<RawPrompt> raw;
+  for (const auto& p : o.prompts) raw.push_back({std::to_string(raw.size()), p, std::nullopt});
+  for (const auto& p : o.prompt_ids) raw.push_back({std::to_string(raw.size()), "", parse_token_ids(p)});
+  if (!o.prompt_file.empty()) {
+    for (auto& p : read_prompt_file(o.prompt_file)) raw.push_back(std::move(p));
+  }
+  SAETRAJ_CHECK(!raw.empty(), InputError, "no prompt given: use --prompt TEXT, --prompt-ids or --prompt-file FILE");
+  TokenizeSettings ts;
+  ts.prepend_bos = prepend_bos;
+  ts.bos_id = bos_id.value_or(-1);
+  ts.max_tokens = o.max_tokens;
+  ts.context_length = config.n_ctx;
+  ts.vocab_size = config.vocab_size;
+  PreparedPrompts prepared = prepare_prompts(raw, *tok, ts);
+  if (root) {
+    for (const auto& s : prepared.skipped) {
+      std::cerr << "saetraj: skipping prompt " << s.line << (s.id.empty() ? "" : " (id " + s.id + ")") << ": "
+                << s.reason << "\n";
+    }
+  }
+  SAETRAJ_CHECK(!prepared.prompts.empty(), InputError, "no prompt can be analysed (",
+                prepared.skipped.size(), " skipped: ", prepared.skipped.front().reason, ")");
+
+  output::SweepHeader header;
+  header.model = model_label(o.model);
+  header.architecture = model::arch_name(config.arch);
+  header.d_model = config.d_model;
+  header.n_model_layers = config.n_layers;
+  header.layers.assign(layers.begin(), layers.end());
+  header.k = o.k;
+  for (const auto& c : sae_cfgs) {
+    header.sae_ids.push_back(c.id);
+    header.sae_hooks.push_back(c.hook_name);
+    header.sae_preprocessing.push_back(c.preprocessing_summary());
+  }
+  header.bos = prepend_bos ? "prepended" : "not prepended";
+  header.command_line = o.command_line;
+  header.config_json = o.to_json();
+  header.created_utc = output::utc_now_iso8601();
+  header.prompts = std::move(prepared.prompts);
+  header.skipped = std::move(prepared.skipped);
+  const auto row_offsets = header.row_offsets();
+  const int64_t n_prompts = static_cast<int64_t>(header.prompts.size());
+
+  // ---- the file: created (or checked for resume) by rank 0, then opened by all --------------------------
+  run_on_root(comm, [&] {
+    if (o.resume && std::filesystem::exists(o.out)) {
+      output::check_resumable(o.out, header);
+    } else {
+      output::create_sweep_file(o.out, header, o.overwrite);
+    }
+  });
+  std::vector<uint8_t> done(n_prompts, 0);
+  run_on_root(comm, [&] { done = output::read_done_flags(o.out); });
+  comm.broadcast(done.data(), done.size(), 0);
+
+  // ---- the plan: which layers this rank owns, which query chunks it computes ----------------------------
+  std::vector<double> costs;
+  for (const auto& c : sae_cfgs) costs.push_back(static_cast<double>(c.d_in) * static_cast<double>(c.d_sae));
+  const dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
+  const dist::LayerGroup& group = plan.group_for(comm.rank());
+  const int member = plan.index_in_group(comm.rank());
+  int64_t max_group_layers = 0;
+  for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
+
+  // ---- loading: the model, and only this rank's SAEs ------------------------------------------------------
+  const auto model = model::load_model(o.model);
+  std::vector<sae::Sae> saes;
+  for (int i : group.layer_indices) saes.push_back(sae::load_sae_lens(sae_folders[i], sae_options));
+  int64_t sae_bytes = 0;
+  for (const auto& s : saes) sae_bytes += s.bytes();
+  if (root) {
+    std::cerr << "saetraj: " << comm.size() << " rank(s), " << plan.groups.size() << " layer group(s); "
+              << n_prompts << " prompt(s), " << header.total_rows() << " rows per layer, "
+              << layers.size() << " layer(s), k = " << o.k << "\n";
+  }
+  std::cerr << "saetraj: rank " << comm.rank() << " holds layers";
+  for (int i : group.layer_indices) std::cerr << " " << layers[i];
+  std::cerr << " (SAE encoders " << human_bytes(static_cast<double>(sae_bytes)) << ")\n";
+
+  output::ParallelSweepFile file(o.out, comm);
+  int64_t already_done = 0, rows_to_do = 0;
+  for (int64_t p = 0; p < n_prompts; ++p) {
+    already_done += done[p];
+    if (!done[p]) {
+      rows_to_do += sweep::rows_of_prompt(static_cast<int64_t>(header.prompts[p].ids.size())) *
+                    static_cast<int64_t>(layers.size());
+    }
+  }
+  Progress progress(comm, n_prompts, rows_to_do);
+  progress.add_done_prompts(already_done, 0);
+
+  SweepResult result;
+  result.out = o.out;
+  result.prompts = n_prompts;
+  result.skipped = static_cast<int64_t>(header.skipped.size());
+  result.rows = header.total_rows();
+
+  for (int64_t p = 0; p < n_prompts; ++p) {
+    if (done[p]) continue;
+    if (comm.any(stop_requested())) {
+      result.interrupted = true;
+      break;
+    }
+    const auto& prompt = header.prompts[p];
+    const int64_t n = static_cast<int64_t>(prompt.ids.size());
+    const auto capture = model->forward(prompt.ids, layers);
+    const auto chunks = dist::query_chunks(n, o.chunk_rows);
+    const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
+    int64_t my_rows = 0;
+
+    // One collective write per layer slot, so that a rank holds one layer's rows at a time.
+    for (int64_t slot = 0; slot < max_group_layers; ++slot) {
+      std::vector<int32_t> indices;
+      std::vector<float> values;
+      std::vector<output::EvolutionSlab> slabs;
+      if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
+        const int li = group.layer_indices[slot];
+        const int layer = layers[li];
+        const auto& cap = capture.layers[layer];
+        sweep::AttentionParts parts{cap.pattern, model->head_outputs(layer, cap.values),
+                                    model->attention_output_bias(layer)};
+        sweep::EvolutionRequest req;
+        req.resid_pre = &cap.resid_pre;
+        req.parts = &parts;
+        req.post_attention = [&](const torch::Tensor& x) { return model->post_attention(layer, x); };
+        req.k = o.k;
+        req.chunk_rows = o.chunk_rows;
+        const int64_t q_begin = chunks[c_first].first, q_end = chunks[c_last - 1].second;
+        const int64_t rows = sweep::rows_of_prompt(q_end) - sweep::rows_of_prompt(q_begin);
+        indices.resize(rows * o.k);
+        values.resize(rows * o.k);
+        int64_t at = 0;
+        for (size_t c = c_first; c < c_last; ++c) {
+          req.q_begin = chunks[c].first;
+          req.q_end = chunks[c].second;
+          with_context(str("layer ", layer, ", prompt ", p, ", queries ", req.q_begin, "..", req.q_end - 1), [&] {
+            sweep::compute_evolution(saes[slot], req, indices.data() + at * o.k, values.data() + at * o.k,
+                                     &progress.times());
+          });
+          at += sweep::rows_of_prompt(req.q_end) - sweep::rows_of_prompt(req.q_begin);
+        }
+        slabs.push_back({li, row_offsets[p] + sweep::rows_of_prompt(q_begin), rows, indices.data(), values.data()});
+        my_rows += rows;
+      }
+      file.write_evolution(std::move(slabs));
+    }
+
+    // The layer readout, from rank 0.
+    std::vector<int32_t> readout_ids;
+    std::vector<float> readout_probs;
+    if (root) {
+      for (int layer : layers) {
+        const auto r = sweep::layer_readout(*model, capture.layers[layer].resid_post.select(0, n - 1),
+                                            output::kReadoutTop);
+        readout_ids.insert(readout_ids.end(), r.token_ids.begin(), r.token_ids.end());
+        readout_probs.insert(readout_probs.end(), r.probs.begin(), r.probs.end());
+      }
+    }
+    file.write_readout(p, root ? readout_ids.data() : nullptr, root ? readout_probs.data() : nullptr);
+    file.mark_done(p);
+    done[p] = 1;
+    progress.add_done_prompts(1, my_rows);
+  }
+  file.close();
+  progress.finish();
+
+  int64_t n_done = 0;
+  for (uint8_t d : done) n_done += d;
+  result.prompts_done = n_done;
+  result.complete = n_done == n_prompts;
+  if (root) {
+    output::finalize_sweep_file(o.out, [&](int32_t id) { return tok->token_text(id); }, result.complete);
+    if (result.complete && o.graphs) {
+      GraphBuildOptions g;
+      g.top_t = {o.top_t};
+      g.json_dir = o.graphs_dir;
+      result.graphs_dir = build_graphs(o.out, g).json_dir;
+    }
+  }
+  comm.barrier();
+  return result;
+}
+
+}  // namespace saetraj::pipeline
