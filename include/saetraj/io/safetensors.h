@@ -80,19 +80,23 @@ class SafetensorsSet {
   std::string file_of(const std::string& name) const;
 
  private:
-  std::string folder_;
+  std::string where_;  // the index file, or the single file: named in "missing tensor" messages
   std::map<std::string, std::string> weight_map_;  // tensor -> shard path
+  // Filled as shards are first used; not safe to use from several threads at once.
   mutable std::map<std::string, std::shared_ptr<SafetensorsFile>> shards_;
   const SafetensorsFile& shard_for(const std::string& name) const;
 };
 
-// Writes tensors (converted to `storage`, one of F32/F16/BF16; integer tensors keep their type) in
-// name order with 8-byte aligned offsets. Throws IoError if the file cannot be written completely.
+// Writes tensors (floating-point ones converted to `storage`, one of F32/F16/BF16/F64; integer and bool
+// tensors keep their type) in name order, back to back as the reference reader requires, after a header
+// padded with spaces to a multiple of 8 bytes. The file is written under a temporary name and renamed
+// into place; throws IoError if it cannot be written completely.
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {}, DType storage = DType::F32);
 
-// Writes a sharded checkpoint: shards of at most `max_shard_bytes`, named
-// model-0000i-of-0000n.safetensors, plus model.safetensors.index.json.
+// Writes a sharded checkpoint: shards of at most `max_shard_bytes` (a larger tensor gets a shard of its
+// own), named model-0000i-of-0000n.safetensors, plus model.safetensors.index.json with
+// metadata.total_size and the weight_map.
 void write_safetensors_sharded(const std::string& folder,
                                const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                                uint64_t max_shard_bytes, DType storage = DType::F32);
