@@ -174,6 +174,43 @@ BpeModel read_tokenizer_json(const json& root) {
   return model;
 }
 
+// tokenizer_config.json beside `sibling`, when present: its BOS name, and for vocab.json + merges.txt
+// (`full`) also its added tokens and add_bos_token, which those files cannot hold.
+void read_tokenizer_config(BpeModel& model, const std::string& sibling, bool full) {
+  const std::string config_path =
+      (std::filesystem::path(sibling).parent_path() / "tokenizer_config.json").string();
+  if (!std::filesystem::is_regular_file(config_path)) return;
+  const json config = parse_json(config_path);
+  with_context(str("in tokenizer file '", config_path, "'"), [&] {
+    SAETRAJ_CHECK(config.is_object(), FormatError, "expected a JSON object, found ", config.type_name());
+    if (full) {
+      const json decoder = config.value("added_tokens_decoder", json::object());
+      SAETRAJ_CHECK(decoder.is_object(), FormatError, "added_tokens_decoder: expected an object, found ",
+                    decoder.type_name());
+      for (const auto& [id, entry] : decoder.items()) {
+        SAETRAJ_CHECK(entry.is_object(), FormatError, "added_tokens_decoder['", id, "']: expected an object");
+        int32_t value = 0;
+        try {
+          value = std::stoi(id);
+        } catch (const std::exception&) {
+          throw FormatError(str("added_tokens_decoder key '", id, "' is not an integer id"));
+        }
+        model.special_tokens[as_string(entry.value("content", json()),
+                                       "added_tokens_decoder['" + id + "'].content")] = value;
+      }
+      model.add_bos = config.value("add_bos_token", false);
+    }
+    json bos = config.value("bos_token", json());
+    if (bos.is_object()) bos = bos.value("content", json());
+    if (bos.is_string() && !model.bos_id) {
+      const auto id = id_of(model, bos.get<std::string>());
+      SAETRAJ_CHECK(id, FormatError, "bos_token '", bos.get<std::string>(), "' is not a token of the vocabulary");
+      model.bos_id = id;
+    }
+    return 0;
+  });
+}
+
 void apply_bos_hint(BpeModel& model, std::optional<int32_t> bos_hint) {
   if (!model.bos_id) model.bos_id = bos_hint;
 }
@@ -184,6 +221,7 @@ ByteLevelBpe ByteLevelBpe::from_tokenizer_json(const std::string& path, std::opt
   const json root = parse_json(path);
   return with_context(str("in tokenizer file '", path, "'"), [&] {
     BpeModel model = read_tokenizer_json(root);
+    if (!model.bos_id) read_tokenizer_config(model, path, false);
     apply_bos_hint(model, bos_hint);
     return ByteLevelBpe(std::move(model));
   });
@@ -210,32 +248,7 @@ ByteLevelBpe ByteLevelBpe::from_vocab_merges(const std::string& vocab_json, cons
       model.special_tokens.emplace(token, id);
 
   // Newer checkpoints list added tokens and the BOS in tokenizer_config.json beside vocab.json.
-  const std::string config_path = (std::filesystem::path(vocab_json).parent_path() / "tokenizer_config.json").string();
-  if (std::filesystem::is_regular_file(config_path)) {
-    const json config = parse_json(config_path);
-    with_context(str("in tokenizer file '", config_path, "'"), [&] {
-      SAETRAJ_CHECK(config.is_object(), FormatError, "expected a JSON object, found ", config.type_name());
-      for (const auto& [id, entry] : config.value("added_tokens_decoder", json::object()).items()) {
-        SAETRAJ_CHECK(entry.is_object(), FormatError, "added_tokens_decoder['", id, "']: expected an object");
-        int32_t value = 0;
-        try {
-          value = std::stoi(id);
-        } catch (const std::exception&) {
-          throw FormatError(str("added_tokens_decoder key '", id, "' is not an integer id"));
-        }
-        model.special_tokens[as_string(entry.value("content", json()), "added_tokens_decoder['" + id + "'].content")] = value;
-      }
-      json bos = config.value("bos_token", json());
-      if (bos.is_object()) bos = bos.value("content", json());
-      if (bos.is_string()) {
-        const auto id = id_of(model, bos.get<std::string>());
-        SAETRAJ_CHECK(id, FormatError, "bos_token '", bos.get<std::string>(), "' is not a token of the vocabulary");
-        model.bos_id = id;
-      }
-      model.add_bos = config.value("add_bos_token", false);
-      return 0;
-    });
-  }
+  read_tokenizer_config(model, vocab_json, true);
   apply_bos_hint(model, bos_hint);
   return with_context(str("in tokenizer files '", vocab_json, "' and '", merges_txt, "'"),
                       [&] { return ByteLevelBpe(std::move(model)); });

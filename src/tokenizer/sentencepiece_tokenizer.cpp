@@ -1,7 +1,5 @@
 #include "saetraj/tokenizer/sentencepiece_tokenizer.h"
 
-#include <sentencepiece_processor.h>
-
 #include <filesystem>
 #include <fstream>
 
@@ -10,6 +8,7 @@
 #include "saetraj/core/error.h"
 #include "saetraj/core/strings.h"
 #include "saetraj/tokenizer/pre_tokenizer.h"
+#include "sentencepiece_api.h"
 
 namespace saetraj::tokenizer {
 
@@ -49,46 +48,46 @@ std::optional<bool> add_bos_from_config(const std::string& model_path) {
 }  // namespace
 
 SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path, std::optional<int32_t> bos_hint)
-    : path_(model_path), processor_(std::make_unique<sentencepiece::SentencePieceProcessor>()) {
+    : path_(model_path) {
   SAETRAJ_CHECK(std::filesystem::is_regular_file(model_path), FormatError, "tokenizer file '", model_path,
                 "' does not exist");
-  const auto status = processor_->Load(model_path);
-  SAETRAJ_CHECK(status.ok(), FormatError, "tokenizer file '", model_path,
-                "' is not a SentencePiece model: ", status.ToString());
-  const int model_bos = processor_->bos_id();
+  const SentencePieceApi& api = sentencepiece_api();
+  std::string error;
+  void* model = api.load(model_path, &error);
+  SAETRAJ_CHECK(model, FormatError, "tokenizer file '", model_path, "' is not a SentencePiece model: ", error);
+  model_ = std::shared_ptr<void>(model, api.release);
+  const int model_bos = api.bos_id(model_.get());
   if (model_bos >= 0)
     bos_id_ = model_bos;
   else
     bos_id_ = bos_hint;
   if (bos_id_)
-    SAETRAJ_CHECK(*bos_id_ >= 0 && *bos_id_ < processor_->GetPieceSize(), FormatError, "tokenizer file '",
-                  model_path, "': BOS id ", *bos_id_, " is outside the vocabulary of ",
-                  processor_->GetPieceSize(), " pieces");
+    SAETRAJ_CHECK(*bos_id_ >= 0 && *bos_id_ < vocab_size(), FormatError, "tokenizer file '", model_path,
+                  "': BOS id ", *bos_id_, " is outside the vocabulary of ", vocab_size(), " pieces");
   add_bos_ = add_bos_from_config(model_path).value_or(bos_id_.has_value());
 }
-
-SentencePieceTokenizer::~SentencePieceTokenizer() = default;
 
 std::vector<int32_t> SentencePieceTokenizer::encode(const std::string& text) const {
   require_valid_utf8(text, "text to tokenize");
   std::vector<int> ids;
-  const auto status = processor_->Encode(text, &ids);
-  SAETRAJ_CHECK(status.ok(), InputError, "SentencePiece cannot encode the text with '", path_,
-                "': ", status.ToString());
+  std::string error;
+  SAETRAJ_CHECK(sentencepiece_api().encode(model_.get(), text, &ids, &error), InputError,
+                "SentencePiece cannot encode the text with '", path_, "': ", error);
   return {ids.begin(), ids.end()};
 }
 
 std::string SentencePieceTokenizer::piece(int32_t id) const {
-  SAETRAJ_CHECK(id >= 0 && id < processor_->GetPieceSize(), InputError, "token id ", id,
-                " is not in this vocabulary (", processor_->GetPieceSize(), " ids)");
-  return processor_->IdToPiece(id);
+  SAETRAJ_CHECK(id >= 0 && id < vocab_size(), InputError, "token id ", id, " is not in this vocabulary (",
+                vocab_size(), " ids)");
+  return sentencepiece_api().id_to_piece(model_.get(), id);
 }
 
 std::string SentencePieceTokenizer::raw_bytes(int32_t id) const {
   const std::string p = piece(id);
-  if (processor_->IsByte(id))
+  const SentencePieceApi& api = sentencepiece_api();
+  if (api.is_byte(model_.get(), id))
     if (const auto byte = byte_piece_value(p)) return std::string(1, *byte);
-  if (processor_->IsControl(id) || processor_->IsUnknown(id)) return p;
+  if (api.is_control(model_.get(), id) || api.is_unknown(model_.get(), id)) return p;
   std::string out;
   for (size_t pos = 0; pos < p.size();) {
     if (p.compare(pos, kSpaceMark.size(), kSpaceMark) == 0) {
@@ -109,6 +108,6 @@ std::string SentencePieceTokenizer::decode(const std::vector<int32_t>& ids) cons
   return sanitize_utf8(bytes);
 }
 
-int64_t SentencePieceTokenizer::vocab_size() const { return processor_->GetPieceSize(); }
+int64_t SentencePieceTokenizer::vocab_size() const { return sentencepiece_api().piece_size(model_.get()); }
 
 }  // namespace saetraj::tokenizer

@@ -1,4 +1,5 @@
-// SentencePiece tokenizers (Gemma's tokenizer.model), through the sentencepiece library.
+// SentencePiece tokenizers (Gemma's tokenizer.model), through the sentencepiece library (opened at first
+// use from libsaetraj_sentencepiece.so; see the NOTE in src/tokenizer/sentencepiece_api.h).
 #pragma once
 
 #include <memory>
@@ -8,10 +9,6 @@
 
 #include "saetraj/tokenizer/tokenizer.h"
 
-namespace sentencepiece {
-class SentencePieceProcessor;
-}
-
 namespace saetraj::tokenizer {
 
 class SentencePieceTokenizer : public Tokenizer {
@@ -20,7 +17,6 @@ class SentencePieceTokenizer : public Tokenizer {
   // tokenizer_config.json beside the model with "add_bos_token" decides adds_bos_by_default; without
   // one, a model with a BOS piece adds it (Gemma, Llama-2).
   SentencePieceTokenizer(const std::string& model_path, std::optional<int32_t> bos_hint);
-  ~SentencePieceTokenizer() override;
 
   std::vector<int32_t> encode(const std::string& text) const override;
   // "▁" becomes a space, byte pieces "<0xNN>" become their byte, control pieces ("<bos>") stay as is.
@@ -38,7 +34,7 @@ class SentencePieceTokenizer : public Tokenizer {
   std::string raw_bytes(int32_t id) const;
 
   std::string path_;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> processor_;
+  std::shared_ptr<void> model_;  // the library's processor, released through the module
   std::optional<int32_t> bos_id_;
   bool add_bos_ = false;
 };
