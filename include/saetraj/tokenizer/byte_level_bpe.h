@@ -8,11 +8,10 @@
 #include <utility>
 #include <vector>
 
+#include "saetraj/tokenizer/pre_tokenizer.h"
 #include "saetraj/tokenizer/tokenizer.h"
 
 namespace saetraj::tokenizer {
-
-enum class PreTokenizer { GPT2, LLAMA3 };
 
 struct BpeModel {
   std::unordered_map<std::string, int32_t> vocab;          // byte-level string -> id
@@ -21,6 +20,8 @@ struct BpeModel {
   PreTokenizer pre_tokenizer = PreTokenizer::GPT2;
   std::optional<int32_t> bos_id;
   bool add_bos = false;
+  // Llama-3 (tiktoken) takes a word that is itself in the vocabulary as one token without merging.
+  bool ignore_merges = false;
 };
 
 class ByteLevelBpe : public Tokenizer {
@@ -44,16 +45,25 @@ class ByteLevelBpe : public Tokenizer {
 
  private:
   BpeModel model_;
-  // private helpers and caches as the implementation needs
-  struct Impl;
+  struct Impl;  // id table, merge ranks, word cache
   std::shared_ptr<const Impl> impl_;
 };
 
 // The GPT-2 byte <-> unicode mapping (bytes_to_unicode in the reference implementation).
 const std::vector<std::string>& byte_to_unicode();  // 256 UTF-8 strings
+// Raw bytes -> their byte-level string ("hi there" -> "hiĠthere").
+std::string bytes_to_byte_level(const std::string& bytes);
+// Byte-level string -> raw bytes; characters outside the table are kept as their UTF-8.
+std::string byte_level_to_bytes(const std::string& byte_level);
+
+// True when the tokenizer.json at `path` describes byte-level BPE (a ByteLevel pre-tokenizer, no byte
+// fallback), false for other tokenizer.json files (Gemma's converted SentencePiece, for instance).
+bool is_byte_level_tokenizer_json(const std::string& path);
 
 // Learns merges from `corpus` until the vocabulary (256 byte tokens + merges + special tokens) reaches
-// `vocab_size`; deterministic (ties broken by the pair's lexicographic order).
+// `vocab_size`; deterministic (ties broken by the pair's lexicographic order). Byte tokens take ids
+// 0..255 in GPT-2's order, learned tokens follow, special tokens come last (as GPT-2's <|endoftext|>).
+// bos_id / add_bos are left for the caller to set.
 BpeModel train_byte_level_bpe(const std::string& corpus, int vocab_size,
                               const std::vector<std::string>& special_tokens, PreTokenizer pre);
 
