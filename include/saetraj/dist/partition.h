@@ -7,6 +7,7 @@
 // or 3 ranks.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
