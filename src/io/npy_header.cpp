@@ -2,6 +2,7 @@
 
 #include "saetraj/core/error.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
@@ -100,8 +101,9 @@ class DictParser {
 }  // namespace
 
 NpyPreamble parse_npy_preamble(const uint8_t* first, size_t available, const std::string& where) {
-  SAETRAJ_CHECK(available >= 10 && std::memcmp(first, kMagic, kMagicBytes) == 0, FormatError, where,
-                " is not a .npy array: it does not start with the magic \\x93NUMPY");
+  SAETRAJ_CHECK(std::memcmp(first, kMagic, std::min(available, kMagicBytes)) == 0 && available > 0, FormatError,
+                where, " is not a .npy array: it does not start with the magic \\x93NUMPY");
+  SAETRAJ_CHECK(available >= 10, FormatError, where, " ends inside its .npy header (", available, " bytes)");
   const int major = first[6];
   const int minor = first[7];
   NpyPreamble p;

@@ -77,7 +77,7 @@ NpzFile NpzFile::open(const std::string& path) {
       case ZIP_ER_MEMORY:
         throw IoError(str("cannot open ", path, ": ", reason));
       case ZIP_ER_NOZIP:
-        throw FormatError(str(path, " is not a zip archive (an .npz is one), or it is truncated: ", reason));
+        throw FormatError(str(path, " is not a zip archive (an .npz is one), or it is truncated or corrupt: ", reason));
       default:
         throw FormatError(str(path, " is a corrupt zip archive: ", reason));
     }
