@@ -144,17 +144,19 @@ std::string f4_dict(const std::string& shape) {
 TEST(Npz, ReadsHandMadeArchive) {
   TempDir dir;
   const std::string path = dir.file("params.npz");
-  write_file(path, stored_zip({
-                       {"W_enc.npy", npy(f4_dict("(2, 3)"), raw<float>({1, -2, 0.5f, 3, 4, 1e-3f}))},
-                       {"b_enc.npy", npy(f4_dict("(3,)"), raw<float>({0.25f, 0, -1}))},
-                       {"scale.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': ()}", raw<double>({0.1}))},
-                       {"ids.npy", npy("{\"descr\": \"<i8\", \"fortran_order\": False, \"shape\": (2L,)}",
-                                       raw<int64_t>({int64_t{1} << 40, -3}), 2)},
-                       {"half.npy", npy("{'shape': (2,), 'fortran_order': False, 'descr': '<f2'}",
-                                        raw<uint16_t>({0x3C00, 0xC000}), 3)},
-                       {"i32.npy", npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1)}", raw<int32_t>({-7}))},
-                       {"notes.txt", "ignored"},
-                   }));
+  write_file(
+      path,
+      stored_zip({
+          {"W_enc.npy", npy(f4_dict("(2, 3)"), raw<float>({1, -2, 0.5f, 3, 4, 1e-3f}))},
+          {"b_enc.npy", npy(f4_dict("(3,)"), raw<float>({0.25f, 0, -1}))},
+          {"scale.npy", npy("{'descr': '<f8', 'fortran_order': False, 'shape': ()}", raw<double>({0.1}))},
+          {"ids.npy", npy("{\"descr\": \"<i8\", \"fortran_order\": False, \"shape\": (2L,)}",
+                          raw<int64_t>({int64_t{1} << 40, -3}), 2)},
+          {"half.npy", npy("{'shape': (2,), 'fortran_order': False, 'descr': '<f2'}",
+                           raw<uint16_t>({0x3C00, 0xC000}), 3)},
+          {"i32.npy", npy("{'descr': '<i4', 'fortran_order': False, 'shape': (1, 1)}", raw<int32_t>({-7}))},
+          {"notes.txt", "ignored"},
+      }));
   const NpzFile npz = NpzFile::open(path);
   EXPECT_EQ(npz.path(), path);
   EXPECT_EQ(npz.names(), (std::vector<std::string>{"W_enc", "b_enc", "half", "i32", "ids", "scale"}));
@@ -226,7 +228,8 @@ TEST(Npz, RefusesBrokenArchives) {
   expect_error<FormatError>([&] { NpzFile::open(path); }, {path, "or it is truncated"});
   write_file(path, "");
   expect_error<FormatError>([&] { NpzFile::open(path); }, {path, "is not a zip archive"});
-  expect_error<IoError>([&] { NpzFile::open(dir.file("absent.npz")); }, {"cannot open " + dir.file("absent.npz"), "No such file"});
+  expect_error<IoError>([&] { NpzFile::open(dir.file("absent.npz")); },
+                        {"cannot open " + dir.file("absent.npz"), "No such file"});
 
   // One flipped bit in the data: the CRC no longer matches when the array is read.
   std::string flipped = good;
@@ -259,7 +262,8 @@ TEST(Npz, RefusesBrokenNpyMembers) {
   refuse("\x93NUMP", "ends inside its .npy header (5 bytes)");
   refuse(std::string("\x93NUMPY\x01\x00\x50\x00{'descr'", 18), "ends inside its .npy header");
   refuse("", "does not start with the magic");
-  refuse(npy(f4_dict("(2,)"), raw<float>({1, 2}), 4), "has .npy format version 4.0; expected 1.0, 2.0 or 3.0");
+  refuse(npy(f4_dict("(2,)"), raw<float>({1, 2}), 4),
+         "has .npy format version 4.0; expected 1.0, 2.0 or 3.0");
   refuse(npy("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", raw<float>({1, 2})),
          "is stored in Fortran (column-major) order");
   refuse(npy("{'descr': '>f4', 'fortran_order': False, 'shape': (2,), }", raw<float>({1, 2})),
@@ -280,17 +284,26 @@ TEST(Npz, RefusesBrokenNpyMembers) {
   refuse(npy(f4_dict("(4294967296, 4294967296)"), ""), "whose byte size overflows 64 bits");
 
   write_file(path, stored_zip({{"W.npy", npy(f4_dict("(2,)"), raw<float>({1, 2}))}}));
-  expect_error<FormatError>([&] { NpzFile::open(path).load("W", {1, 2}); },
-                            {"tensor 'W' in " + path + " has wrong shape; expected [1, 2], got [2]"});
+  expect_error<FormatError>(
+      [&] {
+        NpzFile::open(path).load("W", {1, 2});
+      },
+      {"tensor 'W' in " + path + " has wrong shape; expected [1, 2], got [2]"});
 }
 
 TEST(Npz, WriterRefusesBadRequests) {
   TempDir dir;
   expect_error<InputError>([&] { write_npz(dir.file("e.npz"), {}); }, {"no arrays to write to"});
-  expect_error<InputError>([&] { write_npz(dir.file("d.npz"), {{"a", torch::ones({1})}, {"a", torch::ones({1})}}); },
-                           {"array name 'a' is empty or given twice"});
-  expect_error<IoError>([&] { write_npz(dir.file("no/such/dir/x.npz"), {{"a", torch::ones({1})}}); },
-                        {"cannot write " + dir.file("no/such/dir/x.npz"), "No such file or directory"});
+  expect_error<InputError>(
+      [&] {
+        write_npz(dir.file("d.npz"), {{"a", torch::ones({1})}, {"a", torch::ones({1})}});
+      },
+      {"array name 'a' is empty or given twice"});
+  expect_error<IoError>(
+      [&] {
+        write_npz(dir.file("no/such/dir/x.npz"), {{"a", torch::ones({1})}});
+      },
+      {"cannot write " + dir.file("no/such/dir/x.npz"), "No such file or directory"});
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), {}), 0);
 }
 
