@@ -14,7 +14,8 @@ namespace saetraj::io {
 AtomicFile::AtomicFile(std::string path)
     : path_(std::move(path)), temp_path_(path_ + ".tmp" + std::to_string(::getpid())) {
   fd_ = ::open(temp_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  SAETRAJ_CHECK(fd_ >= 0, IoError, "cannot create ", temp_path_, " (to write ", path_, "): ", std::strerror(errno));
+  SAETRAJ_CHECK(fd_ >= 0, IoError, "cannot create ", temp_path_, " (to write ", path_,
+                "): ", std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {

@@ -32,7 +32,8 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   // mmap refuses a zero length, and there is nothing to map anyway.
   if (size_ == 0) return;
   void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, guard.fd, 0);
-  SAETRAJ_CHECK(p != MAP_FAILED, IoError, "cannot map ", path, " (", size_, " bytes): ", std::strerror(errno));
+  SAETRAJ_CHECK(p != MAP_FAILED, IoError, "cannot map ", path, " (", size_,
+                " bytes): ", std::strerror(errno));
   data_ = static_cast<const uint8_t*>(p);
 }
 

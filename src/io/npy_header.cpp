@@ -2,6 +2,7 @@
 
 #include "saetraj/core/error.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
@@ -75,7 +76,8 @@ class DictParser {
       const size_t start = pos_;
       int64_t value = 0;
       while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) {
-        if (__builtin_mul_overflow(value, 10, &value) || __builtin_add_overflow(value, s_[pos_] - '0', &value)) {
+        if (__builtin_mul_overflow(value, 10, &value) ||
+            __builtin_add_overflow(value, s_[pos_] - '0', &value)) {
           fail("dimension too large");
         }
         ++pos_;
@@ -100,8 +102,9 @@ class DictParser {
 }  // namespace
 
 NpyPreamble parse_npy_preamble(const uint8_t* first, size_t available, const std::string& where) {
-  SAETRAJ_CHECK(available >= 10 && std::memcmp(first, kMagic, kMagicBytes) == 0, FormatError, where,
-                " is not a .npy array: it does not start with the magic \\x93NUMPY");
+  SAETRAJ_CHECK(std::memcmp(first, kMagic, std::min(available, kMagicBytes)) == 0 && available > 0,
+                FormatError, where, " is not a .npy array: it does not start with the magic \\x93NUMPY");
+  SAETRAJ_CHECK(available >= 10, FormatError, where, " ends inside its .npy header (", available, " bytes)");
   const int major = first[6];
   const int minor = first[7];
   NpyPreamble p;
@@ -114,7 +117,8 @@ NpyPreamble parse_npy_preamble(const uint8_t* first, size_t available, const std
     p.dict_bytes = 0;
     for (int i = 3; i >= 0; --i) p.dict_bytes = (p.dict_bytes << 8) | first[8 + i];
   } else {
-    throw FormatError(str(where, " has .npy format version ", major, ".", minor, "; expected 1.0, 2.0 or 3.0"));
+    throw FormatError(
+        str(where, " has .npy format version ", major, ".", minor, "; expected 1.0, 2.0 or 3.0"));
   }
   return p;
 }
@@ -150,7 +154,8 @@ NpyHeader parse_npy_dict(const std::string& dict, const std::string& where) {
   }
   parser.skip_space();
   if (!parser.at_end()) parser.fail("text after the dict");
-  if (!has_descr || !has_order || !has_shape) parser.fail("expected the keys 'descr', 'fortran_order' and 'shape'");
+  if (!has_descr || !has_order || !has_shape)
+    parser.fail("expected the keys 'descr', 'fortran_order' and 'shape'");
 
   const auto type = supported_types().find(h.descr);
   SAETRAJ_CHECK(type != supported_types().end(), FormatError, where, " has unsupported dtype '", h.descr,

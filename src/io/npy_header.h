@@ -14,11 +14,11 @@
 namespace saetraj::io {
 
 struct NpyHeader {
-  std::string descr;             // '<f4', ...
-  torch::ScalarType dtype;       // the torch type of descr
+  std::string descr;        // '<f4', ...
+  torch::ScalarType dtype;  // the torch type of descr
   size_t itemsize = 0;
   std::vector<int64_t> shape;
-  uint64_t data_bytes = 0;       // numel x itemsize, checked for overflow
+  uint64_t data_bytes = 0;  // numel x itemsize, checked for overflow
 };
 
 // Bytes of magic + version + length field, and the dict length, from the first bytes of a member:

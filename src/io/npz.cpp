@@ -77,7 +77,8 @@ NpzFile NpzFile::open(const std::string& path) {
       case ZIP_ER_MEMORY:
         throw IoError(str("cannot open ", path, ": ", reason));
       case ZIP_ER_NOZIP:
-        throw FormatError(str(path, " is not a zip archive (an .npz is one), or it is truncated: ", reason));
+        throw FormatError(
+            str(path, " is not a zip archive (an .npz is one), or it is truncated or corrupt: ", reason));
       default:
         throw FormatError(str(path, " is a corrupt zip archive: ", reason));
     }
@@ -89,11 +90,12 @@ NpzFile NpzFile::open(const std::string& path) {
   const zip_int64_t entries = zip_get_num_entries(archive, 0);
   for (zip_int64_t i = 0; i < entries; ++i) {
     zip_stat_t st;
-    SAETRAJ_CHECK(zip_stat_index(archive, i, 0, &st) == 0 && (st.valid & ZIP_STAT_NAME) &&
-                      (st.valid & ZIP_STAT_SIZE),
-                  FormatError, path, " is a corrupt zip archive: entry ", i, ": ", zip_strerror(archive));
+    SAETRAJ_CHECK(
+        zip_stat_index(archive, i, 0, &st) == 0 && (st.valid & ZIP_STAT_NAME) && (st.valid & ZIP_STAT_SIZE),
+        FormatError, path, " is a corrupt zip archive: entry ", i, ": ", zip_strerror(archive));
     const std::string entry = st.name;
-    if (entry.size() <= kSuffixBytes || entry.compare(entry.size() - kSuffixBytes, kSuffixBytes, kSuffix) != 0) {
+    if (entry.size() <= kSuffixBytes ||
+        entry.compare(entry.size() - kSuffixBytes, kSuffixBytes, kSuffix) != 0) {
       continue;  // numpy only ever writes .npy members; anything else is not an array
     }
     const std::string name = entry.substr(0, entry.size() - kSuffixBytes);
@@ -105,8 +107,8 @@ NpzFile NpzFile::open(const std::string& path) {
     const uint64_t got = file.read(first, std::min<uint64_t>(sizeof first, st.size));
     const NpyPreamble preamble = parse_npy_preamble(first, got, where);
     SAETRAJ_CHECK(preamble.preamble_bytes + preamble.dict_bytes <= st.size, FormatError, where,
-                  " ends inside its .npy header (", preamble.dict_bytes, " bytes of header announced, member is ",
-                  st.size, " bytes)");
+                  " ends inside its .npy header (", preamble.dict_bytes,
+                  " bytes of header announced, member is ", st.size, " bytes)");
     std::string dict(preamble.dict_bytes, '\0');
     const size_t already = got - preamble.preamble_bytes;  // dict bytes read along with the preamble
     std::memcpy(dict.data(), first + preamble.preamble_bytes, std::min<size_t>(already, dict.size()));
@@ -123,8 +125,8 @@ NpzFile NpzFile::open(const std::string& path) {
     m.dtype = header.dtype;
     m.shape = header.shape;
     const uint64_t stored = st.size - m.header_bytes;
-    SAETRAJ_CHECK(stored >= m.data_bytes, FormatError, where, " has short data: ", stored, " bytes, but shape ",
-                  shape_str(m.shape), " of ", header.descr, " needs ", m.data_bytes);
+    SAETRAJ_CHECK(stored >= m.data_bytes, FormatError, where, " has short data: ", stored,
+                  " bytes, but shape ", shape_str(m.shape), " of ", header.descr, " needs ", m.data_bytes);
     SAETRAJ_CHECK(stored == m.data_bytes, FormatError, where, " has ", stored, " bytes of data, but shape ",
                   shape_str(m.shape), " of ", header.descr, " needs ", m.data_bytes);
     npz.members_[name] = m;

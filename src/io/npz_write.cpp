@@ -65,8 +65,8 @@ zip_int64_t member_source(void* state, void* buffer, zip_uint64_t length, zip_so
     case ZIP_SOURCE_ERROR:
       return zip_error_to_data(&s->error, buffer, length);
     case ZIP_SOURCE_SUPPORTS:
-      return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE, ZIP_SOURCE_STAT,
-                                            ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE, -1);
+      return zip_source_make_command_bitmap(ZIP_SOURCE_OPEN, ZIP_SOURCE_READ, ZIP_SOURCE_CLOSE,
+                                            ZIP_SOURCE_STAT, ZIP_SOURCE_ERROR, ZIP_SOURCE_FREE, -1);
     default:
       zip_error_set(&s->error, ZIP_ER_OPNOTSUPP, 0);
       return -1;
@@ -115,8 +115,8 @@ void write_npz(const std::string& path, const std::vector<std::pair<std::string,
       zip_source_free(source);
       throw IoError(str("cannot add '", name, ".npy' to ", path, ": ", zip_strerror(guard.archive)));
     }
-    SAETRAJ_CHECK(zip_set_file_compression(guard.archive, index, ZIP_CM_STORE, 0) == 0, IoError, "cannot write ",
-                  path, ": ", zip_strerror(guard.archive));
+    SAETRAJ_CHECK(zip_set_file_compression(guard.archive, index, ZIP_CM_STORE, 0) == 0, IoError,
+                  "cannot write ", path, ": ", zip_strerror(guard.archive));
   }
   if (zip_close(guard.archive) != 0) {
     throw IoError(str("cannot write ", path, ": ", zip_strerror(guard.archive)));

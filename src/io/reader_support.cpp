@@ -10,8 +10,10 @@ namespace saetraj::io {
 namespace {
 
 // Prefixes that Hugging Face checkpoints of the same model add or drop between versions and classes.
-const char* const kKnownPrefixes[] = {"model.language_model.", "language_model.model.", "language_model.",
-                                      "model.", "transformer.", "gpt_neox.", "base_model.model."};
+const char* const kKnownPrefixes[] = {"model.language_model.", "language_model.model.",
+                                      "language_model.",       "model.",
+                                      "transformer.",          "gpt_neox.",
+                                      "base_model.model."};
 
 bool starts_with(const std::string& s, const std::string& prefix) {
   return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
@@ -43,7 +45,8 @@ std::string missing_tensor_message(const std::string& name, const std::string& w
     }
     if (starts_with(name, p) &&
         std::find(available.begin(), available.end(), name.substr(p.size())) != available.end()) {
-      return message + str("; the file has '", name.substr(p.size()), "': its names lack the prefix '", p, "'");
+      return message +
+             str("; the file has '", name.substr(p.size()), "': its names lack the prefix '", p, "'");
     }
   }
   return message;
@@ -61,8 +64,8 @@ void check_convertible(torch::ScalarType stored, torch::ScalarType as, const std
 
 void check_shape(const std::vector<int64_t>& found, const std::vector<int64_t>& expected,
                  const std::string& name, const std::string& file) {
-  SAETRAJ_CHECK(found == expected, FormatError, "tensor '", name, "' in ", file, " has wrong shape; expected ",
-                shape_str(expected), ", got ", shape_str(found));
+  SAETRAJ_CHECK(found == expected, FormatError, "tensor '", name, "' in ", file,
+                " has wrong shape; expected ", shape_str(expected), ", got ", shape_str(found));
 }
 
 }  // namespace saetraj::io

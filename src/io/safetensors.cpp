@@ -13,7 +13,8 @@
 
 namespace saetraj::io {
 
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "safetensors data is little-endian; so must the host be");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "safetensors data is little-endian; so must the host be");
 
 namespace {
 
@@ -64,7 +65,8 @@ constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 using nlohmann::json;
 
 // Reads one header entry; `where` is "tensor 'x' in FILE".
-TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data_size, const std::string& where) {
+TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data_size,
+                       const std::string& where) {
   SAETRAJ_CHECK(entry.is_object(), FormatError, where, ": header entry is a JSON ", entry.type_name(),
                 ", expected an object with dtype, shape and data_offsets");
   for (const char* key : {"dtype", "shape", "data_offsets"}) {
@@ -85,8 +87,8 @@ TensorInfo parse_entry(const std::string& name, const json& entry, uint64_t data
   TensorInfo info;
   info.name = name;
   const DTypeRow* r = find_row(dtype.get<std::string>());
-  SAETRAJ_CHECK(r, FormatError, where, " has unknown dtype '", dtype.get<std::string>(), "' (known: ",
-                known_dtype_names(), ")");
+  SAETRAJ_CHECK(r, FormatError, where, " has unknown dtype '", dtype.get<std::string>(),
+                "' (known: ", known_dtype_names(), ")");
   info.dtype = r->dtype;
 
   // numel x element size must fit in 64 bits before it can be compared with the byte range.
@@ -159,9 +161,11 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes, 8);
   SAETRAJ_CHECK(header_len <= kMaxHeaderBytes, FormatError, "header length ", header_len, " of ", path,
-                " exceeds the limit of ", kMaxHeaderBytes, " bytes; the file is not safetensors or is corrupted");
+                " exceeds the limit of ", kMaxHeaderBytes,
+                " bytes; the file is not safetensors or is corrupted");
   SAETRAJ_CHECK(header_len <= size - 8, FormatError, "header of ", path, " (", header_len,
-                " bytes) runs past the end of the file (", size, " bytes); the file is corrupted or incomplete");
+                " bytes) runs past the end of the file (", size,
+                " bytes); the file is corrupted or incomplete");
   file->data_start_ = 8 + header_len;
   const uint64_t data_size = size - file->data_start_;
 

@@ -53,7 +53,8 @@ SafetensorsSet SafetensorsSet::open_folder(const std::string& folder) {
                   ": shard of tensor '", tensor, "' must be a file name, got ", shard.dump());
     const std::string shard_path = folder + "/" + shard.get<std::string>();
     auto found = shard_exists.find(shard_path);
-    if (found == shard_exists.end()) found = shard_exists.emplace(shard_path, fs::is_regular_file(shard_path)).first;
+    if (found == shard_exists.end())
+      found = shard_exists.emplace(shard_path, fs::is_regular_file(shard_path)).first;
     SAETRAJ_CHECK(found->second, InputError, index_path, " places tensor '", tensor, "' in shard ",
                   shard.get<std::string>(), ", but ", shard_path, " does not exist");
     set.weight_map_[tensor] = shard_path;

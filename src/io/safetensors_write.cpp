@@ -24,10 +24,14 @@ struct Prepared {
 
 torch::ScalarType storage_torch_type(DType storage) {
   switch (storage) {
-    case DType::F16: return torch::kFloat16;
-    case DType::BF16: return torch::kBFloat16;
-    case DType::F32: return torch::kFloat32;
-    case DType::F64: return torch::kFloat64;
+    case DType::F16:
+      return torch::kFloat16;
+    case DType::BF16:
+      return torch::kBFloat16;
+    case DType::F32:
+      return torch::kFloat32;
+    case DType::F64:
+      return torch::kFloat64;
     default:
       throw InputError(str("cannot write floating-point tensors as ", dtype_name(storage),
                            "; expected F32, F16, BF16 or F64"));
@@ -36,20 +40,27 @@ torch::ScalarType storage_torch_type(DType storage) {
 
 DType integer_dtype(torch::ScalarType type, const std::string& name) {
   switch (type) {
-    case torch::kBool: return DType::BOOL;
-    case torch::kUInt8: return DType::U8;
-    case torch::kInt8: return DType::I8;
-    case torch::kInt16: return DType::I16;
-    case torch::kInt32: return DType::I32;
-    case torch::kInt64: return DType::I64;
+    case torch::kBool:
+      return DType::BOOL;
+    case torch::kUInt8:
+      return DType::U8;
+    case torch::kInt8:
+      return DType::I8;
+    case torch::kInt16:
+      return DType::I16;
+    case torch::kInt32:
+      return DType::I32;
+    case torch::kInt64:
+      return DType::I64;
     default:
-      throw InputError(str("cannot write tensor '", name, "' of type ", c10::toString(type), " to safetensors"));
+      throw InputError(
+          str("cannot write tensor '", name, "' of type ", c10::toString(type), " to safetensors"));
   }
 }
 
 // Sorted by name, validated, converted: everything that can fail before a byte is written.
-std::vector<Prepared> prepare(const std::vector<std::pair<std::string, torch::Tensor>>& tensors, DType storage,
-                              const std::string& path) {
+std::vector<Prepared> prepare(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                              DType storage, const std::string& path) {
   const torch::ScalarType float_type = storage_torch_type(storage);
   std::vector<Prepared> out;
   for (const auto& [name, tensor] : tensors) {
@@ -66,8 +77,8 @@ std::vector<Prepared> prepare(const std::vector<std::pair<std::string, torch::Te
   }
   std::sort(out.begin(), out.end(), [](const Prepared& a, const Prepared& b) { return a.name < b.name; });
   for (size_t i = 1; i < out.size(); ++i) {
-    SAETRAJ_CHECK(out[i].name != out[i - 1].name, InputError, "tensor '", out[i].name, "' is given twice for ",
-                  path);
+    SAETRAJ_CHECK(out[i].name != out[i - 1].name, InputError, "tensor '", out[i].name,
+                  "' is given twice for ", path);
   }
   return out;
 }
@@ -97,7 +108,8 @@ void write_file(const std::string& path, const std::vector<Prepared>& tensors,
 
 }  // namespace
 
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata, DType storage) {
   write_file(path, prepare(tensors, storage, path), metadata);
 }

@@ -6,8 +6,8 @@
 #include "test_support.h"
 
 #include <gmock/gmock.h>
-#include <nlohmann/json.hpp>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <sys/resource.h>
 
@@ -85,7 +85,8 @@ TEST(Safetensors, WriterProducesReferenceLayout) {
   TempDir dir;
   const std::string path = dir.file("w.safetensors");
   // Given out of order: the writer sorts by name. The int tensor keeps I32.
-  write_safetensors(path, {{"b", torch::tensor({1.5f})}, {"a", torch::tensor({7}, torch::kInt32)}}, {{"k", "v"}});
+  write_safetensors(path, {{"b", torch::tensor({1.5f})}, {"a", torch::tensor({7}, torch::kInt32)}},
+                    {{"k", "v"}});
   const std::string bytes = read_file(path);
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);
@@ -172,9 +173,8 @@ TEST(Safetensors, HandMadeBF16AndF16DecodeExactly) {
   // BF16 bit patterns are the top halves of F32 ones: 0x4049 -> 0x40490000 = 3.140625,
   // 0xC000 -> -2, 0x3F80 -> 1, 0x0001 -> 2^-133 (a subnormal F32), 0x7F80 -> +inf.
   // F16: 0x3C00 = 1, 0x3555 = 1365/4096 = 0.333251953125, 0x7BFF = 65504, 0x0001 = 2^-24.
-  const std::string header =
-      R"({"b":{"dtype":"BF16","shape":[5],"data_offsets":[0,10]},)"
-      R"("h":{"dtype":"F16","shape":[2,2],"data_offsets":[10,18]}})";
+  const std::string header = R"({"b":{"dtype":"BF16","shape":[5],"data_offsets":[0,10]},)"
+                             R"("h":{"dtype":"F16","shape":[2,2],"data_offsets":[10,18]}})";
   write_file(path, safetensors_bytes(header, u16_le({0x4049, 0xC000, 0x3F80, 0x0001, 0x7F80}) +
                                                  u16_le({0x3C00, 0x3555, 0x7BFF, 0x0001})));
   const auto file = SafetensorsFile::open(path);
@@ -234,35 +234,44 @@ TEST(Safetensors, MalformedFilesAreRefusedWithClearMessages) {
                     "has no 'data_offsets'");
   expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":4,"shape":[1],"data_offsets":[0,4]}})", "abcd"),
                     "'dtype' must be a string, got a JSON number");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":"1","data_offsets":[0,4]}})", "abcd"),
                     "'shape' must be an array of integers");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1.0],"data_offsets":[0,4]}})", "abcd"),
                     "'shape' must hold integers");
   expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4]}})", "abcd"),
                     "'data_offsets' must be two non-negative integers");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[-4,0]}})", "abcd"),
                     "'data_offsets' must be two non-negative integers");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F12","shape":[1],"data_offsets":[0,4]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F12","shape":[1],"data_offsets":[0,4]}})", "abcd"),
                     "tensor 'a' in " + dir.file("broken.safetensors") + " has unknown dtype 'F12'");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}})", "abcd"),
                     "has a negative dimension in shape [-1]");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,0]}})", "abcd"),
                     "has data_offsets [4, 0]; expected begin <= end");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", "abcd"),
+  expect_open_error(dir,
+                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", "abcd"),
                     "has data_offsets [4, 8] outside the data section (4 bytes)");
-  expect_open_error(dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "abcdefgh"),
-                    "tensor 'a' in " + dir.file("broken.safetensors") +
-                        " has 8 bytes of data, but shape [3] of F32 needs 12");
-  expect_open_error(dir,
-                    safetensors_bytes(
-                        R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})", "abcd"),
-                    "whose byte size overflows 64 bits");
-  expect_open_error(dir,
-                    safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                                      std::string(12, 'x')),
-                    "tensors 'a' and 'b' in " + dir.file("broken.safetensors") +
-                        " overlap: bytes [0, 8) and [4, 12)");
+  expect_open_error(
+      dir, safetensors_bytes(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", "abcdefgh"),
+      "tensor 'a' in " + dir.file("broken.safetensors") +
+          " has 8 bytes of data, but shape [3] of F32 needs 12");
+  expect_open_error(
+      dir,
+      safetensors_bytes(R"({"a":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,4]}})",
+                        "abcd"),
+      "whose byte size overflows 64 bits");
+  expect_open_error(
+      dir,
+      safetensors_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                        R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                        std::string(12, 'x')),
+      "tensors 'a' and 'b' in " + dir.file("broken.safetensors") + " overlap: bytes [0, 8) and [4, 12)");
   expect_open_error(dir,
                     safetensors_bytes(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
                                       R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
@@ -295,14 +304,16 @@ TEST(Safetensors, MissingTensorAndWrongShapeMessages) {
   expect_error<FormatError>([&] { file->info("model.layers.1.w"); },
                             {"tensor 'model.layers.1.w' not found in " + path, "3 tensors",
                              "similar: model.layers.0.w, model.embed, lm_head"});
-  expect_error<FormatError>([&] { file->load("embed"); },
-                            {"tensor 'embed' not found", "the file has 'model.embed'",
-                             "names carry the prefix 'model.'"});
+  expect_error<FormatError>(
+      [&] { file->load("embed"); },
+      {"tensor 'embed' not found", "the file has 'model.embed'", "names carry the prefix 'model.'"});
   expect_error<FormatError>([&] { file->load("transformer.lm_head"); },
                             {"the file has 'lm_head'", "names lack the prefix 'transformer.'"});
-  expect_error<FormatError>([&] { file->load("model.layers.0.w", {3, 2}); },
-                            {"tensor 'model.layers.0.w' in " + path +
-                             " has wrong shape; expected [3, 2], got [2, 3]"});
+  expect_error<FormatError>(
+      [&] {
+        file->load("model.layers.0.w", {3, 2});
+      },
+      {"tensor 'model.layers.0.w' in " + path + " has wrong shape; expected [3, 2], got [2, 3]"});
 }
 
 TEST(SafetensorsSet, SingleFileFolder) {
@@ -314,7 +325,8 @@ TEST(SafetensorsSet, SingleFileFolder) {
   EXPECT_FALSE(set.contains("c"));
   EXPECT_EQ(set.file_of("b"), dir.file("model.safetensors"));
   EXPECT_TRUE(torch::equal(set.load("a", {2}), torch::ones({2})));
-  expect_error<FormatError>([&] { set.load("c"); }, {"tensor 'c' not found in " + dir.file("model.safetensors")});
+  expect_error<FormatError>([&] { set.load("c"); },
+                            {"tensor 'c' not found in " + dir.file("model.safetensors")});
 }
 
 TEST(SafetensorsSet, ShardedRoundTripWithIndex) {
@@ -363,7 +375,8 @@ TEST(SafetensorsSet, BrokenFoldersAndIndexes) {
   write_file(index, "{\"weight_map\": ");
   expect_error<FormatError>([&] { SafetensorsSet::open_folder(dir.path()); }, {index, "is not valid JSON"});
   write_file(index, R"({"metadata": {}})");
-  expect_error<FormatError>([&] { SafetensorsSet::open_folder(dir.path()); }, {index, "has no \"weight_map\""});
+  expect_error<FormatError>([&] { SafetensorsSet::open_folder(dir.path()); },
+                            {index, "has no \"weight_map\""});
   write_file(index, R"({"weight_map": {"w": 3}})");
   expect_error<FormatError>([&] { SafetensorsSet::open_folder(dir.path()); },
                             {"shard of tensor 'w' must be a file name"});
@@ -376,22 +389,34 @@ TEST(SafetensorsSet, BrokenFoldersAndIndexes) {
 
   write_file(index, R"({"weight_map": {"a": "s1.safetensors", "w": "s1.safetensors"}})");
   const SafetensorsSet set = SafetensorsSet::open_folder(dir.path());
-  expect_error<FormatError>([&] { set.load("a"); },
-                            {index, "places tensor 'w' in " + dir.file("s1.safetensors"),
-                             "that shard does not contain it"});
+  expect_error<FormatError>(
+      [&] { set.load("a"); },
+      {index, "places tensor 'w' in " + dir.file("s1.safetensors"), "that shard does not contain it"});
 }
 
 TEST(SafetensorsWrite, RefusesBadRequests) {
   TempDir dir;
   const std::string path = dir.file("x.safetensors");
-  expect_error<InputError>([&] { write_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}}); },
-                           {"tensor 'a' is given twice"});
-  expect_error<InputError>([&] { write_safetensors(path, {{"__metadata__", torch::ones({1})}}); },
-                           {"cannot write a tensor named '__metadata__'"});
-  expect_error<InputError>([&] { write_safetensors(path, {{"a", torch::ones({1})}}, {}, DType::I32); },
-                           {"cannot write floating-point tensors as I32"});
-  expect_error<IoError>([&] { write_safetensors(dir.file("no/such/dir/x.safetensors"), {{"a", torch::ones({1})}}); },
-                        {"cannot create", "x.safetensors", "No such file or directory"});
+  expect_error<InputError>(
+      [&] {
+        write_safetensors(path, {{"a", torch::ones({1})}, {"a", torch::ones({1})}});
+      },
+      {"tensor 'a' is given twice"});
+  expect_error<InputError>(
+      [&] {
+        write_safetensors(path, {{"__metadata__", torch::ones({1})}});
+      },
+      {"cannot write a tensor named '__metadata__'"});
+  expect_error<InputError>(
+      [&] {
+        write_safetensors(path, {{"a", torch::ones({1})}}, {}, DType::I32);
+      },
+      {"cannot write floating-point tensors as I32"});
+  expect_error<IoError>(
+      [&] {
+        write_safetensors(dir.file("no/such/dir/x.safetensors"), {{"a", torch::ones({1})}});
+      },
+      {"cannot create", "x.safetensors", "No such file or directory"});
   EXPECT_FALSE(std::filesystem::exists(path));
 }
 

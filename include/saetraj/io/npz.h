@@ -37,8 +37,8 @@ class NpzFile {
 
  private:
   struct Member {
-    uint64_t index = 0;          // entry index in the archive
-    uint64_t header_bytes = 0;   // preamble + dict
+    uint64_t index = 0;         // entry index in the archive
+    uint64_t header_bytes = 0;  // preamble + dict
     uint64_t data_bytes = 0;
     torch::ScalarType dtype = torch::kFloat32;
     std::vector<int64_t> shape;

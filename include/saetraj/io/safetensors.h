@@ -91,7 +91,8 @@ class SafetensorsSet {
 // tensors keep their type) in name order, back to back as the reference reader requires, after a header
 // padded with spaces to a multiple of 8 bytes. The file is written under a temporary name and renamed
 // into place; throws IoError if it cannot be written completely.
-void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void write_safetensors(const std::string& path,
+                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata = {}, DType storage = DType::F32);
 
 // Writes a sharded checkpoint: shards of at most `max_shard_bytes` (a larger tensor gets a shard of its
