@@ -61,7 +61,8 @@ std::pair<std::string, std::string> split_merge(const std::string& line, const s
 }
 
 std::vector<std::pair<std::string, std::string>> read_json_merges(const json& merges) {
-  SAETRAJ_CHECK(merges.is_array(), FormatError, "model.merges: expected an array, found ", merges.type_name());
+  SAETRAJ_CHECK(merges.is_array(), FormatError, "model.merges: expected an array, found ",
+                merges.type_name());
   std::vector<std::pair<std::string, std::string>> out;
   out.reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
@@ -99,7 +100,8 @@ void read_pre_tokenizer(const json& section, BpeModel& model, bool& has_byte_lev
       SAETRAJ_CHECK(regex == pre_tokenizer_pattern(PreTokenizer::GPT2), FormatError,
                     "pre_tokenizer Split regex is neither GPT-2's nor Llama-3's: ", regex);
   } else {
-    throw FormatError(str("pre_tokenizer type '", type, "' is not supported (expected ByteLevel, Split, Sequence)"));
+    throw FormatError(
+        str("pre_tokenizer type '", type, "' is not supported (expected ByteLevel, Split, Sequence)"));
   }
 }
 
@@ -117,7 +119,8 @@ std::optional<std::string> template_bos(const json& section) {
   if (!single.is_array() || single.size() < 2 || !single[0].contains("SpecialToken")) return std::nullopt;
   for (size_t i = 1; i < single.size(); ++i)
     if (single[i].contains("Sequence") && single[i]["Sequence"].value("id", "") == "A")
-      return as_string(single[0]["SpecialToken"].value("id", json()), "post_processor single[0].SpecialToken.id");
+      return as_string(single[0]["SpecialToken"].value("id", json()),
+                       "post_processor single[0].SpecialToken.id");
   return std::nullopt;
 }
 
@@ -167,7 +170,8 @@ BpeModel read_tokenizer_json(const json& root) {
 
   if (const auto bos = template_bos(root.value("post_processor", json()))) {
     const auto id = id_of(model, *bos);
-    SAETRAJ_CHECK(id, FormatError, "post_processor BOS '", *bos, "' is neither an added token nor in the vocab");
+    SAETRAJ_CHECK(id, FormatError, "post_processor BOS '", *bos,
+                  "' is neither an added token nor in the vocab");
     model.bos_id = id;
     model.add_bos = true;
   }
@@ -204,7 +208,8 @@ void read_tokenizer_config(BpeModel& model, const std::string& sibling, bool ful
     if (bos.is_object()) bos = bos.value("content", json());
     if (bos.is_string() && !model.bos_id) {
       const auto id = id_of(model, bos.get<std::string>());
-      SAETRAJ_CHECK(id, FormatError, "bos_token '", bos.get<std::string>(), "' is not a token of the vocabulary");
+      SAETRAJ_CHECK(id, FormatError, "bos_token '", bos.get<std::string>(),
+                    "' is not a token of the vocabulary");
       model.bos_id = id;
     }
     return 0;

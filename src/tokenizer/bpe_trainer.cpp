@@ -17,7 +17,9 @@ struct Word {
   int64_t count = 0;
 };
 
-uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(a) << 32) | static_cast<uint32_t>(b);
+}
 
 }  // namespace
 
@@ -55,7 +57,8 @@ BpeModel train_byte_level_bpe(const std::string& corpus, int vocab_size,
   while (static_cast<int>(tokens.size()) < target) {
     std::unordered_map<uint64_t, int64_t> pair_counts;
     for (const Word& w : words)
-      for (size_t i = 0; i + 1 < w.symbols.size(); ++i) pair_counts[pair_key(w.symbols[i], w.symbols[i + 1])] += w.count;
+      for (size_t i = 0; i + 1 < w.symbols.size(); ++i)
+        pair_counts[pair_key(w.symbols[i], w.symbols[i + 1])] += w.count;
     if (pair_counts.empty()) break;
     // Most frequent pair; ties go to the lexicographically smallest (left, right) text.
     uint64_t best = 0;

@@ -48,8 +48,10 @@ std::string bos_text(const BpeModel& model) {
 
 ordered_json tokenizer_json(const BpeModel& model) {
   ordered_json added = ordered_json::array();
-  std::vector<std::pair<std::string, int32_t>> specials(model.special_tokens.begin(), model.special_tokens.end());
-  std::sort(specials.begin(), specials.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::vector<std::pair<std::string, int32_t>> specials(model.special_tokens.begin(),
+                                                        model.special_tokens.end());
+  std::sort(specials.begin(), specials.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
   for (const auto& [token, id] : specials)
     added.push_back({{"id", id},
                      {"content", token},
@@ -75,7 +77,9 @@ ordered_json tokenizer_json(const BpeModel& model) {
   ordered_json post_processor = byte_level(true, false, true);
   if (model.add_bos) {
     const std::string bos = bos_text(model);
-    const auto special = [&](int type_id) { return ordered_json{{"SpecialToken", {{"id", bos}, {"type_id", type_id}}}}; };
+    const auto special = [&](int type_id) {
+      return ordered_json{{"SpecialToken", {{"id", bos}, {"type_id", type_id}}}};
+    };
     const auto sequence = [](const char* id, int type_id) {
       return ordered_json{{"Sequence", {{"id", id}, {"type_id", type_id}}}};
     };
@@ -117,11 +121,13 @@ ordered_json tokenizer_json(const BpeModel& model) {
 
 ordered_json tokenizer_config(const BpeModel& model) {
   ordered_json decoder = ordered_json::object();
-  std::vector<std::pair<std::string, int32_t>> specials(model.special_tokens.begin(), model.special_tokens.end());
-  std::sort(specials.begin(), specials.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+  std::vector<std::pair<std::string, int32_t>> specials(model.special_tokens.begin(),
+                                                        model.special_tokens.end());
+  std::sort(specials.begin(), specials.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
   for (const auto& [token, id] : specials)
-    decoder[std::to_string(id)] = {{"content", token},  {"lstrip", false}, {"normalized", false},
-                                   {"rstrip", false},   {"single_word", false}, {"special", true}};
+    decoder[std::to_string(id)] = {{"content", token}, {"lstrip", false},      {"normalized", false},
+                                   {"rstrip", false},  {"single_word", false}, {"special", true}};
   ordered_json config;
   config["add_bos_token"] = model.add_bos;
   config["add_prefix_space"] = false;
@@ -129,7 +135,8 @@ ordered_json tokenizer_config(const BpeModel& model) {
   if (model.bos_id) config["bos_token"] = bos_text(model);
   config["clean_up_tokenization_spaces"] = false;
   // GPT2Tokenizer reads vocab.json + merges.txt; the Llama-3 pattern needs the generic fast tokenizer.
-  config["tokenizer_class"] = model.pre_tokenizer == PreTokenizer::GPT2 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast";
+  config["tokenizer_class"] =
+      model.pre_tokenizer == PreTokenizer::GPT2 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast";
   return config;
 }
 

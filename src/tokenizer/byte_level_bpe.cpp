@@ -104,8 +104,8 @@ std::vector<int32_t> ByteLevelBpe::Impl::encode_word(const std::string& word, co
     symbols.push_back(whole->second);
   } else {
     for (unsigned char c : word) {
-      SAETRAJ_CHECK(byte_id[c] >= 0, InputError, "byte ", static_cast<int>(c), " ('",
-                    byte_to_unicode()[c], "') has no token in this byte-level vocabulary");
+      SAETRAJ_CHECK(byte_id[c] >= 0, InputError, "byte ", static_cast<int>(c), " ('", byte_to_unicode()[c],
+                    "') has no token in this byte-level vocabulary");
       symbols.push_back(byte_id[c]);
     }
     // Standard BPE: merge the adjacent pair of lowest rank, every occurrence left to right, until no

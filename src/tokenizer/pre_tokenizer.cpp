@@ -71,8 +71,8 @@ void require_valid_utf8(const std::string& text, const std::string& what) {
   // pcre2_match validates the whole subject before matching; its report carries the offending offset.
   const pcre2_code* code = compiled(PreTokenizer::GPT2);
   MatchData data(pcre2_match_data_create_from_pattern(code, nullptr));
-  const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0,
-                             data.get(), nullptr);
+  const int rc =
+      pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), 0, 0, data.get(), nullptr);
   if (is_utf8_error(rc)) throw_utf8_error(rc, data.get(), what);
 }
 

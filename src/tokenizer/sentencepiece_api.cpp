@@ -32,6 +32,13 @@ std::vector<std::string> candidates() {
 }
 
 const SentencePieceApi* open_module() {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime aborts on RTLD_DEEPBIND, and without it the protobuf clash comes back.
+  throw IoError(
+      "SentencePiece tokenizers are not available in AddressSanitizer builds (SAETRAJ_SANITIZE): "
+      "the sanitizer runtime refuses the RTLD_DEEPBIND loading of " +
+      std::string(kModuleName));
+#endif
   const std::vector<std::string> paths = candidates();
   std::vector<std::string> failures;
   for (const std::string& path : paths) {

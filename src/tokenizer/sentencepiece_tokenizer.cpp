@@ -54,7 +54,8 @@ SentencePieceTokenizer::SentencePieceTokenizer(const std::string& model_path, st
   const SentencePieceApi& api = sentencepiece_api();
   std::string error;
   void* model = api.load(model_path, &error);
-  SAETRAJ_CHECK(model, FormatError, "tokenizer file '", model_path, "' is not a SentencePiece model: ", error);
+  SAETRAJ_CHECK(model, FormatError, "tokenizer file '", model_path,
+                "' is not a SentencePiece model: ", error);
   model_ = std::shared_ptr<void>(model, api.release);
   const int model_bos = api.bos_id(model_.get());
   if (model_bos >= 0)

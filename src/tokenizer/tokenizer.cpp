@@ -17,7 +17,8 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& folder, std::option
   // SentencePiece model is the original, so a tokenizer.json that is not byte-level yields to it.
   if (exists("tokenizer.json") &&
       !(exists("tokenizer.model") && !is_byte_level_tokenizer_json(file("tokenizer.json"))))
-    return std::make_unique<ByteLevelBpe>(ByteLevelBpe::from_tokenizer_json(file("tokenizer.json"), bos_hint));
+    return std::make_unique<ByteLevelBpe>(
+        ByteLevelBpe::from_tokenizer_json(file("tokenizer.json"), bos_hint));
   if (exists("vocab.json") && exists("merges.txt"))
     return std::make_unique<ByteLevelBpe>(
         ByteLevelBpe::from_vocab_merges(file("vocab.json"), file("merges.txt"), bos_hint));

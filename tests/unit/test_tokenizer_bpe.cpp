@@ -33,7 +33,9 @@ TEST(ByteToUnicode, PrintableBytesMapToThemselvesOthersFromU0100) {
   EXPECT_EQ(t['\n'], "\xC4\x8A");  // U+010A 'Ċ'
   EXPECT_EQ(t[0x7F], "\xC4\xA1");  // DEL is the 34th remapped byte: U+0121
   EXPECT_EQ(t[0xAD], "\xC5\x83");  // soft hyphen is the last (68th): U+0143
-  EXPECT_EQ(bytes_to_byte_level("a b\n"), "a\xC4\xA0" "b\xC4\x8A");
+  EXPECT_EQ(bytes_to_byte_level("a b\n"),
+            "a\xC4\xA0"
+            "b\xC4\x8A");
   std::string all;
   for (int b = 0; b < 256; ++b) all += static_cast<char>(b);
   EXPECT_EQ(byte_level_to_bytes(bytes_to_byte_level(all)), all);
@@ -190,9 +192,13 @@ TEST(ByteLevelBpe, InvalidModels) {
     return format_error_of([&] { ByteLevelBpe bpe(m); });
   };
   EXPECT_THAT(error_for([](BpeModel& m) { m.vocab["dup"] = 5; }), HasSubstr("duplicate id 5"));
-  EXPECT_THAT(error_for([](BpeModel& m) { m.merges.push_back({"zz", "z"}); }),
+  EXPECT_THAT(error_for([](BpeModel& m) {
+                m.merges.push_back({"zz", "z"});
+              }),
               HasSubstr("'zz' is not in the vocabulary"));
-  EXPECT_THAT(error_for([](BpeModel& m) { m.merges.push_back({"z", "z"}); }),
+  EXPECT_THAT(error_for([](BpeModel& m) {
+                m.merges.push_back({"z", "z"});
+              }),
               HasSubstr("its result 'zz' is not in the vocabulary"));
   EXPECT_THAT(error_for([](BpeModel& m) { m.special_tokens["<|other|>"] = 7; }), HasSubstr("duplicate id 7"));
   EXPECT_THAT(error_for([](BpeModel& m) { m.bos_id = 999; }), HasSubstr("BOS id 999"));
@@ -223,7 +229,7 @@ TEST(TrainBpe, SmallCorpusMergesWorkedOutByHand) {
   EXPECT_EQ(m.vocab.at("aa"), 256);
   EXPECT_EQ(m.vocab.at("ab"), 257);
   EXPECT_EQ(m.vocab.at("aaab"), 258);
-  EXPECT_EQ(m.vocab.at("!"), 0);            // GPT-2's byte order
+  EXPECT_EQ(m.vocab.at("!"), 0);           // GPT-2's byte order
   EXPECT_EQ(m.vocab.at("\xC4\xA0"), 220);  // Ġ, as in GPT-2
   EXPECT_THAT(ByteLevelBpe(m).encode("aaab ab"), ElementsAre(258, 220, 257));
 }
@@ -281,7 +287,8 @@ TEST(BpeFiles, WrittenFilesLoadBack) {
         EXPECT_EQ(loaded.model().bos_id, m.bos_id);
         EXPECT_EQ(loaded.model().add_bos, m.add_bos);
       }
-      const ByteLevelBpe from_json = ByteLevelBpe::from_tokenizer_json(dir.file("tokenizer.json"), std::nullopt);
+      const ByteLevelBpe from_json =
+          ByteLevelBpe::from_tokenizer_json(dir.file("tokenizer.json"), std::nullopt);
       EXPECT_EQ(from_json.model().pre_tokenizer, pre);
       const auto loaded = load_tokenizer(dir.path(), std::nullopt);
       EXPECT_EQ(loaded->kind(), "byte-level-bpe");
@@ -297,7 +304,8 @@ TEST(BpeFiles, LayoutFollowsHuggingFace) {
   write_bpe_files(dir.path(), trained(PreTokenizer::LLAMA3, true));
   const json j = json::parse(saetraj::testing::read_file(dir.file("tokenizer.json")));
   EXPECT_EQ(j["model"]["type"], "BPE");
-  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"], pre_tokenizer_pattern(PreTokenizer::LLAMA3));
+  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
+            pre_tokenizer_pattern(PreTokenizer::LLAMA3));
   EXPECT_EQ(j["post_processor"]["single"][0]["SpecialToken"]["id"], "<|begin_of_text|>");
   EXPECT_EQ(j["decoder"]["type"], "ByteLevel");
   EXPECT_EQ(j["added_tokens"].size(), 2u);
@@ -353,7 +361,8 @@ std::string llama3_json() {
       {"model",
        {{"type", "BPE"},
         {"ignore_merges", true},
-        {"vocab", {{"1", 0}, {"2", 1}, {"3", 2}, {"4", 3}, {"12", 4}, {"123", 5}, {"34", 6}, {"\xC4\xA0", 7}}},
+        {"vocab",
+         {{"1", 0}, {"2", 1}, {"3", 2}, {"4", 3}, {"12", 4}, {"123", 5}, {"34", 6}, {"\xC4\xA0", 7}}},
         {"merges", {"1 2", "12 3"}}}}};
   return j.dump();
 }
@@ -389,20 +398,27 @@ TEST(BpeFiles, BadTokenizerJson) {
   const std::string wordpiece = error_for([](json& c) { c["model"]["type"] = "WordPiece"; });
   EXPECT_THAT(wordpiece, HasSubstr(path));
   EXPECT_THAT(wordpiece, HasSubstr("model.type is 'WordPiece'; expected 'BPE'"));
-  EXPECT_THAT(error_for([](json& c) { c["model"]["merges"].push_back(json::array({"a", "q"})); }),
+  EXPECT_THAT(error_for([](json& c) {
+                c["model"]["merges"].push_back(json::array({"a", "q"}));
+              }),
               HasSubstr("'q' is not in the vocabulary"));
   EXPECT_THAT(error_for([](json& c) { c["model"]["merges"].push_back("b a"); }),
               HasSubstr("its result 'ba' is not in the vocabulary"));
   EXPECT_THAT(error_for([](json& c) { c["model"]["merges"].push_back("b a c"); }),
               HasSubstr("model.merges[2]: expected two tokens separated by one space"));
   EXPECT_THAT(error_for([](json& c) { c["model"]["vocab"]["c"] = 1; }), HasSubstr("duplicate id 1"));
-  EXPECT_THAT(error_for([](json& c) { c["model"]["vocab"]["c"] = "1"; }), HasSubstr("expected an integer id"));
+  EXPECT_THAT(error_for([](json& c) { c["model"]["vocab"]["c"] = "1"; }),
+              HasSubstr("expected an integer id"));
   EXPECT_THAT(error_for([](json& c) { c["added_tokens"][0]["id"] = 2; }), HasSubstr("duplicate id 2"));
   EXPECT_THAT(error_for([](json& c) { c["model"]["byte_fallback"] = true; }),
               HasSubstr("model.byte_fallback is true"));
-  EXPECT_THAT(error_for([](json& c) { c["pre_tokenizer"] = {{"type", "Whitespace"}}; }),
+  EXPECT_THAT(error_for([](json& c) {
+                c["pre_tokenizer"] = {{"type", "Whitespace"}};
+              }),
               HasSubstr("pre_tokenizer type 'Whitespace' is not supported"));
-  EXPECT_THAT(error_for([](json& c) { c["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\d"}}}}; }),
+  EXPECT_THAT(error_for([](json& c) {
+                c["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\d"}}}};
+              }),
               HasSubstr("neither GPT-2's nor Llama-3's"));
   EXPECT_THAT(error_for([](json& c) { c["pre_tokenizer"] = nullptr; }), HasSubstr("no ByteLevel step"));
 }

@@ -35,9 +35,20 @@ std::string corpus() {
   return text;  // about 7 KB
 }
 
+// AddressSanitizer builds cannot open the sentencepiece module (NOTE in src/tokenizer/sentencepiece_api.h).
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kModuleLoadable = false;
+#else
+constexpr bool kModuleLoadable = true;
+#endif
+
 class SentencePieceTest : public ::testing::Test {
  protected:
+  void SetUp() override {
+    if (!kModuleLoadable) GTEST_SKIP() << "sentencepiece module unavailable under AddressSanitizer";
+  }
   static void SetUpTestSuite() {
+    if (!kModuleLoadable) return;
     dir_ = new TempDir("saetraj-spm");
     train_sentencepiece(corpus(), 320, dir_->file("tokenizer.model"));
   }
@@ -65,9 +76,9 @@ TEST_F(SentencePieceTest, GemmaSpecialIdsAndBos) {
 
 TEST_F(SentencePieceTest, RoundTrip) {
   const SentencePieceTokenizer sp(model_path(), std::nullopt);
-  for (const std::string text :
-       {"The final correct answer: Max, Mark and Smith are in the empty dark room.",
-        "  leading and  double spaces, trailing too ", "lines\nand\ttabs\n", "Ünïcödé 日本語 👋🏽 ж", ""}) {
+  for (const std::string text : {"The final correct answer: Max, Mark and Smith are in the empty dark room.",
+                                 "  leading and  double spaces, trailing too ", "lines\nand\ttabs\n",
+                                 "Ünïcödé 日本語 👋🏽 ж", ""}) {
     const std::vector<int32_t> ids = sp.encode(text);
     EXPECT_EQ(sp.decode(ids), text);
     std::string joined;
@@ -104,15 +115,17 @@ TEST_F(SentencePieceTest, ByteFallbackForUnseenCharacters) {
 TEST_F(SentencePieceTest, TrainingIsDeterministic) {
   TempDir other;
   train_sentencepiece(corpus(), 320, other.file("again.model"));
-  EXPECT_EQ(saetraj::testing::read_file(other.file("again.model")), saetraj::testing::read_file(model_path()));
+  EXPECT_EQ(saetraj::testing::read_file(other.file("again.model")),
+            saetraj::testing::read_file(model_path()));
 }
 
 TEST_F(SentencePieceTest, BadInputs) {
   const SentencePieceTokenizer sp(model_path(), std::nullopt);
   EXPECT_THAT([&] { sp.encode("ab\xC0\x80"); }, ThrowsMessage<InputError>(HasSubstr("byte offset 2")));
   EXPECT_THAT([&] { sp.token_text(320); }, ThrowsMessage<InputError>(HasSubstr("token id 320")));
-  EXPECT_THAT([] { train_sentencepiece(corpus(), 100, "/nonexistent/never.model"); },
-              ThrowsMessage<InputError>(HasSubstr("SentencePiece training for '/nonexistent/never.model' failed")));
+  EXPECT_THAT(
+      [] { train_sentencepiece(corpus(), 100, "/nonexistent/never.model"); },
+      ThrowsMessage<InputError>(HasSubstr("SentencePiece training for '/nonexistent/never.model' failed")));
 }
 
 TEST_F(SentencePieceTest, LoadTokenizerPicksTheSentencePieceModel) {
@@ -135,6 +148,7 @@ TEST(SentencePieceFiles, MissingAndBrokenModels) {
   const std::string path = dir.file("tokenizer.model");
   EXPECT_THAT([&] { SentencePieceTokenizer(path, std::nullopt); },
               ThrowsMessage<FormatError>(HasSubstr("'" + path + "' does not exist")));
+  if (!kModuleLoadable) GTEST_SKIP() << "sentencepiece module unavailable under AddressSanitizer";
   write_file(path, "this is not a protobuf");
   EXPECT_THAT([&] { SentencePieceTokenizer(path, std::nullopt); },
               ThrowsMessage<FormatError>(HasSubstr("'" + path + "' is not a SentencePiece model")));

@@ -14,9 +14,9 @@
 namespace saetraj::tokenizer {
 
 struct BpeModel {
-  std::unordered_map<std::string, int32_t> vocab;          // byte-level string -> id
+  std::unordered_map<std::string, int32_t> vocab;           // byte-level string -> id
   std::vector<std::pair<std::string, std::string>> merges;  // in rank order
-  std::map<std::string, int32_t> special_tokens;           // e.g. "<|endoftext|>" -> 50256
+  std::map<std::string, int32_t> special_tokens;            // e.g. "<|endoftext|>" -> 50256
   PreTokenizer pre_tokenizer = PreTokenizer::GPT2;
   std::optional<int32_t> bos_id;
   bool add_bos = false;

@@ -65,8 +65,8 @@ bool train(const std::vector<std::pair<std::string, std::string>>& options, cons
   return status.ok();
 }
 
-const saetraj::tokenizer::SentencePieceApi kApi = {load,       release, encode,     piece_size, id_to_piece,
-                                                   is_byte,    is_control, is_unknown, bos_id,     train};
+const saetraj::tokenizer::SentencePieceApi kApi = {load,    release,    encode,     piece_size, id_to_piece,
+                                                   is_byte, is_control, is_unknown, bos_id,     train};
 
 }  // namespace
 
