@@ -1,0 +1,60 @@
+#include <iostream>
+
+#include "options.h"
+#include "saetraj/cli/commands.h"
+#include "saetraj/pipeline/sweep_runner.h"
+
+namespace saetraj::cli {
+
+int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
+  pipeline::SweepOptions o;
+  po::options_description options("Sweep options");
+  options.add_options()
+    ("model", po::value(&o.model), "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer files)")
+    ("sae", po::value(&o.saes)->composing(),
+     "SAE-Lens folder per layer: a pattern with {layer} (e.g. saes/layer_{layer}) and/or LAYER=FOLDER; repeatable")
+    ("layers", po::value(&o.layers)->default_value(o.layers), "analysed layers: all, a range 0-11, or a list 0,3,5")
+    ("prompt", po::value(&o.prompts)->composing(), "prompt text; repeatable")
+    ("prompt-ids", po::value(&o.prompt_ids)->composing(), "a prompt as comma-separated token ids; repeatable")
+    ("prompt-file", po::value(&o.prompt_file), "prompts from a .txt file (one per line) or .jsonl ({\"id\", \"text\"})")
+    ("k", po::value(&o.k)->default_value(o.k), "top active features recorded per step")
+    ("top-t", po::value(&o.top_t)->default_value(o.top_t), "graph filter: newcomers with final rank <= T")
+    ("bos", po::value(&o.bos)->default_value(o.bos),
+     "prepend BOS: auto (as the SAEs were trained, else the tokenizer's default), on, off")
+    ("center", po::value(&o.center)->default_value(o.center),
+     "centre residual vectors before encoding: auto (SAE cfg's center_writing_weights), on, off")
+    ("allow-hook-mismatch", po::bool_switch(&o.allow_hook_mismatch),
+     "accept SAEs whose hook layer differs from the layer they are given to")
+    ("max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens),
+     "truncate prompts to this many tokens, BOS included (0: never; too long prompts are skipped)")
+    ("out,o", po::value(&o.out)->default_value(o.out), "output HDF5 file")
+    ("overwrite", po::bool_switch(&o.overwrite), "replace an existing output file")
+    ("resume", po::bool_switch(&o.resume), "continue an interrupted sweep, skipping prompts already done")
+    ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows),
+     "rows encoded per matrix product (memory: chunk-rows x d_sae x 4 bytes)")
+    ("no-graphs", "do not build graphs at the end")
+    ("graphs-dir", po::value(&o.graphs_dir), "where graph JSON/GraphML go (default: OUT without .h5 + _graphs)")
+    ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)");
+  po::variables_map vm;
+  if (!parse_command("sweep", "--model DIR --sae PATTERN --prompt TEXT [options]", options, {}, args, vm,
+                     ctx.comm.rank() == 0)) {
+    return 0;
+  }
+  o.graphs = !vm.count("no-graphs");
+  o.command_line = ctx.command_line;
+  pipeline::install_stop_handlers();
+  const auto result = pipeline::run_sweep(o, ctx.comm);
+  if (ctx.comm.rank() == 0) {
+    if (result.interrupted) {
+      std::cerr << "saetraj: interrupted; " << result.prompts_done << "/" << result.prompts
+                << " prompts are done and saved in " << result.out << ". Continue with the same command plus --resume.\n";
+    } else {
+      std::cout << "sweep: " << result.out << " (" << result.prompts_done << " prompt(s), " << result.skipped
+                << " skipped, " << result.rows << " rows per layer)\n";
+      if (!result.graphs_dir.empty()) std::cout << "graphs: " << result.graphs_dir << "\n";
+    }
+  }
+  return result.interrupted ? 130 : 0;
+}
+
+}  // namespace saetraj::cli

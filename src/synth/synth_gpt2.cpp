@@ -1,0 +1,312 @@
+#include <zlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
+#include "saetraj/model/model.h"
+#include "saetraj/sae/sae.h"
+#include "saetraj/synth/synth.h"
+#include "saetraj/tokenizer/byte_level_bpe.h"
+
+namespace saetraj::synth {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+// splitmix64 + Box-Muller: the same numbers on every machine and LibTorch version.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next() {
+    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) / 9007199254740992.0; }
+  double normal() {
+    const double u1 = uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
+  torch::Tensor normal(std::vector<int64_t> shape, double std, double mean = 0.0) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(mean + std * normal());
+    return torch::from_blob(v.data(), shape, torch::kFloat32).clone();
+  }
+
+ private:
+  uint64_t state_;
+};
+
+void write_json(const std::string& path, const ojson& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  SAETRAJ_CHECK(out.good(), IoError, "cannot write ", path);
+}
+
+std::string layer_name(const char* pattern, int layer) {
+  std::string s = pattern;
+  s.replace(s.find("{L}"), 3, std::to_string(layer));
+  return s;
+}
+
+// The GPT-2 weights, scaled so that attention patterns are far from uniform and every bias is non-zero
+// (b_O in particular, which the method spreads over the source tokens).
+std::vector<std::pair<std::string, torch::Tensor>> gpt2_weights(const SynthOptions& o, int64_t vocab, Rng& rng) {
+  const int64_t d = o.d_model, m = o.d_mlp;
+  const double s = 1.0 / std::sqrt(static_cast<double>(d));
+  std::vector<std::pair<std::string, torch::Tensor>> w;
+  w.emplace_back("wte.weight", rng.normal({vocab, d}, 1.0));
+  w.emplace_back("wpe.weight", rng.normal({o.n_ctx, d}, 0.3));
+  w.emplace_back("ln_f.weight", rng.normal({d}, 0.1, 1.0));
+  w.emplace_back("ln_f.bias", rng.normal({d}, 0.05));
+  for (int l = 0; l < o.n_layers; ++l) {
+    w.emplace_back(layer_name("h.{L}.ln_1.weight", l), rng.normal({d}, 0.1, 1.0));
+    w.emplace_back(layer_name("h.{L}.ln_1.bias", l), rng.normal({d}, 0.05));
+    w.emplace_back(layer_name("h.{L}.attn.c_attn.weight", l), rng.normal({d, 3 * d}, 2.0 * s));
+    w.emplace_back(layer_name("h.{L}.attn.c_attn.bias", l), rng.normal({3 * d}, 0.05));
+    w.emplace_back(layer_name("h.{L}.attn.c_proj.weight", l), rng.normal({d, d}, s));
+    w.emplace_back(layer_name("h.{L}.attn.c_proj.bias", l), rng.normal({d}, 0.05));
+    w.emplace_back(layer_name("h.{L}.ln_2.weight", l), rng.normal({d}, 0.1, 1.0));
+    w.emplace_back(layer_name("h.{L}.ln_2.bias", l), rng.normal({d}, 0.05));
+    w.emplace_back(layer_name("h.{L}.mlp.c_fc.weight", l), rng.normal({d, m}, s));
+    w.emplace_back(layer_name("h.{L}.mlp.c_fc.bias", l), rng.normal({m}, 0.05));
+    w.emplace_back(layer_name("h.{L}.mlp.c_proj.weight", l), rng.normal({m, d}, 1.0 / std::sqrt(double(m))));
+    w.emplace_back(layer_name("h.{L}.mlp.c_proj.bias", l), rng.normal({d}, 0.05));
+  }
+  return w;
+}
+
+// The SAE flavours cycled over the layers, covering both cfg generations and every activation and
+// normalisation the loaders support.
+struct Flavour {
+  bool sae_lens6;
+  sae::Activation activation;
+  sae::Normalization normalization;
+  bool apply_b_dec;
+  bool center;
+};
+const Flavour kFlavours[] = {
+    {true, sae::Activation::ReLU, sae::Normalization::None, true, false},
+    {false, sae::Activation::ReLU, sae::Normalization::None, true, true},
+    {true, sae::Activation::JumpReLU, sae::Normalization::ConstantNormRescale, false, false},
+    {true, sae::Activation::TopK, sae::Normalization::LayerNorm, true, false},
+};
+constexpr int64_t kTopK = 16;
+
+ojson sae_cfg(const Flavour& f, int layer, int64_t d_in, int64_t d_sae, const std::string& np_model) {
+  const std::string hook = "blocks." + std::to_string(layer) + ".hook_resid_mid";
+  const std::string np_id = np_model + "/" + std::to_string(layer) + "-demo-res";
+  const ojson kwargs = f.center ? ojson{{"center_writing_weights", true}} : ojson::object();
+  if (!f.sae_lens6) {
+    // The older flat layout (SAE-Lens 3-5).
+    return ojson{{"model_name", np_model},
+                 {"hook_point", hook},
+                 {"hook_point_layer", layer},
+                 {"hook_point_head_index", nullptr},
+                 {"d_in", d_in},
+                 {"d_sae", d_sae},
+                 {"dtype", "torch.float32"},
+                 {"device", "cpu"},
+                 {"activation_fn_str", "relu"},
+                 {"apply_b_dec_to_input", f.apply_b_dec},
+                 {"normalize_activations", false},
+                 {"finetuning_scaling_factor", false},
+                 {"context_size", 128},
+                 {"prepend_bos", true},
+                 {"dataset_path", "saetraj/demo-corpus"},
+                 {"model_from_pretrained_kwargs", kwargs},
+                 {"neuronpedia_id", np_id}};
+  }
+  ojson cfg{{"architecture", f.activation == sae::Activation::ReLU       ? "standard"
+                             : f.activation == sae::Activation::JumpReLU ? "jumprelu"
+                                                                          : "topk"},
+            {"d_in", d_in},
+            {"d_sae", d_sae},
+            {"dtype", "float32"},
+            {"device", "cpu"},
+            {"apply_b_dec_to_input", f.apply_b_dec},
+            {"normalize_activations", sae::normalization_name(f.normalization)},
+            {"reshape_activations", "none"}};
+  if (f.activation == sae::Activation::TopK) cfg["k"] = kTopK;
+  cfg["metadata"] = ojson{{"sae_lens_version", "6.5.0"},
+                          {"sae_lens_training_version", "6.5.0"},
+                          {"model_name", np_model},
+                          {"hook_name", hook},
+                          {"hook_head_index", nullptr},
+                          {"prepend_bos", true},
+                          {"dataset_path", "saetraj/demo-corpus"},
+                          {"context_size", 128},
+                          {"model_from_pretrained_kwargs", kwargs},
+                          {"neuronpedia_id", np_id}};
+  return cfg;
+}
+
+void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines) {
+  gzFile f = gzopen(path.c_str(), "wb9");
+  SAETRAJ_CHECK(f, IoError, "cannot write ", path);
+  for (const auto& line : lines) {
+    const std::string l = line + "\n";
+    if (gzwrite(f, l.data(), static_cast<unsigned>(l.size())) != static_cast<int>(l.size())) {
+      gzclose(f);
+      throw IoError(str("cannot write ", path));
+    }
+  }
+  SAETRAJ_CHECK(gzclose(f) == Z_OK, IoError, "cannot finish ", path);
+}
+
+}  // namespace
+
+SynthResult synth_gpt2_fixture(const SynthOptions& o) {
+  SAETRAJ_CHECK(!o.out.empty(), InputError, "synth needs an output folder");
+  SAETRAJ_CHECK(o.d_model % o.n_heads == 0, InputError, "d_model must be a multiple of n_heads");
+  c10::InferenceMode guard;
+  Rng rng(o.seed);
+  SynthResult r;
+  r.model_dir = o.out + "/model";
+  r.sae_pattern = o.out + "/saes/layer_{layer}";
+  r.explanations_root = o.out + "/explanations";
+  r.neuronpedia_model = "saetraj-demo-gpt2";
+  fs::create_directories(r.model_dir);
+
+  // Tokenizer: byte-level BPE trained on the corpus, <|endoftext|> as BOS/EOS (GPT-2 does not add it).
+  auto bpe = tokenizer::train_byte_level_bpe(demo_corpus(), o.vocab_size, {"<|endoftext|>"},
+                                             tokenizer::PreTokenizer::GPT2);
+  const int32_t eot = bpe.special_tokens.at("<|endoftext|>");
+  bpe.bos_id = eot;
+  bpe.add_bos = false;
+  tokenizer::write_bpe_files(r.model_dir, bpe);
+  int64_t vocab = 0;
+  for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);
+  for (const auto& [piece, id] : bpe.special_tokens) vocab = std::max<int64_t>(vocab, id + 1);
+
+  write_json(r.model_dir + "/config.json",
+             ojson{{"architectures", {"GPT2LMHeadModel"}},
+                   {"model_type", "gpt2"},
+                   {"activation_function", "gelu_new"},
+                   {"n_embd", o.d_model},
+                   {"n_head", o.n_heads},
+                   {"n_layer", o.n_layers},
+                   {"n_inner", o.d_mlp},
+                   {"n_positions", o.n_ctx},
+                   {"n_ctx", o.n_ctx},
+                   {"vocab_size", vocab},
+                   {"layer_norm_epsilon", 1e-5},
+                   {"bos_token_id", eot},
+                   {"eos_token_id", eot},
+                   {"tie_word_embeddings", true},
+                   {"torch_dtype", "float32"},
+                   {"saetraj_synthetic_seed", o.seed}});
+  io::write_safetensors(r.model_dir + "/model.safetensors", gpt2_weights(o, vocab, rng), {{"format", "pt"}});
+
+  // Calibration: the model's own residual stream (resid_mid, what the SAEs read) on the corpus.
+  const auto model = model::load_model(r.model_dir);
+  const tokenizer::ByteLevelBpe tok(bpe);
+  std::vector<std::vector<torch::Tensor>> mids(o.n_layers);
+  std::vector<std::string> row_token, row_prev;
+  std::stringstream lines(demo_corpus());
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<int32_t> ids = tok.encode(line);
+    ids.insert(ids.begin(), eot);
+    if (static_cast<int64_t>(ids.size()) > o.n_ctx) ids.resize(o.n_ctx);
+    const auto cap = model->forward(ids, {});
+    for (int l = 0; l < o.n_layers; ++l) mids[l].push_back(cap.layers[l].resid_mid);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      row_token.push_back(tok.token_text(ids[i]));
+      row_prev.push_back(i ? tok.token_text(ids[i - 1]) : "");
+    }
+  }
+
+  for (int l = 0; l < o.n_layers; ++l) {
+    const Flavour& f = kFlavours[l % 4];
+    const std::string dir = o.out + "/saes/layer_" + std::to_string(l);
+    fs::create_directories(dir);
+    const ojson cfg = sae_cfg(f, l, o.d_model, o.d_sae, r.neuronpedia_model);
+    write_json(dir + "/cfg.json", cfg);
+
+    // Preprocess the calibration vectors as the SAE will, b_dec aside.
+    sae::Sae probe;
+    probe.cfg.d_in = o.d_model;
+    probe.cfg.normalization = f.normalization;
+    probe.cfg.center_residual = f.center;
+    probe.cfg.apply_b_dec_to_input = false;
+    const auto x = probe.preprocess(torch::cat(mids[l], 0));
+    const auto b_dec = x.mean(0);
+    const auto z = f.apply_b_dec ? x - b_dec : x;
+    const double scale = z.pow(2).sum(1).mean().sqrt().item<double>();
+
+    // Encoder directions: half taken from calibration vectors (features that fire on real contexts),
+    // half random; unit length over the typical input norm.
+    auto directions = rng.normal({o.d_sae, o.d_model}, 1.0);
+    for (int64_t feat = 0; feat < o.d_sae; feat += 2) {
+      const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(z.size(0)));
+      directions[feat] = z[row] / z[row].norm() * std::sqrt(double(o.d_model)) + 0.3 * directions[feat];
+    }
+    directions = directions / directions.norm(2, 1, true);
+    const auto w_enc = (directions / scale).t().contiguous();  // [d_in, d_sae]
+    const auto proj = torch::matmul(z, w_enc);                 // [M, d_sae]
+    const auto cut = proj.quantile(1.0 - o.firing_rate, 0);    // fires on ~firing_rate of vectors
+
+    std::vector<std::pair<std::string, torch::Tensor>> weights;
+    weights.emplace_back("W_enc", w_enc);
+    weights.emplace_back("W_dec", directions.contiguous());
+    weights.emplace_back("b_dec", b_dec.contiguous());
+    torch::Tensor b_enc, threshold;
+    if (f.activation == sae::Activation::JumpReLU) {
+      b_enc = torch::zeros({o.d_sae});
+      threshold = cut.clamp_min(1e-3);
+      weights.emplace_back("threshold", threshold);
+    } else if (f.activation == sae::Activation::TopK) {
+      b_enc = -proj.median(0).values;
+    } else {
+      b_enc = -cut;
+    }
+    weights.emplace_back("b_enc", b_enc.contiguous());
+    io::write_safetensors(dir + "/sae_weights.safetensors", weights);
+    r.sae_dirs.push_back(dir);
+
+    // Explanations in Neuronpedia's bulk export layout: each feature described by the context it fires
+    // on most strongly; about one in eight is left without one, and batches are not index ranges.
+    sae::Sae sae;
+    sae.cfg.d_in = o.d_model;
+    sae.cfg.d_sae = o.d_sae;
+    sae.cfg.activation = f.activation;
+    sae.cfg.topk_k = kTopK;
+    sae.cfg.normalization = f.normalization;
+    sae.cfg.center_residual = f.center;
+    sae.cfg.apply_b_dec_to_input = f.apply_b_dec;
+    sae.w_enc = w_enc;
+    sae.b_enc = b_enc;
+    sae.b_dec = b_dec;
+    sae.threshold = threshold;
+    const auto acts = sae.encode(torch::cat(mids[l], 0));
+    const auto best = acts.max(0);
+    const std::string source = std::to_string(l) + "-demo-res";
+    const std::string exp_dir = r.explanations_root + "/" + r.neuronpedia_model + "/" + source + "/explanations";
+    fs::create_directories(exp_dir);
+    std::vector<std::string> batch[2];
+    for (int64_t feat = 0; feat < o.d_sae; ++feat) {
+      if (rng.next() % 8 == 0) continue;
+      const float peak = std::get<0>(best)[feat].item<float>();
+      const int64_t row = std::get<1>(best)[feat].item<int64_t>();
+      const std::string description =
+          peak > 0 ? "fires on \"" + row_token[row] + "\" after \"" + row_prev[row] + "\""
+                   : "rarely active (synthetic feature " + std::to_string(feat) + ")";
+      batch[rng.next() % 2].push_back(
+          nlohmann::json{{"modelId", r.neuronpedia_model}, {"layer", source}, {"index", std::to_string(feat)},
+                         {"description", description}, {"explanationModelName", "saetraj-synth"}}
+              .dump());
+    }
+    for (int b = 0; b < 2; ++b) write_gzip_lines(exp_dir + "/batch-" + std::to_string(b) + ".jsonl.gz", batch[b]);
+  }
+  return r;
+}
+
+}  // namespace saetraj::synth
