@@ -125,15 +125,6 @@ std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& spe
   return folders;
 }
 
-namespace {
-
-std::string model_label(const std::string& folder) {
-  auto p = std::filesystem::path(folder).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  return p.filename().string();
-}
-
-}  // namespace
 
 SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   const bool root = comm.rank() == 0;
@@ -206,7 +197,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
                 prepared.skipped.size(), " skipped: ", prepared.skipped.front().reason, ")");
 
   output::SweepHeader header;
-  header.model = model_label(o.model);
+  header.model = std::filesystem::path(o.model).lexically_normal().string();
   header.architecture = model::arch_name(config.arch);
   header.d_model = config.d_model;
   header.n_model_layers = config.n_layers;

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
@@ -264,7 +265,7 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
       threshold = cut.clamp_min(1e-3);
       weights.emplace_back("threshold", threshold);
     } else if (f.activation == sae::Activation::TopK) {
-      b_enc = -proj.median(0).values;
+      b_enc = -std::get<0>(proj.median(0));
     } else {
       b_enc = -cut;
     }

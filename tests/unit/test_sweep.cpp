@@ -1,0 +1,263 @@
+// The sweep end to end on the synthetic fixture, in one process (serial communicator): the HDF5 file's
+// layout (SPEC 3), its values against a direct recomputation, graphs, resume, and the errors for bad
+// requests.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "saetraj/core/error.h"
+#include "saetraj/model/model.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/output/sweep_file.h"
+#include "saetraj/pipeline/graph_builder.h"
+#include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/sae/sae_lens.h"
+#include "saetraj/sweep/evolution.h"
+#include "saetraj/sweep/rows.h"
+#include "saetraj/synth/synth.h"
+#include "test_support.h"
+
+using namespace saetraj;
+namespace fs = std::filesystem;
+
+namespace {
+
+const synth::SynthResult& fixture() {
+  static testing::TempDir dir("saetraj-sweep");
+  static const synth::SynthResult r = [] {
+    synth::SynthOptions o;
+    o.out = dir.path();
+    o.n_layers = 3;
+    o.d_model = 32;
+    o.n_heads = 4;
+    o.d_mlp = 64;
+    o.vocab_size = 320;
+    o.n_ctx = 40;
+    o.d_sae = 96;
+    return synth::synth_gpt2_fixture(o);
+  }();
+  return r;
+}
+
+pipeline::SweepOptions base_options(const std::string& out) {
+  pipeline::SweepOptions o;
+  o.model = fixture().model_dir;
+  o.saes = {fixture().sae_pattern};
+  o.prompts = {"Mark gave flashlight to Max.", "Smith left the dark room"};
+  o.k = 16;
+  o.top_t = 5;
+  o.chunk_rows = 20;  // several chunks per prompt
+  o.out = out;
+  return o;
+}
+
+template <typename T>
+std::vector<T> read_all(hid_t f, const std::string& name) {
+  return output::read_vector<T>(f, name);
+}
+
+}  // namespace
+
+TEST(Sweep, FileLayoutAndValues) {
+  testing::TempDir dir;
+  const auto opts = base_options(dir.file("s.h5"));
+  const auto comm = dist::make_serial_communicator();
+  const auto result = pipeline::run_sweep(opts, *comm);
+  EXPECT_TRUE(result.complete);
+  EXPECT_EQ(result.prompts, 2);
+
+  using namespace output;
+  const H5Handle f = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(read_attr_string(f, "format"), "saetraj-sweep");
+  EXPECT_EQ(read_attr_int(f, "format_version"), 1);
+  EXPECT_EQ(read_attr_string(f, "architecture"), "GPT2LMHeadModel");
+  EXPECT_EQ(read_attr_int(f, "d_model"), 32);
+  EXPECT_EQ(read_attr_int(f, "n_model_layers"), 3);
+  EXPECT_EQ(read_attr_ints(f, "layers"), (std::vector<int32_t>{0, 1, 2}));
+  EXPECT_EQ(read_attr_int(f, "k"), 16);
+  EXPECT_EQ(read_attr_int(f, "complete"), 1);
+  EXPECT_EQ(read_attr_strings(f, "sae_ids").size(), 3u);
+  EXPECT_EQ(read_attr_string(f, "bos"), "prepended");  // the SAEs were trained with prepend_bos
+
+  const auto n_tokens = read_all<int32_t>(f, "prompts/n_tokens");
+  const auto row_offset = read_all<int64_t>(f, "prompts/row_offset");
+  const auto token_offset = read_all<int64_t>(f, "prompts/token_offset");
+  const auto done = read_all<uint8_t>(f, "prompts/done");
+  ASSERT_EQ(n_tokens.size(), 2u);
+  EXPECT_EQ(done, (std::vector<uint8_t>{1, 1}));
+  EXPECT_EQ(row_offset[0], 0);
+  EXPECT_EQ(row_offset[1], sweep::rows_of_prompt(n_tokens[0]));
+  EXPECT_EQ(token_offset[1], n_tokens[0]);
+  const auto ids = read_all<int32_t>(f, "tokens/ids");
+  const auto texts = read_strings(f, "tokens/text");
+  ASSERT_EQ(ids.size(), static_cast<size_t>(n_tokens[0] + n_tokens[1]));
+  EXPECT_EQ(texts[0], "<|endoftext|>");
+  const auto row_query = read_all<int32_t>(f, "evolution/row_query");
+  const auto row_step = read_all<int32_t>(f, "evolution/row_step");
+  const int64_t rows = sweep::rows_of_prompt(n_tokens[0]) + sweep::rows_of_prompt(n_tokens[1]);
+  ASSERT_EQ(static_cast<int64_t>(row_query.size()), rows);
+  EXPECT_EQ(row_query[0], 1);
+  EXPECT_EQ(row_step[2], 2);
+  EXPECT_EQ(row_query[3], 2);
+  EXPECT_EQ(row_step[3], 0);
+
+  // Evolution of prompt 1, layer 1, against a direct recomputation.
+  const auto indices = read_all<int32_t>(f, "evolution/indices");  // [3, rows, 16] flattened
+  const auto values = read_all<float>(f, "evolution/values");
+  ASSERT_EQ(static_cast<int64_t>(indices.size()), 3 * rows * 16);
+  const auto model = model::load_model(fixture().model_dir);
+  const std::vector<int32_t> p1(ids.begin() + n_tokens[0], ids.end());
+  const auto cap = model->forward(p1, {});
+  const auto sae = sae::load_sae_lens(fixture().sae_dirs[1]);
+  sweep::AttentionParts parts{cap.layers[1].pattern, model->head_outputs(1, cap.layers[1].values),
+                              model->attention_output_bias(1)};
+  sweep::EvolutionRequest req;
+  req.resid_pre = &cap.layers[1].resid_pre;
+  req.parts = &parts;
+  req.post_attention = [](const torch::Tensor& x) { return x; };
+  req.q_begin = 1;
+  req.q_end = n_tokens[1];
+  req.k = 16;
+  req.chunk_rows = 1 << 20;
+  const int64_t r1 = sweep::rows_of_prompt(n_tokens[1]);
+  std::vector<int32_t> expect_i(r1 * 16);
+  std::vector<float> expect_v(r1 * 16);
+  sweep::compute_evolution(sae, req, expect_i.data(), expect_v.data());
+  const int64_t base = (1 * rows + row_offset[1]) * 16;
+  int mismatched = 0;
+  for (int64_t i = 0; i < r1 * 16; ++i) {
+    mismatched += indices[base + i] != expect_i[i];
+    EXPECT_NEAR(values[base + i], expect_v[i], 1e-5);
+  }
+  EXPECT_EQ(mismatched, 0);
+  // Lists are sorted descending, active only, padded with -1/0.
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 1; j < 16; ++j) {
+      const float a = values[r * 16 + j - 1], b = values[r * 16 + j];
+      EXPECT_GE(a, b);
+      if (indices[r * 16 + j] == -1) EXPECT_EQ(b, 0.0f);
+      else EXPECT_GT(b, 0.0f);
+    }
+  }
+
+  // Readout: layer 2 (the last) at the last position gives the model's own top tokens.
+  const auto readout = read_all<int32_t>(f, "readout/token_ids");  // [2, 3, 5]
+  const auto probs = read_all<float>(f, "readout/probs");
+  const auto top = torch::softmax(cap.logits[n_tokens[1] - 1], 0).topk(5);
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(readout[(1 * 3 + 2) * 5 + i], std::get<1>(top)[i].item<int64_t>());
+    EXPECT_NEAR(probs[(1 * 3 + 2) * 5 + i], std::get<0>(top)[i].item<float>(), 1e-5);
+  }
+  EXPECT_EQ(read_strings(f, "readout/token_text").size(), 30u);
+
+  // Graphs were built with T = 5.
+  ASSERT_TRUE(link_exists(f, "graphs/trajectories"));
+  const auto g = h5_group(H5Gopen2(f, "graphs", H5P_DEFAULT), "graphs");
+  EXPECT_EQ(read_attr_int(g, "top_t"), 5);
+  EXPECT_TRUE(fs::exists(pipeline::default_graphs_dir(opts.out) + "/T5/prompt_0001/traced.json"));
+  EXPECT_TRUE(fs::exists(pipeline::default_graphs_dir(opts.out) + "/T5/prompt_0000/length_002.json"));
+}
+
+TEST(Sweep, ExistingFileIsRefusedUnlessOverwriteOrResume) {
+  testing::TempDir dir;
+  auto opts = base_options(dir.file("s.h5"));
+  opts.graphs = false;
+  const auto comm = dist::make_serial_communicator();
+  pipeline::run_sweep(opts, *comm);
+  try {
+    pipeline::run_sweep(opts, *comm);
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("already exists; pass --resume"), std::string::npos) << e.what();
+  }
+  opts.resume = true;
+  const auto resumed = pipeline::run_sweep(opts, *comm);  // nothing left to do
+  EXPECT_TRUE(resumed.complete);
+  opts.resume = false;
+  opts.overwrite = true;
+  EXPECT_TRUE(pipeline::run_sweep(opts, *comm).complete);
+  // Resuming with other settings is refused.
+  opts.overwrite = false;
+  opts.resume = true;
+  opts.k = 8;
+  EXPECT_THROW(pipeline::run_sweep(opts, *comm), InputError);
+}
+
+TEST(Sweep, BadRequestsAreClearErrors) {
+  testing::TempDir dir;
+  const auto comm = dist::make_serial_communicator();
+  auto expect_error = [&](pipeline::SweepOptions o, const std::string& text) {
+    try {
+      pipeline::run_sweep(o, *comm);
+      ADD_FAILURE() << "no error for " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  auto o = base_options(dir.file("e.h5"));
+  o.k = 500;
+  expect_error(o, "larger than the SAE's width d_sae = 96");
+  o = base_options(dir.file("e.h5"));
+  o.layers = "0,5";
+  expect_error(o, "layer 5 is out of range; the model has 3 layers");
+  o.layers = "1,1";
+  expect_error(o, "layer 1 is given more than once");
+  o = base_options(dir.file("e.h5"));
+  o.top_t = -1;
+  expect_error(o, "--top-t must be >= 0");
+  o = base_options(dir.file("e.h5"));
+  o.saes = {"0=" + fixture().sae_dirs[1], fixture().sae_pattern};
+  expect_error(o, "assigned to layer 0");
+  o.allow_hook_mismatch = true;
+  o.graphs = false;
+  EXPECT_NO_THROW(pipeline::run_sweep(o, *comm));
+  o = base_options(dir.file("e2.h5"));
+  o.prompts = {""};
+  expect_error(o, "no prompt can be analysed");
+  o.prompts = {};
+  o.prompt_ids = {"7"};
+  o.bos = "off";
+  expect_error(o, "at least 2 tokens");
+  o = base_options(dir.file("e3.h5"));
+  o.prompts = {std::string(200, 'x') + " long"};
+  expect_error(o, "too long");
+  o = base_options(dir.file("/nonexistent-dir/x/e.h5"));
+  o.out = "/proc/forbidden/e.h5";
+  EXPECT_THROW(pipeline::run_sweep(o, *comm), std::exception);
+}
+
+TEST(Sweep, CorpusWithSkippedPromptsAndTruncation) {
+  testing::TempDir dir;
+  testing::write_file(dir.file("corpus.jsonl"),
+                      "{\"id\": \"a\", \"text\": \"Mark gave\"}\n{\"id\": \"b\", \"text\": \"\"}\n"
+                      "{\"id\": \"c\", \"text\": \"" + std::string(100, 'y') + "\"}\n");
+  auto o = base_options(dir.file("c.h5"));
+  o.prompts = {};
+  o.prompt_file = dir.file("corpus.jsonl");
+  o.max_tokens = 12;
+  const auto comm = dist::make_serial_communicator();
+  const auto r = pipeline::run_sweep(o, *comm);
+  EXPECT_EQ(r.prompts, 2);
+  EXPECT_EQ(r.skipped, 1);
+  const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(output::read_strings(f, "skipped/reason"), (std::vector<std::string>{"empty prompt"}));
+  EXPECT_EQ(output::read_strings(f, "skipped/id"), (std::vector<std::string>{"b"}));
+  EXPECT_EQ(output::read_vector<int32_t>(f, "prompts/n_tokens")[1], 12);
+}
+
+TEST(Graphs, RebuildWithSeveralT) {
+  testing::TempDir dir;
+  auto o = base_options(dir.file("g.h5"));
+  const auto comm = dist::make_serial_communicator();
+  pipeline::run_sweep(o, *comm);
+  pipeline::GraphBuildOptions g;
+  g.top_t = {3, 8};
+  g.write_json = false;
+  const auto r3 = pipeline::build_graphs(o.out, g);
+  g.top_t = {8};
+  const auto r8 = pipeline::build_graphs(o.out, g);
+  EXPECT_LE(r3.trajectories, r8.trajectories);  // a looser filter keeps at least as many
+  const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_TRUE(output::link_exists(f, "graphs_T8"));
+  EXPECT_EQ(output::read_attr_int(output::h5_group(H5Gopen2(f, "graphs", H5P_DEFAULT), "g"), "top_t"), 8);
+}
