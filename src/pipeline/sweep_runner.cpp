@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -271,8 +272,13 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   result.skipped = static_cast<int64_t>(header.skipped.size());
   result.rows = header.total_rows();
 
+  // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts.
+  const char* stop_after_env = std::getenv("SAETRAJ_TEST_STOP_AFTER_PROMPTS");
+  const int64_t stop_after = stop_after_env ? std::atoll(stop_after_env) : -1;
+  int64_t computed = 0;
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
+    if (computed == stop_after) std::raise(SIGTERM);
     if (comm.any(stop_requested())) {
       result.interrupted = true;
       break;
@@ -336,6 +342,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     file.mark_done(p);
     done[p] = 1;
     progress.add_done_prompts(1, my_rows);
+    ++computed;
   }
   file.close();
   progress.finish();

@@ -22,7 +22,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const synth::SynthResult& fixture() {
-  static testing::TempDir dir("saetraj-gpt2");
+  static saetraj::testing::TempDir dir("saetraj-gpt2");
   static const synth::SynthResult r = [] {
     synth::SynthOptions o;
     o.out = dir.path();
@@ -192,7 +192,7 @@ TEST(Gpt2, ReadoutOfLastLayerIsTheLogits) {
 }
 
 TEST(Gpt2, TransformerPrefixedNamesLoadTheSameModel) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   const auto src = io::SafetensorsSet::open_folder(fixture().model_dir);
   std::vector<std::pair<std::string, torch::Tensor>> renamed;
   for (const auto& name : src.names()) renamed.emplace_back("transformer." + name, src.load(name));
@@ -206,7 +206,7 @@ TEST(Gpt2, TransformerPrefixedNamesLoadTheSameModel) {
 }
 
 TEST(Gpt2, MissingTensorAndWrongShapeAreClearErrors) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   fs::copy_file(fixture().model_dir + "/config.json", dir.file("config.json"));
   const auto src = io::SafetensorsSet::open_folder(fixture().model_dir);
   std::vector<std::pair<std::string, torch::Tensor>> tensors;

@@ -13,9 +13,9 @@ using namespace saetraj;
 
 namespace {
 
-void write_sae(const testing::TempDir& dir, const std::string& cfg, int64_t d_in, int64_t d_sae, bool threshold,
+void write_sae(const saetraj::testing::TempDir& dir, const std::string& cfg, int64_t d_in, int64_t d_sae, bool threshold,
                bool drop_b_enc = false) {
-  testing::write_file(dir.file("cfg.json"), cfg);
+  saetraj::testing::write_file(dir.file("cfg.json"), cfg);
   std::vector<std::pair<std::string, torch::Tensor>> t;
   t.emplace_back("W_enc", torch::arange(d_in * d_sae, torch::kFloat32).reshape({d_in, d_sae}) / 10.0);
   t.emplace_back("W_dec", torch::zeros({d_sae, d_in}));
@@ -41,7 +41,7 @@ const char* kFlat = R"({
 }  // namespace
 
 TEST(SaeLens, Version6CfgUnderMetadata) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   write_sae(dir, kSaeLens6, 2, 3, true);
   const auto sae = sae::load_sae_lens(dir.path());
   EXPECT_EQ(sae.cfg.hook_name, "blocks.12.hook_resid_post");
@@ -56,7 +56,7 @@ TEST(SaeLens, Version6CfgUnderMetadata) {
 }
 
 TEST(SaeLens, FlatCfgOfGpt2IsCentredByDefault) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   write_sae(dir, kFlat, 2, 3, false);
   const auto sae = sae::load_sae_lens(dir.path());
   EXPECT_EQ(sae.cfg.hook_layer, 8);
@@ -71,7 +71,7 @@ TEST(SaeLens, FlatCfgOfGpt2IsCentredByDefault) {
 
 // W_enc = [[0, .1, .2], [.3, .4, .5]], b_enc = -.5, b_dec = .25
 TEST(SaeLens, ReluEncodingByHand) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   write_sae(dir, kFlat, 2, 3, false);
   sae::SaeLoadOptions off;
   off.center_residual = false;
@@ -84,7 +84,7 @@ TEST(SaeLens, ReluEncodingByHand) {
 }
 
 TEST(SaeLens, CentringSubtractsTheVectorMean) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   write_sae(dir, kFlat, 2, 3, false);
   const auto sae = sae::load_sae_lens(dir.path());  // centred
   // x = (3, 1) -> centred (1, -1) -> minus b_dec (.75, -1.25) -> pre = (-.375, -.425, -.475) - .5
@@ -94,7 +94,7 @@ TEST(SaeLens, CentringSubtractsTheVectorMean) {
 }
 
 TEST(SaeLens, JumpReluIsStrictAboveThreshold) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   write_sae(dir, kSaeLens6, 2, 3, true);
   const auto sae = sae::load_sae_lens(dir.path());  // no b_dec subtraction, threshold 1
   // x = (0, 3): pre = 3 * (.3, .4, .5) - .5 = (.4, .7, 1.0): feature 2 sits exactly at the threshold
@@ -107,7 +107,7 @@ TEST(SaeLens, JumpReluIsStrictAboveThreshold) {
 }
 
 TEST(SaeLens, TopKKeepsKLargestFromKwargs) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   write_sae(dir, R"({"d_in": 2, "d_sae": 3, "hook_point": "blocks.0.hook_resid_mid", "activation_fn_str": "topk",
                     "activation_fn_kwargs": {"k": 2}, "apply_b_dec_to_input": false,
                     "normalize_activations": "none", "model_name": "x"})",
@@ -136,18 +136,18 @@ TEST(SaeLens, NormalisationModes) {
 }
 
 TEST(SaeLens, BrokenFoldersGiveClearErrors) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   EXPECT_THROW(sae::load_sae_lens(dir.path()), IoError);  // no cfg.json
-  testing::write_file(dir.file("cfg.json"), "{");
+  saetraj::testing::write_file(dir.file("cfg.json"), "{");
   EXPECT_THROW(sae::read_sae_lens_config(dir.path()), FormatError);
-  testing::write_file(dir.file("cfg.json"), R"({"d_in": 2, "d_sae": 3})");
+  saetraj::testing::write_file(dir.file("cfg.json"), R"({"d_in": 2, "d_sae": 3})");
   try {
     sae::read_sae_lens_config(dir.path());
     FAIL();
   } catch (const FormatError& e) {
     EXPECT_NE(std::string(e.what()).find("hook_name"), std::string::npos) << e.what();
   }
-  testing::write_file(dir.file("cfg.json"), R"({"d_in": 2, "d_sae": 3, "hook_name": "blocks.1.hook_resid_post",
+  saetraj::testing::write_file(dir.file("cfg.json"), R"({"d_in": 2, "d_sae": 3, "hook_name": "blocks.1.hook_resid_post",
                                                 "architecture": "gated"})");
   EXPECT_THROW(sae::read_sae_lens_config(dir.path()), InputError);
   // cfg says d_sae 4, weights hold 3 features.

@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const synth::SynthResult& fixture() {
-  static testing::TempDir dir("saetraj-sweep");
+  static saetraj::testing::TempDir dir("saetraj-sweep");
   static const synth::SynthResult r = [] {
     synth::SynthOptions o;
     o.out = dir.path();
@@ -59,7 +59,7 @@ std::vector<T> read_all(hid_t f, const std::string& name) {
 }  // namespace
 
 TEST(Sweep, FileLayoutAndValues) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   const auto opts = base_options(dir.file("s.h5"));
   const auto comm = dist::make_serial_communicator();
   const auto result = pipeline::run_sweep(opts, *comm);
@@ -159,7 +159,7 @@ TEST(Sweep, FileLayoutAndValues) {
 }
 
 TEST(Sweep, ExistingFileIsRefusedUnlessOverwriteOrResume) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   auto opts = base_options(dir.file("s.h5"));
   opts.graphs = false;
   const auto comm = dist::make_serial_communicator();
@@ -184,7 +184,7 @@ TEST(Sweep, ExistingFileIsRefusedUnlessOverwriteOrResume) {
 }
 
 TEST(Sweep, BadRequestsAreClearErrors) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   const auto comm = dist::make_serial_communicator();
   auto expect_error = [&](pipeline::SweepOptions o, const std::string& text) {
     try {
@@ -227,8 +227,8 @@ TEST(Sweep, BadRequestsAreClearErrors) {
 }
 
 TEST(Sweep, CorpusWithSkippedPromptsAndTruncation) {
-  testing::TempDir dir;
-  testing::write_file(dir.file("corpus.jsonl"),
+  saetraj::testing::TempDir dir;
+  saetraj::testing::write_file(dir.file("corpus.jsonl"),
                       "{\"id\": \"a\", \"text\": \"Mark gave\"}\n{\"id\": \"b\", \"text\": \"\"}\n"
                       "{\"id\": \"c\", \"text\": \"" + std::string(100, 'y') + "\"}\n");
   auto o = base_options(dir.file("c.h5"));
@@ -246,7 +246,7 @@ TEST(Sweep, CorpusWithSkippedPromptsAndTruncation) {
 }
 
 TEST(Graphs, RebuildWithSeveralT) {
-  testing::TempDir dir;
+  saetraj::testing::TempDir dir;
   auto o = base_options(dir.file("g.h5"));
   const auto comm = dist::make_serial_communicator();
   pipeline::run_sweep(o, *comm);

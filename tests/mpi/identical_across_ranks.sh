@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The sweep's output is identical for 1, 2 and 3 ranks (and resumes to the same content after an
+# interruption). Arguments: saetraj binary, a work folder, the source tree.
+set -euo pipefail
+BIN=$1 WORK=$2 SRC=$3
+rm -rf "$WORK" && mkdir -p "$WORK"
+"$BIN" synth --out "$WORK/fx" --layers 3 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
+cat > "$WORK/corpus.txt" <<'TXT'
+The final correct answer: Max, Mark and Smith are in the empty dark room. Smith left. Mark gave flashlight to
+Anna gave the book to Ben.
+
+Numbers like 2024 and 42 are written with digits.
+Smith left.
+TXT
+common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
+        --k 24 --top-t 6 --chunk-rows 40 --no-graphs)
+for n in 1 2 3; do
+  echo "== $n rank(s)"
+  mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/s$n.h5"
+done
+/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/s2.h5" "$WORK/s3.h5"
+
+echo "== interrupted after 2 prompts (2 ranks), then resumed"
+set +e
+SAETRAJ_TEST_STOP_AFTER_PROMPTS=2 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/r.h5"
+status=$?
+set -e
+[ "$status" -ne 0 ] || { echo "an interrupted sweep must exit non-zero"; exit 1; }
+/usr/bin/python3 - "$WORK/r.h5" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+done = list(f["prompts/done"][()])
+assert f.attrs["complete"] == 0, f.attrs["complete"]
+assert done == [1, 1, 0, 0], done
+print("interrupted file: complete=0, done =", done)
+PY
+mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/r.h5" --resume
+/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/r.h5"
+echo "identical across ranks and after resume: 2 passed, 0 failed"
