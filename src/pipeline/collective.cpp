@@ -9,19 +9,21 @@ namespace saetraj::pipeline {
 namespace {
 enum Kind : int64_t { kOk = 0, kInput, kFormat, kIo, kNumeric, kOther };
 
+template <typename E>
+[[noreturn]] void raise_collective(const std::string& message) {
+  E error(message);
+  error.set_collective();
+  throw error;
+}
+
 [[noreturn]] void rethrow(Kind kind, const std::string& message) {
-  auto raise = [&](auto error) {
-    error.set_collective();
-    throw error;
-  };
   switch (kind) {
-    case kInput: raise(InputError(message));
-    case kFormat: raise(FormatError(message));
-    case kIo: raise(IoError(message));
-    case kNumeric: raise(NumericError(message));
-    default: raise(Error(message));
+    case kInput: raise_collective<InputError>(message);
+    case kFormat: raise_collective<FormatError>(message);
+    case kIo: raise_collective<IoError>(message);
+    case kNumeric: raise_collective<NumericError>(message);
+    default: raise_collective<Error>(message);
   }
-  throw Error(message);
 }
 }  // namespace
 
