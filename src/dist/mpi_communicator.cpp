@@ -1,6 +1,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "saetraj/core/error.h"
@@ -66,6 +67,22 @@ class MpiCommunicator final : public Communicator {
     check_mpi(MPI_Allgather(data, static_cast<int>(bytes), MPI_BYTE, out, static_cast<int>(bytes), MPI_BYTE,
                             MPI_COMM_WORLD),
               "MPI_Allgather");
+  }
+  void send(const void* data, size_t bytes, int dest, int tag) const override {
+    const auto* p = static_cast<const char*>(data);
+    constexpr size_t kPiece = size_t{1} << 30;
+    for (size_t off = 0; off < bytes; off += kPiece) {
+      const int n = static_cast<int>(std::min(kPiece, bytes - off));
+      check_mpi(MPI_Send(p + off, n, MPI_BYTE, dest, tag, MPI_COMM_WORLD), "MPI_Send");
+    }
+  }
+  void recv(void* data, size_t bytes, int source, int tag) const override {
+    auto* p = static_cast<char*>(data);
+    constexpr size_t kPiece = size_t{1} << 30;
+    for (size_t off = 0; off < bytes; off += kPiece) {
+      const int n = static_cast<int>(std::min(kPiece, bytes - off));
+      check_mpi(MPI_Recv(p + off, n, MPI_BYTE, source, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "MPI_Recv");
+    }
   }
   [[noreturn]] void abort(int code) const override {
     MPI_Abort(MPI_COMM_WORLD, code);

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "saetraj/core/error.h"
 #include "saetraj/dist/communicator.h"
 
 namespace saetraj::dist {
@@ -33,6 +34,12 @@ class SerialCommunicator final : public Communicator {
   void allreduce_sum(int64_t*, size_t) const override {}
   void allreduce_sum(double*, size_t) const override {}
   void allgather(const void* data, size_t bytes, void* out) const override { std::memcpy(out, data, bytes); }
+  void send(const void*, size_t, int, int) const override {
+    throw Error("the serial communicator has no other rank to send to");
+  }
+  void recv(void*, size_t, int, int) const override {
+    throw Error("the serial communicator has no other rank to receive from");
+  }
   [[noreturn]] void abort(int code) const override { std::exit(code); }
   int64_t hdf5_file_access() const override { return H5Pcreate(H5P_FILE_ACCESS); }
   int64_t hdf5_collective_transfer() const override { return H5Pcreate(H5P_DATASET_XFER); }

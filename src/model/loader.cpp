@@ -5,6 +5,12 @@
 
 namespace saetraj::model {
 
+torch::Tensor PostAttentionNorm::apply(const torch::Tensor& x) const {
+  if (!enabled) return x;
+  const auto x32 = x.to(torch::kFloat32);
+  return x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
+}
+
 std::unique_ptr<Model> load_model(const std::string& folder) {
   return with_context(str("while loading the model from ", folder), [&]() -> std::unique_ptr<Model> {
     const ModelConfig config = ModelConfig::from_folder(folder);

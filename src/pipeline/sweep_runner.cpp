@@ -17,6 +17,7 @@
 #include "saetraj/dist/partition.h"
 #include "saetraj/model/model.h"
 #include "saetraj/output/sweep_file.h"
+#include "saetraj/pipeline/activation_exchange.h"
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/graph_builder.h"
 #include "saetraj/pipeline/progress.h"
@@ -239,8 +240,10 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   int64_t max_group_layers = 0;
   for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
 
-  // ---- loading: the model, and only this rank's SAEs ------------------------------------------------------
-  const auto model = model::load_model(o.model);
+  // ---- loading: the model on rank 0 only (NOTE in activation_exchange.h), each rank its own SAEs ---------
+  std::unique_ptr<model::Model> model;
+  run_on_root(comm, [&] { model = model::load_model(o.model); });
+  const ActivationExchange exchange(comm, plan, layers, config.d_model, config.n_heads, model.get());
   std::vector<sae::Sae> saes;
   for (int i : group.layer_indices) saes.push_back(sae::load_sae_lens(sae_folders[i], sae_options));
   int64_t sae_bytes = 0;
@@ -285,7 +288,9 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     }
     const auto& prompt = header.prompts[p];
     const int64_t n = static_cast<int64_t>(prompt.ids.size());
-    const auto capture = model->forward(prompt.ids, layers);
+    model::ForwardCapture capture;
+    if (root) capture = model->forward(prompt.ids, layers);
+    auto activations = exchange.distribute(root ? &capture : nullptr, n);
     const auto chunks = dist::query_chunks(n, o.chunk_rows);
     const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
     int64_t my_rows = 0;
@@ -298,13 +303,12 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
       if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
         const int li = group.layer_indices[slot];
         const int layer = layers[li];
-        const auto& cap = capture.layers[layer];
-        sweep::AttentionParts parts{cap.pattern, model->head_outputs(layer, cap.values),
-                                    model->attention_output_bias(layer)};
+        const LayerActivations& act = activations.at(li);
+        const model::PostAttentionNorm& norm = exchange.post_attention(li);
         sweep::EvolutionRequest req;
-        req.resid_pre = &cap.resid_pre;
-        req.parts = &parts;
-        req.post_attention = [&](const torch::Tensor& x) { return model->post_attention(layer, x); };
+        req.resid_pre = &act.resid_pre;
+        req.parts = &act.parts;
+        req.post_attention = [&norm](const torch::Tensor& x) { return norm.apply(x); };
         req.k = o.k;
         req.chunk_rows = o.chunk_rows;
         const int64_t q_begin = chunks[c_first].first, q_end = chunks[c_last - 1].second;
@@ -325,6 +329,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         my_rows += rows;
       }
       file.write_evolution(std::move(slabs));
+      if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
     }
 
     // The layer readout, from rank 0.

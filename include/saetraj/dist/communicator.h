@@ -24,6 +24,9 @@ class Communicator {
   virtual void allreduce_sum(double* data, size_t count) const = 0;
   // Gathers `bytes` from every rank into `out` (size() * bytes), on every rank.
   virtual void allgather(const void* data, size_t bytes, void* out) const = 0;
+  // Point-to-point transfer of raw bytes (messages between two ranks arrive in the order sent).
+  virtual void send(const void* data, size_t bytes, int dest, int tag) const = 0;
+  virtual void recv(void* data, size_t bytes, int source, int tag) const = 0;
   // Ends every rank of the job (MPI_Abort) with `code`.
   [[noreturn]] virtual void abort(int code) const = 0;
   // An HDF5 file-access property list (hid_t) for opening one file from all ranks; the caller closes it.

@@ -27,6 +27,16 @@ struct ForwardCapture {
   torch::Tensor logits;              // [N, vocab] final logits
 };
 
+// The norm a model applies to the attention output before it joins the residual (Gemma-2's
+// post_attention_layernorm), as data: ranks that do not hold the model apply it to partial sums.
+struct PostAttentionNorm {
+  bool enabled = false;
+  torch::Tensor weight;  // [d_model] effective multiplier (Gemma: 1 + w)
+  double eps = 1e-6;
+  // RMS norm over the last dimension, computed in float32; identity when disabled.
+  torch::Tensor apply(const torch::Tensor& x) const;
+};
+
 class Model {
  public:
   virtual ~Model() = default;
@@ -44,6 +54,8 @@ class Model {
   // [rows, d_model]; identity for architectures without one.
   virtual torch::Tensor post_attention(int layer, const torch::Tensor& x) const = 0;
   virtual bool has_post_attention_norm() const = 0;
+  // The same norm as data (disabled for architectures without one).
+  virtual PostAttentionNorm post_attention_norm(int layer) const { return {}; }
   // Logits from a final-layer residual vector: final norm, unembedding, final soft-cap. [rows, vocab].
   virtual torch::Tensor readout(const torch::Tensor& resid) const = 0;
 };

@@ -1,0 +1,100 @@
+#include "saetraj/pipeline/activation_exchange.h"
+
+#include "saetraj/core/error.h"
+
+namespace saetraj::pipeline {
+
+namespace {
+
+void send_tensor(const dist::Communicator& comm, const torch::Tensor& t, int dest, int tag) {
+  const auto c = t.to(torch::kFloat32).contiguous();
+  comm.send(c.data_ptr<float>(), c.numel() * sizeof(float), dest, tag);
+}
+
+torch::Tensor recv_tensor(const dist::Communicator& comm, std::vector<int64_t> shape, int tag) {
+  auto t = torch::empty(shape, torch::kFloat32);
+  comm.recv(t.data_ptr<float>(), t.numel() * sizeof(float), 0, tag);
+  return t;
+}
+
+bool owns(const dist::WorkPlan& plan, int rank, int layer_index) {
+  const auto& li = plan.group_for(rank).layer_indices;
+  return std::find(li.begin(), li.end(), layer_index) != li.end();
+}
+
+}  // namespace
+
+ActivationExchange::ActivationExchange(const dist::Communicator& comm, const dist::WorkPlan& plan,
+                                       const std::vector<int>& layers, int64_t d_model, int64_t n_heads,
+                                       const model::Model* model)
+    : comm_(comm), plan_(plan), layers_(layers), d_model_(d_model), n_heads_(n_heads), model_(model) {
+  c10::InferenceMode guard;
+  const bool root = comm.rank() == 0;
+  SAETRAJ_CHECK(!root || model, Error, "rank 0 must hold the model");
+  // Per layer: has b_O, has a post-attention norm, its eps.
+  std::vector<double> flags(3 * layers.size(), 0.0);
+  if (root) {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      flags[3 * i] = model->attention_output_bias(layers[i]).defined() ? 1.0 : 0.0;
+      const auto norm = model->post_attention_norm(layers[i]);
+      flags[3 * i + 1] = norm.enabled ? 1.0 : 0.0;
+      flags[3 * i + 2] = norm.eps;
+    }
+  }
+  comm.broadcast(flags.data(), flags.size() * sizeof(double), 0);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const int li = static_cast<int>(i);
+    const bool has_bias = flags[3 * i] != 0.0, has_norm = flags[3 * i + 1] != 0.0;
+    if (root) {
+      const auto bias = model->attention_output_bias(layers[i]);
+      const auto norm = model->post_attention_norm(layers[i]);
+      for (int r = 1; r < comm.size(); ++r) {
+        if (!owns(plan, r, li)) continue;
+        if (has_bias) send_tensor(comm, bias, r, li);
+        if (has_norm) send_tensor(comm, norm.weight, r, li);
+      }
+      if (owns(plan, 0, li)) {
+        biases_[li] = bias;
+        norms_[li] = norm;
+      }
+    } else if (owns(plan, comm.rank(), li)) {
+      biases_[li] = has_bias ? recv_tensor(comm, {d_model}, li) : torch::Tensor();
+      model::PostAttentionNorm norm;
+      norm.enabled = has_norm;
+      norm.eps = flags[3 * i + 2];
+      if (has_norm) norm.weight = recv_tensor(comm, {d_model}, li);
+      norms_[li] = norm;
+    }
+  }
+}
+
+std::map<int, LayerActivations> ActivationExchange::distribute(const model::ForwardCapture* capture,
+                                                               int64_t n) const {
+  c10::InferenceMode guard;
+  const bool root = comm_.rank() == 0;
+  std::map<int, LayerActivations> mine;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const int li = static_cast<int>(i);
+    if (root) {
+      const auto& cap = capture->layers.at(layers_[i]);
+      const auto head_out = model_->head_outputs(layers_[i], cap.values);
+      for (int r = 1; r < comm_.size(); ++r) {
+        if (!owns(plan_, r, li)) continue;
+        send_tensor(comm_, cap.resid_pre, r, li);
+        send_tensor(comm_, cap.pattern, r, li);
+        send_tensor(comm_, head_out, r, li);
+      }
+      if (owns(plan_, 0, li)) mine[li] = {cap.resid_pre, {cap.pattern, head_out, biases_.at(li)}};
+    } else if (owns(plan_, comm_.rank(), li)) {
+      LayerActivations a;
+      a.resid_pre = recv_tensor(comm_, {n, d_model_}, li);
+      a.parts.pattern = recv_tensor(comm_, {n_heads_, n, n}, li);
+      a.parts.head_out = recv_tensor(comm_, {n_heads_, n, d_model_}, li);
+      a.parts.bias = biases_.at(li);
+      mine[li] = std::move(a);
+    }
+  }
+  return mine;
+}
+
+}  // namespace saetraj::pipeline
