@@ -27,6 +27,8 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "accept SAEs whose hook layer differs from the layer they are given to")
     ("max-tokens", po::value(&o.max_tokens)->default_value(o.max_tokens),
      "truncate prompts to this many tokens, BOS included (0: never; too long prompts are skipped)")
+    ("shard", po::value(&o.shard),
+     "I/N: take only prompts I, I+N, I+2N, ... of the input (job arrays; prompt ids keep their input line)")
     ("out,o", po::value(&o.out)->default_value(o.out), "output HDF5 file")
     ("overwrite", po::bool_switch(&o.overwrite), "replace an existing output file")
     ("resume", po::bool_switch(&o.resume), "continue an interrupted sweep, skipping prompts already done")

@@ -12,6 +12,8 @@
 #include <regex>
 #include <set>
 
+#include <sys/resource.h>
+
 #include "saetraj/core/error.h"
 #include "saetraj/core/strings.h"
 #include "saetraj/dist/partition.h"
@@ -56,6 +58,7 @@ std::string SweepOptions::to_json() const {
   j["center"] = center;
   j["allow_hook_mismatch"] = allow_hook_mismatch;
   j["max_tokens"] = max_tokens;
+  j["shard"] = shard;
   j["out"] = out;
   j["chunk_rows"] = chunk_rows;
   j["graphs"] = graphs;
@@ -182,6 +185,20 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     for (auto& p : read_prompt_file(o.prompt_file)) raw.push_back(std::move(p));
   }
   SAETRAJ_CHECK(!raw.empty(), InputError, "no prompt given: use --prompt TEXT, --prompt-ids or --prompt-file FILE");
+  if (!o.shard.empty()) {
+    // Job arrays: shard I of N takes input positions I, I+N, I+2N, ... and keeps their ids.
+    static const std::regex shard_re(R"(^(\d+)/(\d+)$)");
+    std::smatch m;
+    SAETRAJ_CHECK(std::regex_match(o.shard, m, shard_re), InputError, "--shard \"", o.shard, "\": expected I/N");
+    const int64_t index = std::stoll(m[1].str()), count = std::stoll(m[2].str());
+    SAETRAJ_CHECK(count >= 1 && index < count, InputError, "--shard ", o.shard, ": need 0 <= I < N");
+    std::vector<RawPrompt> kept;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      if (static_cast<int64_t>(i) % count == index) kept.push_back(std::move(raw[i]));
+    }
+    raw = std::move(kept);
+    SAETRAJ_CHECK(!raw.empty(), InputError, "--shard ", o.shard, " selects no prompt");
+  }
   TokenizeSettings ts;
   ts.prepend_bos = prepend_bos;
   ts.bos_id = bos_id.value_or(-1);
@@ -351,6 +368,19 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   }
   file.close();
   progress.finish();
+  {
+    // Peak memory of every rank against the SAE encoder bytes it holds, printed by rank 0.
+    rusage usage{};
+    getrusage(RUSAGE_SELF, &usage);
+    std::vector<int64_t> mine = {static_cast<int64_t>(usage.ru_maxrss) * 1024, sae_bytes}, all(2 * comm.size());
+    comm.allgather(mine.data(), sizeof(int64_t) * 2, all.data());
+    if (root) {
+      for (int r = 0; r < comm.size(); ++r) {
+        std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[2 * r]))
+                  << " (SAE encoders " << human_bytes(static_cast<double>(all[2 * r + 1])) << ")\n";
+      }
+    }
+  }
 
   int64_t n_done = 0;
   for (uint8_t d : done) n_done += d;

@@ -24,6 +24,7 @@ struct SweepOptions {
   std::string center = "auto";        // residual centring for SAEs: auto (cfg) | on | off
   bool allow_hook_mismatch = false;   // accept an SAE whose hook layer differs from its layer
   int64_t max_tokens = 0;             // truncate prompts to this many tokens (0: no truncation)
+  std::string shard;                  // "I/N": keep prompts whose input position p has p % N == I
   std::string out = "sweep.h5";
   bool overwrite = false;
   bool resume = false;
