@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
 #include "saetraj/model/model.h"
 #include "saetraj/output/h5.h"
 #include "saetraj/output/sweep_file.h"
@@ -211,6 +212,17 @@ TEST(Sweep, BadRequestsAreClearErrors) {
   o.allow_hook_mismatch = true;
   o.graphs = false;
   EXPECT_NO_THROW(pipeline::run_sweep(o, *comm));
+  // An SAE whose d_in is not the model's d_model.
+  {
+    saetraj::testing::TempDir sae_dir;
+    saetraj::testing::write_file(sae_dir.file("cfg.json"),
+                                 R"({"d_in": 8, "d_sae": 20, "hook_name": "blocks.0.hook_resid_mid"})");
+    io::write_safetensors(sae_dir.file("sae_weights.safetensors"),
+                          {{"W_enc", torch::zeros({8, 20})}, {"b_enc", torch::zeros({20})}, {"b_dec", torch::zeros({8})}});
+    o = base_options(dir.file("e.h5"));
+    o.saes = {"0=" + sae_dir.path(), fixture().sae_pattern};
+    expect_error(o, "reads vectors of size 8 but the model's d_model is 32");
+  }
   o = base_options(dir.file("e2.h5"));
   o.prompts = {""};
   expect_error(o, "no prompt can be analysed");
