@@ -21,6 +21,7 @@ const std::map<std::string, std::pair<Command, const char*>>& commands() {
       {"explain", {saetraj::cli::cmd_explain, "attach Neuronpedia feature explanations to a sweep file"}},
       {"info", {saetraj::cli::cmd_info, "describe a checkpoint folder, an SAE folder or a sweep file"}},
       {"plan", {saetraj::cli::cmd_plan, "print how ranks would split layers and rows, without running"}},
+      {"bench", {saetraj::cli::cmd_bench, "time the encoding kernel on Gemma-shaped random data against sgemm"}},
       {"synth", {saetraj::cli::cmd_synth, "write a synthetic GPT-2 checkpoint with SAEs in the real formats"}},
       {"demo", {saetraj::cli::cmd_demo, "synth + sweep + graphs + explanations + pictures, end to end"}},
   };

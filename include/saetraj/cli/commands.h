@@ -21,6 +21,7 @@ int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx)
 int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx);
+int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx);
 
 }  // namespace saetraj::cli
