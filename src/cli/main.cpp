@@ -67,10 +67,18 @@ int main(int argc, char** argv) {
   std::unique_ptr<saetraj::dist::Communicator> comm = saetraj::dist::launched_under_mpi()
                                                           ? saetraj::dist::make_world_communicator()
                                                           : saetraj::dist::make_serial_communicator();
-  // One BLAS/OpenMP thread per core a rank owns: ranks on one node share its cores.
-  if (comm->size() > 1 && !std::getenv("OMP_NUM_THREADS")) {
+  // Without OMP_NUM_THREADS, LibTorch may start with a single thread: give each rank its share of the
+  // node's cores (ranks on one node share them).
+  if (!std::getenv("OMP_NUM_THREADS")) {
+    int ranks_here = comm->size();
+    for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+      if (const char* v = std::getenv(var)) {
+        ranks_here = std::max(1, std::atoi(v));
+        break;
+      }
+    }
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    torch::set_num_threads(std::max<int>(1, static_cast<int>(cores) / comm->size()));
+    torch::set_num_threads(std::max<int>(1, static_cast<int>(cores) / ranks_here));
   }
   try {
     const std::vector<std::string> rest(args.begin() + 1, args.end());

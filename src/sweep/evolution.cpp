@@ -13,13 +13,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-void check_finite(const torch::Tensor& t, const char* what, int64_t q_begin, int64_t q_end) {
-  if (!torch::isfinite(t).all().item<bool>()) {
-    throw NumericError(str(what, " contains NaN or Inf for queries ", q_begin, "..", q_end - 1,
-                           " (check the model and SAE weights for non-finite values)"));
-  }
-}
-
 }  // namespace
 
 void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices, float* values,
@@ -35,21 +28,34 @@ void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int
 
     auto t0 = std::chrono::steady_clock::now();
     const auto inputs = evolution_inputs(*request.resid_pre, *request.parts, request.post_attention, q0, q1);
-    check_finite(inputs, "the residual stream or attention output", q0, q1);
     local.decompose += seconds_since(t0);
 
+    // ReLU and JumpReLU (with b_enc) are applied inside the top-k scan, so the [rows, d_sae] product is the
+    // only full-width pass besides the scan; TopK needs its row-wise ranking first.
     t0 = std::chrono::steady_clock::now();
-    const auto acts = sae.encode(inputs);
+    const auto preprocessed = sae.preprocess(inputs);
+    const bool fused = sae.cfg.activation != sae::Activation::TopK;
+    auto product = fused ? torch::mm(preprocessed, sae.w_enc) : sae.pre_activations(preprocessed);
     local.encode += seconds_since(t0);
 
     t0 = std::chrono::steady_clock::now();
-    topk_active(acts, request.k, indices + written * request.k, values + written * request.k);
+    int32_t* out_i = indices + written * request.k;
+    float* out_v = values + written * request.k;
+    bool finite;
+    if (!fused) {
+      finite = torch::isfinite(product).all().item<bool>();
+      topk_active(sae.activate(std::move(product)), request.k, out_i, out_v);
+    } else {
+      const bool jump = sae.cfg.activation == sae::Activation::JumpReLU;
+      const torch::Tensor bias = sae.b_enc.to(torch::kFloat32).contiguous();
+      const torch::Tensor threshold = jump ? sae.threshold.to(torch::kFloat32).contiguous() : torch::Tensor();
+      finite = topk_active_fused(product, bias.data_ptr<float>(), jump ? threshold.data_ptr<float>() : nullptr,
+                                 request.k, out_i, out_v);
+    }
     local.topk += seconds_since(t0);
-    const float* top_values = values + written * request.k;
-    for (int64_t i = 0; i < rows * request.k; ++i) {
-      if (!std::isfinite(top_values[i])) {
-        throw NumericError(str("SAE activations contain NaN or Inf for queries ", q0, "..", q1 - 1));
-      }
+    if (!finite) {
+      throw NumericError(str("SAE pre-activations contain NaN or Inf for queries ", q0, "..", q1 - 1,
+                             " (check the model and SAE weights, and the residual stream, for non-finite values)"));
     }
     written += rows;
     q0 = q1;

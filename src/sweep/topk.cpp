@@ -3,46 +3,77 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <vector>
 
 #include "saetraj/core/error.h"
 
 namespace saetraj::sweep {
 
-void topk_active(const torch::Tensor& acts, int64_t k, int32_t* indices, float* values) {
-  SAETRAJ_CHECK(acts.dim() == 2 && acts.scalar_type() == torch::kFloat32, InputError,
-                "topk_active expects a 2-D float32 tensor");
+namespace {
+
+// One row: collect active features, keep the k best by (value desc, index asc), pad with -1/0.
+// Returns false on a non-finite value.
+template <bool kThreshold>
+bool select_row(const float* row, int64_t width, const float* bias, const float* threshold, int64_t k,
+                std::vector<std::pair<float, int32_t>>& active, int32_t* out_i, float* out_v) {
+  const auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  active.clear();
+  bool finite = true;
+  for (int64_t f = 0; f < width; ++f) {
+    const float v = bias ? row[f] + bias[f] : row[f];
+    finite &= std::isfinite(v);
+    if (v > 0.0f && (!kThreshold || v > threshold[f])) active.emplace_back(v, static_cast<int32_t>(f));
+  }
+  const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(active.size()));
+  if (static_cast<int64_t>(active.size()) > take) {
+    std::nth_element(active.begin(), active.begin() + take, active.end(), before);
+  }
+  std::sort(active.begin(), active.begin() + take, before);
+  for (int64_t i = 0; i < take; ++i) {
+    out_i[i] = active[i].second;
+    out_v[i] = active[i].first;
+  }
+  std::fill(out_i + take, out_i + k, -1);
+  std::fill(out_v + take, out_v + k, 0.0f);
+  return finite;
+}
+
+bool select_all(const torch::Tensor& t, const float* bias, const float* threshold, int64_t k, int32_t* indices,
+                float* values) {
+  SAETRAJ_CHECK(t.dim() == 2 && t.scalar_type() == torch::kFloat32, InputError,
+                "top-k selection expects a 2-D float32 tensor");
   SAETRAJ_CHECK(k > 0, InputError, "k must be positive, got ", k);
-  const auto contiguous = acts.contiguous();
+  const auto contiguous = t.contiguous();
   const int64_t rows = contiguous.size(0), width = contiguous.size(1);
   const float* data = contiguous.data_ptr<float>();
+  std::atomic<bool> finite{true};
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
     std::vector<std::pair<float, int32_t>> active;
     active.reserve(256);
-    const auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    };
     for (int64_t r = begin; r < end; ++r) {
-      const float* row = data + r * width;
-      active.clear();
-      for (int64_t f = 0; f < width; ++f) {
-        if (row[f] > 0.0f) active.emplace_back(row[f], static_cast<int32_t>(f));
-      }
-      const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(active.size()));
-      if (static_cast<int64_t>(active.size()) > take) {
-        std::nth_element(active.begin(), active.begin() + take, active.end(), before);
-      }
-      std::sort(active.begin(), active.begin() + take, before);
-      int32_t* out_i = indices + r * k;
-      float* out_v = values + r * k;
-      for (int64_t i = 0; i < take; ++i) {
-        out_i[i] = active[i].second;
-        out_v[i] = active[i].first;
-      }
-      std::fill(out_i + take, out_i + k, -1);
-      std::fill(out_v + take, out_v + k, 0.0f);
+      const bool ok = threshold ? select_row<true>(data + r * width, width, bias, threshold, k, active,
+                                                   indices + r * k, values + r * k)
+                                : select_row<false>(data + r * width, width, bias, nullptr, k, active,
+                                                    indices + r * k, values + r * k);
+      if (!ok) finite = false;
     }
   });
+  return finite;
+}
+
+}  // namespace
+
+void topk_active(const torch::Tensor& acts, int64_t k, int32_t* indices, float* values) {
+  select_all(acts, nullptr, nullptr, k, indices, values);
+}
+
+bool topk_active_fused(const torch::Tensor& x_w_enc, const float* bias, const float* threshold, int64_t k,
+                       int32_t* indices, float* values) {
+  return select_all(x_w_enc, bias, threshold, k, indices, values);
 }
 
 }  // namespace saetraj::sweep
