@@ -2,6 +2,7 @@
 #include "saetraj/io/safetensors.h"
 #include "saetraj/model/gemma2.h"
 #include "saetraj/model/gpt2.h"
+#include "saetraj/model/llama.h"
 #include "saetraj/model/model.h"
 
 namespace saetraj::model {
@@ -13,7 +14,7 @@ std::unique_ptr<Model> load_model(const std::string& folder) {
     switch (config.arch) {
       case Arch::GPT2: return load_gpt2(config, weights);
       case Arch::GEMMA2: return load_gemma2(config, weights);
-      case Arch::LLAMA: break;
+      case Arch::LLAMA: return load_llama(config, weights);
     }
     throw InputError(str("architecture ", arch_name(config.arch), " has no loader"));
   });
