@@ -36,7 +36,8 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   if (!parse_command("demo", "[--out DIR]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   render = !vm.count("no-render");
   const bool root = ctx.comm.rank() == 0;
-  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2", InputError, "--arch must be gpt2 or gemma2, got \"", arch, "\"");
+  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2", InputError, "--arch must be gpt2 or gemma2, got \"", arch,
+                "\"");
   const bool gemma = arch == "gemma2";
 
   // 1. The synthetic fixture, made once by rank 0.
@@ -60,10 +61,9 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   // sparser SAE (the one with explanations): the average_l0_X closest to 0.
   if (gemma) {
     const synth::SynthOptions defaults;
+    const std::string width = sae::gemma_scope_width_label(defaults.d_sae);
     for (int l = 0; l < defaults.n_layers; ++l) {
-      o.saes.push_back(std::to_string(l) + "=" +
-                       sae::resolve_gemma_scope(fixtures + "/saes", l, sae::gemma_scope_width_label(defaults.d_sae),
-                                                0.0));
+      o.saes.push_back(std::to_string(l) + "=" + sae::resolve_gemma_scope(fixtures + "/saes", l, width, 0.0));
     }
   } else {
     o.saes = {fixtures + "/saes/layer_{layer}"};

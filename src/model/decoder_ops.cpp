@@ -13,7 +13,8 @@ namespace {
 
 // Inverse frequencies in float32, as transformers computes them: 1 / theta^(2i / head_dim).
 torch::Tensor inverse_frequencies(const ModelConfig& c) {
-  const auto exponents = torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(c.head_dim);
+  const auto exponents =
+      torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(c.head_dim);
   auto inv = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat32), exponents);
   if (c.rope_type != "llama3") return inv;
   // Llama 3.1 scaling: wavelengths longer than original_max / low_freq_factor are divided by factor,

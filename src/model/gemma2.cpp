@@ -66,7 +66,9 @@ class Gemma2Model final : public Model {
                    : embed_;
     for (int l = 0; l < config.n_layers; ++l) {
       Gemma2Block b;
-      auto ld = [&](const char* pattern, std::vector<int64_t> shape) { return load(layer_name(pattern, l), shape); };
+      auto ld = [&](const char* pattern, std::vector<int64_t> shape) {
+        return load(layer_name(pattern, l), shape);
+      };
       b.q = ld(Gemma2Names::q, {h * hd, d});
       b.k = ld(Gemma2Names::k, {kv * hd, d});
       b.v = ld(Gemma2Names::v, {kv * hd, d});
@@ -85,7 +87,8 @@ class Gemma2Model final : public Model {
 
   const ModelConfig& config() const override { return config_; }
 
-  ForwardCapture forward(const std::vector<int32_t>& ids, const std::vector<int>& capture_layers) const override {
+  ForwardCapture forward(const std::vector<int32_t>& ids,
+                         const std::vector<int>& capture_layers) const override {
     c10::InferenceMode guard;
     const int64_t n = static_cast<int64_t>(ids.size());
     SAETRAJ_CHECK(n > 0, InputError, "cannot run the model on an empty token sequence");

@@ -61,14 +61,17 @@ class LlamaModel final : public Model {
     if (config.tie_word_embeddings) {
       unembed_ = embed_;
     } else {
-      SAETRAJ_CHECK(weights.contains(LlamaNames::lm_head), FormatError, "config.json says tie_word_embeddings is false"
-                    " but the checkpoint has no tensor '", LlamaNames::lm_head, "'");
+      SAETRAJ_CHECK(weights.contains(LlamaNames::lm_head), FormatError,
+                    "config.json says tie_word_embeddings is false"
+                    " but the checkpoint has no tensor '",
+                    LlamaNames::lm_head, "'");
       unembed_ = load(LlamaNames::lm_head, {v, d});
     }
     for (int l = 0; l < config.n_layers; ++l) {
       auto linear = [&](const char* pattern, int64_t out, int64_t in, bool bias) {
         const std::string prefix = layer_name(pattern, l);
-        return Linear{load(prefix + "weight", {out, in}), bias ? load(prefix + "bias", {out}) : torch::Tensor()};
+        return Linear{load(prefix + "weight", {out, in}),
+                      bias ? load(prefix + "bias", {out}) : torch::Tensor()};
       };
       LlamaBlock b;
       b.q = linear(LlamaNames::q, h * hd, d, config.attention_bias);
@@ -87,7 +90,8 @@ class LlamaModel final : public Model {
 
   const ModelConfig& config() const override { return config_; }
 
-  ForwardCapture forward(const std::vector<int32_t>& ids, const std::vector<int>& capture_layers) const override {
+  ForwardCapture forward(const std::vector<int32_t>& ids,
+                         const std::vector<int>& capture_layers) const override {
     c10::InferenceMode guard;
     const int64_t n = static_cast<int64_t>(ids.size());
     SAETRAJ_CHECK(n > 0, InputError, "cannot run the model on an empty token sequence");
@@ -113,7 +117,9 @@ class LlamaModel final : public Model {
       LayerCapture& cap = out.layers[l];
       if (capture[l]) cap.resid_pre = x.clone();
       const auto normed = ops::rms_norm(x, b.input_norm, config_.norm_eps);
-      auto heads = [&](const Linear& proj, int64_t count) { return proj(normed).view({n, count, hd}).transpose(0, 1); };
+      auto heads = [&](const Linear& proj, int64_t count) {
+        return proj(normed).view({n, count, hd}).transpose(0, 1);
+      };
       const auto q = ops::apply_rope(heads(b.q, h), rope);
       const auto k = ops::apply_rope(heads(b.k, kv), rope);
       const auto v = heads(b.v, kv).contiguous();

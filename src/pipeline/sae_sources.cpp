@@ -7,7 +7,8 @@ namespace saetraj::pipeline {
 
 std::vector<std::string> sweep_sae_paths(const SweepOptions& o, const std::vector<int>& layers) {
   if (o.gemmascope_root.empty()) return resolve_sae_folders(o.saes, layers);
-  SAETRAJ_CHECK(o.saes.empty(), InputError, "--gemmascope-root supplies every layer's SAE; do not also give --sae");
+  SAETRAJ_CHECK(o.saes.empty(), InputError,
+                "--gemmascope-root supplies every layer's SAE; do not also give --sae");
   SAETRAJ_CHECK(o.gemmascope_l0 >= 0, InputError, "--gemmascope-l0 must be >= 0 (0: canonical), got ",
                 o.gemmascope_l0);
   std::vector<std::string> paths;

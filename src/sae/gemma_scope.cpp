@@ -63,8 +63,8 @@ SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptio
 
   int layer = options.layer.value_or(-1);
   if (const auto l = path_component(file, "layer")) {
-    SAETRAJ_CHECK(std::regex_match(*l, std::regex(R"(\d+)")), InputError, file, ": path component 'layer_", *l,
-                  "' does not name a layer number");
+    SAETRAJ_CHECK(std::regex_match(*l, std::regex(R"(\d+)")), InputError, file, ": path component 'layer_",
+                  *l, "' does not name a layer number");
     layer = std::stoi(*l);
   }
   SAETRAJ_CHECK(layer >= 0, InputError, file,

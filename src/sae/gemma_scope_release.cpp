@@ -16,8 +16,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // SPEC 2: canonical L0 of gemma-2-2b's 65k residual SAEs, layers 0-25.
-constexpr int kCanonical65kL0[] = {73,  121, 77,  89,  89,  105, 107, 107, 111, 118, 128, 70,  72,
-                                   75,  73,  127, 128, 125, 116, 115, 114, 111, 116, 123, 124, 93};
+constexpr int kCanonical65kL0[] = {73, 121, 77,  89,  89,  105, 107, 107, 111, 118, 128, 70,  72,
+                                   75, 73,  127, 128, 125, 116, 115, 114, 111, 116, 123, 124, 93};
 
 // Sub-folders of `dir` whose name starts with `prefix`, sorted.
 std::vector<std::string> children(const std::string& dir, const std::string& prefix) {
@@ -30,7 +30,9 @@ std::vector<std::string> children(const std::string& dir, const std::string& pre
   return names;
 }
 
-std::string listing(const std::vector<std::string>& names) { return names.empty() ? "none" : join(names, ", "); }
+std::string listing(const std::vector<std::string>& names) {
+  return names.empty() ? "none" : join(names, ", ");
+}
 
 }  // namespace
 
@@ -68,8 +70,8 @@ std::string resolve_gemma_scope(const std::string& root, int layer, const std::s
       best_l0 = l0;
     }
   }
-  SAETRAJ_CHECK(!best.empty(), InputError, width_dir, " holds no average_l0_<N> folder; it has: ",
-                listing(children(width_dir, "")));
+  SAETRAJ_CHECK(!best.empty(), InputError, width_dir,
+                " holds no average_l0_<N> folder; it has: ", listing(children(width_dir, "")));
   return (fs::path(width_dir) / best).string();
 }
 

@@ -23,10 +23,14 @@ Sae load_sae(const std::string& path, int layer, const SaeSourceOptions& options
 
 std::string gemma_scope_model_id(int64_t d_model, const std::string& model_folder) {
   switch (d_model) {
-    case 2304: return "gemma-2-2b";
-    case 3584: return "gemma-2-9b";
-    case 4608: return "gemma-2-27b";
-    default: break;
+    case 2304:
+      return "gemma-2-2b";
+    case 3584:
+      return "gemma-2-9b";
+    case 4608:
+      return "gemma-2-27b";
+    default:
+      break;
   }
   auto folder = std::filesystem::path(model_folder).lexically_normal();
   if (folder.filename().empty()) folder = folder.parent_path();  // "dir/" names "dir"

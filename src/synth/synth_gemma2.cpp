@@ -104,7 +104,8 @@ sae::Sae calibrated_sae(const torch::Tensor& x, int64_t d_sae, double firing_rat
   s.w_enc = (directions / scale).t().contiguous();
   s.b_enc = rng.normal({d_sae}, 0.05);
   s.b_dec = x.mean(0).contiguous();
-  s.threshold = (torch::matmul(x, s.w_enc) + s.b_enc).quantile(1.0 - firing_rate, 0).clamp_min(1e-3).contiguous();
+  s.threshold =
+      (torch::matmul(x, s.w_enc) + s.b_enc).quantile(1.0 - firing_rate, 0).clamp_min(1e-3).contiguous();
   return s;
 }
 
@@ -115,7 +116,8 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
   SAETRAJ_CHECK(o.head_dim > 0 || o.d_model % o.n_heads == 0, InputError,
                 "d_model must be a multiple of n_heads (or give head_dim)");
   const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);
-  SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "n_heads ", o.n_heads, " is not a multiple of n_kv_heads ", kv);
+  SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "n_heads ", o.n_heads, " is not a multiple of n_kv_heads ",
+                kv);
   c10::InferenceMode guard;
   Rng rng(o.seed);
   SynthResult r;
@@ -131,8 +133,9 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
   // Tokenizer: Gemma-like SentencePiece (BOS 2 added by default, EOS 1).
   tokenizer::train_sentencepiece(demo_corpus(), o.vocab_size, r.model_dir + "/tokenizer.model");
   const tokenizer::SentencePieceTokenizer tok(r.model_dir + "/tokenizer.model", 2);
-  const Gemma2Shape shape{o.d_model, o.d_mlp, o.n_heads, kv, o.head_dim > 0 ? o.head_dim : o.d_model / o.n_heads,
-                          tok.vocab_size()};
+  const Gemma2Shape shape{
+      o.d_model,       o.d_mlp, o.n_heads, kv, o.head_dim > 0 ? o.head_dim : o.d_model / o.n_heads,
+      tok.vocab_size()};
   support::write_json(r.model_dir + "/config.json", gemma2_config(o, shape));
   // Shards of about a third of the weights each, so the index file is exercised.
   const auto weights = gemma2_weights(o, shape, rng);
@@ -161,12 +164,14 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
   // average L0 measured on the corpus, as in the release.
   for (int l = 0; l < o.n_layers; ++l) {
     const auto x = torch::cat(posts[l], 0);
-    const std::string width_dir = r.gemmascope_root + "/layer_" + std::to_string(l) + "/width_" + r.gemmascope_width;
+    const std::string width_dir =
+        r.gemmascope_root + "/layer_" + std::to_string(l) + "/width_" + r.gemmascope_width;
     fs::remove_all(width_dir);  // a previous run's folders would be taken for other sparsities
     for (const double rate : {o.firing_rate, 4.0 * o.firing_rate}) {
       sae::Sae s = calibrated_sae(x, o.d_sae, rate, rng);
       const auto acts = s.encode(x);
-      const auto l0 = static_cast<int64_t>(std::lround((acts > 0).sum(1).to(torch::kFloat64).mean().item<double>()));
+      const auto l0 =
+          static_cast<int64_t>(std::lround((acts > 0).sum(1).to(torch::kFloat64).mean().item<double>()));
       const std::string dir = width_dir + "/average_l0_" + std::to_string(l0);
       SAETRAJ_CHECK(!fs::exists(dir), Error, "synth: two SAEs of layer ", l, " have the same average L0 ", l0,
                     "; change --d-sae or the firing rate");
@@ -180,8 +185,8 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
       if (rate == o.firing_rate) {
         r.sae_dirs.push_back(dir);
         support::write_explanations(r.explanations_root, r.neuronpedia_model,
-                                    std::to_string(l) + "-gemmascope-res-" + r.gemmascope_width, acts, row_token,
-                                    row_prev, rng);
+                                    std::to_string(l) + "-gemmascope-res-" + r.gemmascope_width, acts,
+                                    row_token, row_prev, rng);
       }
     }
   }

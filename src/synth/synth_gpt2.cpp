@@ -239,8 +239,9 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
     sae.b_dec = b_dec;
     sae.threshold = threshold;
     const auto acts = sae.encode(torch::cat(mids[l], 0));
-    support::write_explanations(r.explanations_root, r.neuronpedia_model, std::to_string(l) + "-demo-res", acts,
-                                row_token, row_prev, rng);
+    const std::string source = std::to_string(l) + "-demo-res";
+    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, acts, row_token, row_prev,
+                                rng);
   }
   return r;
 }

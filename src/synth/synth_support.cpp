@@ -68,16 +68,19 @@ void write_explanations(const std::string& root, const std::string& model_id, co
     if (rng.next() % 8 == 0) continue;
     const float peak = std::get<0>(best)[feat].item<float>();
     const int64_t row = std::get<1>(best)[feat].item<int64_t>();
-    const std::string description = peak > 0 ? "fires on \"" + row_token[row] + "\" after \"" + row_prev[row] + "\""
-                                             : "rarely active (synthetic feature " + std::to_string(feat) + ")";
-    batch[rng.next() % 2].push_back(nlohmann::json{{"modelId", model_id},
-                                                   {"layer", source},
-                                                   {"index", std::to_string(feat)},
-                                                   {"description", description},
-                                                   {"explanationModelName", "saetraj-synth"}}
-                                        .dump());
+    const std::string description =
+        peak > 0 ? "fires on \"" + row_token[row] + "\" after \"" + row_prev[row] + "\""
+                 : "rarely active (synthetic feature " + std::to_string(feat) + ")";
+    batch[rng.next() % 2].push_back(nlohmann::json{
+        {"modelId", model_id},
+        {"layer", source},
+        {"index", std::to_string(feat)},
+        {"description", description},
+        {"explanationModelName",
+         "saetraj-synth"}}.dump());
   }
-  for (int b = 0; b < 2; ++b) write_gzip_lines(exp_dir + "/batch-" + std::to_string(b) + ".jsonl.gz", batch[b]);
+  for (int b = 0; b < 2; ++b)
+    write_gzip_lines(exp_dir + "/batch-" + std::to_string(b) + ".jsonl.gz", batch[b]);
 }
 
 }  // namespace saetraj::synth::support

@@ -64,11 +64,12 @@ std::vector<double> vec(const torch::Tensor& t) {
 // Independent Gemma-2 forward: plain loops in double, every layer recorded.
 struct Naive {
   std::vector<Matrix> resid_pre, resid_mid, resid_post;  // [layer][position][d]
-  std::vector<std::vector<Matrix>> pattern;               // [layer][head][q][j]
+  std::vector<std::vector<Matrix>> pattern;              // [layer][head][q][j]
   std::vector<double> logits_last;
 };
 
-Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c, const std::vector<int32_t>& ids) {
+Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
+                    const std::vector<int32_t>& ids) {
   const int64_t n = ids.size(), d = c.d_model, h = c.n_heads, kv = c.n_kv_heads, hd = c.head_dim, m = c.d_mlp;
   auto get = [&](const std::string& name) { return vec(w.load(name)); };
   auto rms = [&](const std::vector<double>& v, const std::vector<double>& g) {
@@ -220,7 +221,8 @@ TEST(Gemma2, ForwardMatchesNaiveImplementation) {
     }
     for (int64_t hq = 0; hq < c.n_heads; ++hq)
       for (int64_t q = 0; q < n; ++q)
-        for (int64_t j = 0; j < n; ++j) EXPECT_NEAR(lc.pattern[hq][q][j].item<float>(), ref.pattern[l][hq][q][j], 1e-5);
+        for (int64_t j = 0; j < n; ++j)
+          EXPECT_NEAR(lc.pattern[hq][q][j].item<float>(), ref.pattern[l][hq][q][j], 1e-5);
   }
   for (int64_t v = 0; v < c.vocab_size; ++v) {
     EXPECT_NEAR(cap.logits[n - 1][v].item<float>(), ref.logits_last[v], tol(ref.logits_last[v]));
@@ -234,7 +236,8 @@ TEST(Gemma2, FinalSoftCapIsTanhOfTheRawLogits) {
   const auto w = io::SafetensorsSet::open_folder(fixture().model_dir);
   const auto resid = cap.layers[2].resid_post;
   const auto x = resid.to(torch::kFloat64);
-  const auto normed = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-6) * (1 + w.load("model.norm.weight").to(torch::kFloat64));
+  const auto normed = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-6) *
+                      (1 + w.load("model.norm.weight").to(torch::kFloat64));
   const auto raw = torch::matmul(normed, w.load("model.embed_tokens.weight").to(torch::kFloat64).t());
   // The cap must bite on this fixture, or the test would not see it.
   EXPECT_GT(raw.abs().max().item<double>(), kFinalCap);
@@ -331,7 +334,8 @@ TEST(Gemma2, MethodInvariantsOnEveryLayerAndQuery) {
     // The raw attention output, before the post-attention norm, recomputed from the captured pattern
     // and values with o_proj directly: z = sum_h A_h v_g(h), out = z @ o_proj^T.
     const auto o = w.load("model.layers." + std::to_string(l) + ".self_attn.o_proj.weight");
-    const auto z = torch::matmul(lc.pattern, lc.values.repeat_interleave(2, 0)).transpose(0, 1).reshape({n, 64});
+    const auto z =
+        torch::matmul(lc.pattern, lc.values.repeat_interleave(2, 0)).transpose(0, 1).reshape({n, 64});
     const auto raw = torch::matmul(z, o.t());
     for (int64_t q = 0; q < n; ++q) {
       EXPECT_TRUE(torch::allclose(sweep::source_contributions(parts, q).sum(0), raw[q], 1e-4, 1e-5))
@@ -378,15 +382,17 @@ TEST(Gemma2, MissingTensorAndWrongShapeAreClearErrors) {
     if (name != "model.layers.2.pre_feedforward_layernorm.weight") tensors.emplace_back(name, src.load(name));
   }
   io::write_safetensors(dir.file("model.safetensors"), tensors);
-  EXPECT_THAT([&] { model::load_model(dir.path()); },
-              ::testing::ThrowsMessage<FormatError>(HasSubstr("model.layers.2.pre_feedforward_layernorm.weight")));
+  EXPECT_THAT(
+      [&] { model::load_model(dir.path()); },
+      ::testing::ThrowsMessage<FormatError>(HasSubstr("model.layers.2.pre_feedforward_layernorm.weight")));
   for (auto& [name, t] : tensors) {
     if (name == "model.layers.0.self_attn.k_proj.weight") t = torch::zeros({64, 32});  // n_heads, not n_kv
   }
   tensors.emplace_back("model.layers.2.pre_feedforward_layernorm.weight", torch::zeros({32}));
   io::write_safetensors(dir.file("model.safetensors"), tensors);
-  EXPECT_THAT([&] { model::load_model(dir.path()); },
-              ::testing::ThrowsMessage<FormatError>(HasSubstr("wrong shape; expected [32, 32], got [64, 32]")));
+  EXPECT_THAT(
+      [&] { model::load_model(dir.path()); },
+      ::testing::ThrowsMessage<FormatError>(HasSubstr("wrong shape; expected [32, 32], got [64, 32]")));
 }
 
 TEST(Gemma2, UnsupportedActivationAndLongPromptAreRefused) {
@@ -400,8 +406,11 @@ TEST(Gemma2, UnsupportedActivationAndLongPromptAreRefused) {
   const auto m = model::load_model(fixture().model_dir);
   EXPECT_THAT([&] { m->forward(std::vector<int32_t>(65, 2), {}); },
               ::testing::ThrowsMessage<InputError>(HasSubstr("context is 64")));
-  EXPECT_THAT([&] { m->forward({2, 100000}, {}); },
-              ::testing::ThrowsMessage<InputError>(HasSubstr("token id 100000 is outside")));
+  EXPECT_THAT(
+      [&] {
+        m->forward({2, 100000}, {});
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("token id 100000 is outside")));
 }
 
 TEST(Gemma2, SynthSaesAreGemmaScopeReleaseTrees) {
@@ -422,7 +431,8 @@ TEST(Gemma2, SynthSaesAreGemmaScopeReleaseTrees) {
     EXPECT_EQ(s.cfg.hook_layer, l);
     EXPECT_EQ(s.cfg.id, "saetraj-demo-gemma2/" + std::to_string(l) + "-gemmascope-res-64");
     // The SAE reads resid_post: features fire on this prompt, some but not most of them.
-    const auto active = (s.encode(cap.layers[l].resid_post) > 0).sum(1).to(torch::kFloat64).mean().item<double>();
+    const auto active =
+        (s.encode(cap.layers[l].resid_post) > 0).sum(1).to(torch::kFloat64).mean().item<double>();
     EXPECT_GT(active, 0.0);
     EXPECT_LT(active, 32.0);
     const auto explanations = fx.explanations_root + "/saetraj-demo-gemma2/" + std::to_string(l) +

@@ -34,7 +34,8 @@ std::vector<std::pair<std::string, torch::Tensor>> params() {
           {"threshold", torch::full({kW}, 0.2f)}};
 }
 
-std::string write_params(const std::string& dir, std::vector<std::pair<std::string, torch::Tensor>> arrays = params()) {
+std::string write_params(const std::string& dir,
+                         std::vector<std::pair<std::string, torch::Tensor>> arrays = params()) {
   fs::create_directories(dir);
   io::write_npz(dir + "/params.npz", arrays);
   return dir;
@@ -82,7 +83,8 @@ TEST(GemmaScope, WidthLabelsAndIdsFollowTheRelease) {
   o.model_id = "gemma-2-9b";
   o.layer = 3;
   EXPECT_EQ(sae::read_gemma_scope_config(dir, o).id, "gemma-2-9b/3-gemmascope-res-10");
-  EXPECT_THAT([&] { sae::read_gemma_scope_config(dir); }, ThrowsMessage<InputError>(HasSubstr("cannot tell the layer")));
+  EXPECT_THAT([&] { sae::read_gemma_scope_config(dir); },
+              ThrowsMessage<InputError>(HasSubstr("cannot tell the layer")));
   EXPECT_EQ(sae::gemma_scope_model_id(2304, "/x/y"), "gemma-2-2b");
   EXPECT_EQ(sae::gemma_scope_model_id(3584, "/x/y"), "gemma-2-9b");
   EXPECT_EQ(sae::gemma_scope_model_id(64, "/x/my-model/"), "my-model");
@@ -120,7 +122,8 @@ TEST(GemmaScope, ReleaseTreeResolution) {
   EXPECT_THAT([&] { sae::resolve_gemma_scope(root, 4, "65k"); },
               ThrowsMessage<InputError>(HasSubstr("no layer_4 folder; it has: layer_0, layer_3, layer_30")));
   EXPECT_THAT([&] { sae::resolve_gemma_scope(root, 3, "131k"); },
-              ThrowsMessage<InputError>(HasSubstr("no width_131k folder; widths there: width_16k, width_1m, width_65k")));
+              ThrowsMessage<InputError>(
+                  HasSubstr("no width_131k folder; widths there: width_16k, width_1m, width_65k")));
   EXPECT_THAT([&] { sae::resolve_gemma_scope(root, 3, "1m"); },
               ThrowsMessage<InputError>(HasSubstr("holds no average_l0_<N> folder; it has: empty")));
   EXPECT_THAT([&] { sae::resolve_gemma_scope(root, 30, "16k"); },
@@ -151,7 +154,8 @@ TEST(GemmaScope, BadFilesAreClearErrors) {
   arrays[2].second = torch::zeros({kW + 1});
   const auto bad_b_enc = write_params(tmp.path() + "/layer_1/bad_b_enc", arrays);
   EXPECT_THAT([&] { sae::load_gemma_scope(bad_b_enc); },
-              ThrowsMessage<FormatError>(HasSubstr("tensor 'b_enc' in " + bad_b_enc + "/params.npz has wrong shape; "
+              ThrowsMessage<FormatError>(HasSubstr("tensor 'b_enc' in " + bad_b_enc +
+                                                   "/params.npz has wrong shape; "
                                                    "expected [10], got [11]")));
   // W_enc that is not a matrix.
   arrays = params();

@@ -31,8 +31,10 @@ std::string config_json(bool tie, bool scaling, const std::string& act = "silu")
   std::string j = R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 24,
     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
     "intermediate_size": 48, "vocab_size": 50, "max_position_embeddings": 32, "rms_norm_eps": 1e-5,
-    "rope_theta": 10000.0, "attention_bias": true, "mlp_bias": false, "hidden_act": ")" + act + R"(",
-    "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": )" + (tie ? "true" : "false");
+    "rope_theta": 10000.0, "attention_bias": true, "mlp_bias": false, "hidden_act": ")" +
+                  act + R"(",
+    "bos_token_id": 1, "eos_token_id": 2, "tie_word_embeddings": )" +
+                  (tie ? "true" : "false");
   if (scaling) {
     j += R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
       "high_freq_factor": 4.0, "original_max_position_embeddings": 64})";
@@ -210,14 +212,17 @@ TEST(Llama, ForwardMatchesNaiveImplementation) {
   for (int l = 0; l < kLayers; ++l) {
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t e = 0; e < kD; ++e) {
-        EXPECT_NEAR(cap.layers[l].resid_pre[i][e].item<float>(), ref.resid_pre[l][i][e], tol(ref.resid_pre[l][i][e]));
-        EXPECT_NEAR(cap.layers[l].resid_mid[i][e].item<float>(), ref.resid_mid[l][i][e], tol(ref.resid_mid[l][i][e]));
+        EXPECT_NEAR(cap.layers[l].resid_pre[i][e].item<float>(), ref.resid_pre[l][i][e],
+                    tol(ref.resid_pre[l][i][e]));
+        EXPECT_NEAR(cap.layers[l].resid_mid[i][e].item<float>(), ref.resid_mid[l][i][e],
+                    tol(ref.resid_mid[l][i][e]));
         EXPECT_NEAR(cap.layers[l].resid_post[i][e].item<float>(), ref.resid_post[l][i][e],
                     tol(ref.resid_post[l][i][e]));
       }
     }
   }
-  for (int64_t t = 0; t < kVocab; ++t) EXPECT_NEAR(cap.logits[n - 1][t].item<float>(), ref.logits_last[t], tol(ref.logits_last[t]));
+  for (int64_t t = 0; t < kVocab; ++t)
+    EXPECT_NEAR(cap.logits[n - 1][t].item<float>(), ref.logits_last[t], tol(ref.logits_last[t]));
 }
 
 TEST(Llama, Llama3ScalingChangesTheModelAndDefaultRopeMatchesToo) {
@@ -228,7 +233,8 @@ TEST(Llama, Llama3ScalingChangesTheModelAndDefaultRopeMatchesToo) {
   const auto a = plain->forward(kIds, {}).logits, b = scaled->forward(kIds, {}).logits;
   EXPECT_GT((a - b).abs().max().item<float>(), 1e-3);
   const auto ref = naive_forward(io::SafetensorsSet::open_folder(dir.path()), kIds, false);
-  for (int64_t t = 0; t < kVocab; ++t) EXPECT_NEAR(a[kIds.size() - 1][t].item<float>(), ref.logits_last[t], tol(ref.logits_last[t]));
+  for (int64_t t = 0; t < kVocab; ++t)
+    EXPECT_NEAR(a[kIds.size() - 1][t].item<float>(), ref.logits_last[t], tol(ref.logits_last[t]));
 }
 
 TEST(Llama, GroupedQueryHeadsAndMethodInvariants) {
@@ -243,11 +249,11 @@ TEST(Llama, GroupedQueryHeadsAndMethodInvariants) {
     const auto o = w.load("model.layers." + std::to_string(l) + ".self_attn.o_proj.weight");
     const auto out = m->head_outputs(l, lc.values);
     for (int64_t hq = 0; hq < kH; ++hq) {
-      EXPECT_TRUE(torch::allclose(out[hq], torch::matmul(lc.values[hq / 2], o.slice(1, hq * kHd, (hq + 1) * kHd).t()),
-                                  1e-5, 1e-6));
+      EXPECT_TRUE(torch::allclose(
+          out[hq], torch::matmul(lc.values[hq / 2], o.slice(1, hq * kHd, (hq + 1) * kHd).t()), 1e-5, 1e-6));
     }
-    EXPECT_TRUE(torch::equal(m->attention_output_bias(l), w.load("model.layers." + std::to_string(l) +
-                                                                 ".self_attn.o_proj.bias")));
+    EXPECT_TRUE(torch::equal(m->attention_output_bias(l),
+                             w.load("model.layers." + std::to_string(l) + ".self_attn.o_proj.bias")));
     sweep::AttentionParts parts{lc.pattern, out, m->attention_output_bias(l)};
     const auto attn_out = lc.resid_mid - lc.resid_pre;
     for (int64_t q = 0; q < n; ++q) {
@@ -269,18 +275,21 @@ TEST(Llama, TiedEmbeddingsUnembedWithTheEmbedding) {
   const auto w = io::SafetensorsSet::open_folder(dir.path());
   const auto x = cap.layers[1].resid_post;
   const auto normed = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-5) * w.load("model.norm.weight");
-  EXPECT_TRUE(torch::allclose(cap.logits, torch::matmul(normed, w.load("model.embed_tokens.weight").t()), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(cap.logits, torch::matmul(normed, w.load("model.embed_tokens.weight").t()),
+                              1e-4, 1e-5));
 }
 
 TEST(Llama, BadCheckpointsAreClearErrors) {
   saetraj::testing::TempDir dir;
   write_checkpoint(dir.path(), config_json(false, true), weights(false));
-  EXPECT_THAT([&] { model::load_model(dir.path()); },
-              ThrowsMessage<FormatError>(HasSubstr("tie_word_embeddings is false but the checkpoint has no tensor "
-                                                   "'lm_head.weight'")));
+  EXPECT_THAT(
+      [&] { model::load_model(dir.path()); },
+      ThrowsMessage<FormatError>(HasSubstr("tie_word_embeddings is false but the checkpoint has no tensor "
+                                           "'lm_head.weight'")));
   auto tensors = weights(true);
-  tensors.erase(std::find_if(tensors.begin(), tensors.end(),
-                             [](const auto& t) { return t.first == "model.layers.1.self_attn.v_proj.bias"; }));
+  tensors.erase(std::find_if(tensors.begin(), tensors.end(), [](const auto& t) {
+    return t.first == "model.layers.1.self_attn.v_proj.bias";
+  }));
   write_checkpoint(dir.path(), config_json(false, true), tensors);
   EXPECT_THAT([&] { model::load_model(dir.path()); },
               ThrowsMessage<FormatError>(HasSubstr("model.layers.1.self_attn.v_proj.bias")));
@@ -293,8 +302,12 @@ TEST(Llama, BadCheckpointsAreClearErrors) {
   write_checkpoint(dir.path(), config_json(false, true, "gelu"), weights(true));
   EXPECT_THAT([&] { model::load_model(dir.path()); },
               ThrowsMessage<InputError>(HasSubstr("hidden_act \"gelu\" is not supported")));
-  EXPECT_THAT([] { model::ModelConfig::from_json_text(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 8,
+  EXPECT_THAT(
+      [] {
+        model::ModelConfig::from_json_text(R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 8,
       "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 4, "intermediate_size": 8,
-      "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})", "cfg"); },
-              ThrowsMessage<InputError>(HasSubstr("rope_scaling type \"yarn\" is not supported")));
+      "rope_scaling": {"rope_type": "yarn", "factor": 4.0}})",
+                                           "cfg");
+      },
+      ThrowsMessage<InputError>(HasSubstr("rope_scaling type \"yarn\" is not supported")));
 }
