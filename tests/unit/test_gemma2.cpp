@@ -440,3 +440,19 @@ TEST(Gemma2, SynthSaesAreGemmaScopeReleaseTrees) {
     EXPECT_TRUE(fs::exists(explanations)) << explanations;
   }
 }
+
+TEST(Gemma2, SynthRefusesBadShapes) {
+  synth::SynthOptions o;
+  EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("needs an output folder")));
+  saetraj::testing::TempDir dir;
+  o.out = dir.path();
+  o.n_heads = 4;
+  o.n_kv_heads = 3;
+  EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("n_heads 4 is not a multiple of n_kv_heads 3")));
+  o.n_kv_heads = 0;
+  o.d_model = 30;
+  EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("d_model must be a multiple of n_heads")));
+}
