@@ -7,6 +7,8 @@
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/explain_runner.h"
 #include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/sae/gemma_scope.h"
+#include "saetraj/sae/gemma_scope_release.h"
 #include "saetraj/synth/synth.h"
 
 namespace saetraj::cli {
@@ -20,8 +22,11 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   bool render = true;
   int64_t k = 32;
   int top_t = 10;
+  std::string arch = "gpt2";
   po::options_description options("Demo options");
   options.add_options()("out,o", po::value(&out)->default_value(out), "folder for fixtures, sweep, graphs, figures")(
+      "arch", po::value(&arch)->default_value(arch),
+      "synthetic model: gpt2 (SAE-Lens SAEs) or gemma2 (Gemma Scope-layout SAEs)")(
       "k", po::value(&k)->default_value(k), "top features per step")(
       "top-t", po::value(&top_t)->default_value(top_t), "graph filter on final rank")(
       "analysis-dir", po::value(&analysis)->default_value(analysis), "saetraj's analysis/ folder (render.py)")(
@@ -31,23 +36,38 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   if (!parse_command("demo", "[--out DIR]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   render = !vm.count("no-render");
   const bool root = ctx.comm.rank() == 0;
+  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2", InputError, "--arch must be gpt2 or gemma2, got \"", arch,
+                "\"");
+  const bool gemma = arch == "gemma2";
 
-  // 1. The synthetic GPT-2 fixture, made once by rank 0.
-  const std::string fixtures = out + "/fixtures";
-  synth::SynthResult fx;
+  // 1. The synthetic fixture, made once by rank 0.
+  const std::string fixtures = out + (gemma ? "/fixtures-gemma2" : "/fixtures");
+  pipeline::SweepOptions o;
+  o.model = fixtures + (gemma ? "/saetraj-demo-gemma2" : "/model");
   pipeline::run_on_root(ctx.comm, [&] {
-    if (!fs::exists(fixtures + "/model/config.json")) {
+    if (!fs::exists(o.model + "/config.json")) {
       std::cerr << "saetraj demo: writing the synthetic model, tokenizer and SAEs to " << fixtures << "\n";
       synth::SynthOptions so;
       so.out = fixtures;
-      synth::synth_gpt2_fixture(so);
+      if (gemma) {
+        synth::synth_gemma2_fixture(so);
+      } else {
+        synth::synth_gpt2_fixture(so);
+      }
     }
   });
 
-  // 2. The sweep of the reference prompt, on every rank.
-  pipeline::SweepOptions o;
-  o.model = fixtures + "/model";
-  o.saes = {fixtures + "/saes/layer_{layer}"};
+  // 2. The sweep of the reference prompt, on every rank. Each layer of the Gemma fixture takes its
+  // sparser SAE (the one with explanations): the average_l0_X closest to 0.
+  if (gemma) {
+    const synth::SynthOptions defaults;
+    const std::string width = sae::gemma_scope_width_label(defaults.d_sae);
+    for (int l = 0; l < defaults.n_layers; ++l) {
+      o.saes.push_back(std::to_string(l) + "=" + sae::resolve_gemma_scope(fixtures + "/saes", l, width, 0.0));
+    }
+  } else {
+    o.saes = {fixtures + "/saes/layer_{layer}"};
+  }
   o.prompts = {synth::kReferencePrompt};
   o.k = k;
   o.top_t = top_t;
@@ -71,7 +91,9 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   }
   std::cout << "\n== saetraj demo: done ==\n"
             << "ranks:          " << ctx.comm.size() << "\n"
-            << "model + SAEs:   " << fixtures << " (synthetic GPT-2, " << "SAE-Lens SAEs per layer)\n"
+            << "model + SAEs:   " << fixtures
+            << (gemma ? " (synthetic Gemma-2, Gemma Scope-layout SAEs per layer)\n"
+                      : " (synthetic GPT-2, SAE-Lens SAEs per layer)\n")
             << "prompt:         \"" << synth::kReferencePrompt << "\"\n"
             << "sweep (HDF5):   " << o.out << "\n"
             << "graphs (JSON):  " << result.graphs_dir << "\n"

@@ -11,7 +11,7 @@
 #include "saetraj/output/h5.h"
 #include "saetraj/output/sweep_file.h"
 #include "saetraj/pipeline/sweep_runner.h"
-#include "saetraj/sae/sae_lens.h"
+#include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/rows.h"
 
 namespace saetraj::cli {
@@ -35,7 +35,7 @@ void describe_model(const std::string& dir) {
 }
 
 void describe_sae(const std::string& dir) {
-  const auto c = sae::read_sae_lens_config(dir);
+  const auto c = sae::is_gemma_scope(dir) ? sae::read_gemma_scope_config(dir) : sae::read_sae_lens_config(dir);
   std::cout << "SAE:           " << dir << "\n"
             << "id:            " << c.id << "\n"
             << "hook:          " << c.hook_name << " (layer " << c.hook_layer << ")\n"
@@ -83,13 +83,13 @@ int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
   if (ctx.comm.rank() != 0) return 0;
   if (fs::is_directory(path) && fs::exists(path + "/config.json")) {
     describe_model(path);
-  } else if (fs::is_directory(path) && fs::exists(path + "/cfg.json")) {
+  } else if ((fs::is_directory(path) && fs::exists(path + "/cfg.json")) || sae::is_gemma_scope(path)) {
     describe_sae(path);
   } else if (fs::is_regular_file(path)) {
     describe_sweep(path);
   } else {
     throw InputError(str("saetraj info: ", path, " is neither a checkpoint folder (config.json), an SAE-Lens folder ",
-                         "(cfg.json) nor a sweep file"));
+                         "(cfg.json), a Gemma Scope params.npz nor a sweep file"));
   }
   return 0;
 }
@@ -118,8 +118,8 @@ int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
   const auto folders = pipeline::resolve_sae_folders(saes, layers);
   std::vector<double> costs;
   std::vector<double> bytes;
-  for (const auto& f : folders) {
-    const auto c = sae::read_sae_lens_config(f);
+  for (size_t i = 0; i < folders.size(); ++i) {
+    const auto c = sae::read_sae_config(folders[i], layers[i], {});
     costs.push_back(double(c.d_in) * double(c.d_sae));
     bytes.push_back(4.0 * (c.d_in + 2) * c.d_sae + 4.0 * c.d_in);
   }

@@ -12,7 +12,14 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
   options.add_options()
     ("model", po::value(&o.model), "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer files)")
     ("sae", po::value(&o.saes)->composing(),
-     "SAE-Lens folder per layer: a pattern with {layer} (e.g. saes/layer_{layer}) and/or LAYER=FOLDER; repeatable")
+     "SAE folder per layer (SAE-Lens, or Gemma Scope holding params.npz): a pattern with {layer} "
+     "(e.g. saes/layer_{layer}) and/or LAYER=FOLDER; repeatable")
+    ("gemmascope-root", po::value(&o.gemmascope_root),
+     "instead of --sae: a Gemma Scope release tree layer_L/width_W/average_l0_X/params.npz")
+    ("gemmascope-width", po::value(&o.gemmascope_width)->default_value(o.gemmascope_width),
+     "the width_W folder taken from --gemmascope-root (16k, 65k, ...)")
+    ("gemmascope-l0", po::value(&o.gemmascope_l0)->default_value(o.gemmascope_l0),
+     "target L0: the average_l0_X closest to it is taken (0: gemma-2-2b's canonical 65k L0 of the layer)")
     ("layers", po::value(&o.layers)->default_value(o.layers), "analysed layers: all, a range 0-11, or a list 0,3,5")
     ("prompt", po::value(&o.prompts)->composing(), "prompt text; repeatable")
     ("prompt-ids", po::value(&o.prompt_ids)->composing(), "a prompt as comma-separated token ids; repeatable")

@@ -9,8 +9,12 @@ namespace saetraj::cli {
 
 int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
   synth::SynthOptions o;
+  std::string arch = "gpt2";
   po::options_description options("Synth options");
-  options.add_options()("out,o", po::value(&o.out)->required(), "folder to write (model/, saes/, explanations/)")(
+  options.add_options()("out,o", po::value(&o.out)->required(),
+                        "folder to write (the model, saes/, explanations/)")(
+      "arch", po::value(&arch)->default_value(arch),
+      "gpt2 (SAE-Lens SAEs) or gemma2 (BF16 shards, SentencePiece, Gemma Scope-layout SAEs)")(
       "seed", po::value(&o.seed)->default_value(o.seed), "random seed (same seed, same files)")(
       "layers", po::value(&o.n_layers)->default_value(o.n_layers), "number of layers")(
       "d-model", po::value(&o.d_model)->default_value(o.d_model), "hidden size")(
@@ -18,13 +22,25 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
       "d-mlp", po::value(&o.d_mlp)->default_value(o.d_mlp), "MLP size")(
       "vocab", po::value(&o.vocab_size)->default_value(o.vocab_size), "tokenizer vocabulary size")(
       "context", po::value(&o.n_ctx)->default_value(o.n_ctx), "positions")(
-      "d-sae", po::value(&o.d_sae)->default_value(o.d_sae), "SAE width");
+      "d-sae", po::value(&o.d_sae)->default_value(o.d_sae), "SAE width")(
+      "kv-heads", po::value(&o.n_kv_heads)->default_value(o.n_kv_heads),
+      "gemma2: key/value heads (0: heads / 2)")(
+      "sliding-window", po::value(&o.sliding_window)->default_value(o.sliding_window),
+      "gemma2: sliding window of the even layers");
   po::variables_map vm;
   if (!parse_command("synth", "--out DIR [options]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   if (ctx.comm.rank() != 0) return 0;
-  const auto r = synth::synth_gpt2_fixture(o);
-  std::cout << "model: " << r.model_dir << "\nSAEs: " << r.sae_pattern << "\nexplanations: " << r.explanations_root
-            << "\n";
+  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2", InputError, "--arch must be gpt2 or gemma2, got \"", arch,
+                "\"");
+  const auto r = arch == "gpt2" ? synth::synth_gpt2_fixture(o) : synth::synth_gemma2_fixture(o);
+  std::cout << "model: " << r.model_dir << "\n";
+  if (arch == "gpt2") {
+    std::cout << "SAEs: " << r.sae_pattern << "\n";
+  } else {
+    std::cout << "SAEs: " << r.gemmascope_root << " (Gemma Scope layout, width " << r.gemmascope_width
+              << ")\n";
+  }
+  std::cout << "explanations: " << r.explanations_root << "\n";
   return 0;
 }
 

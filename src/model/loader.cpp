@@ -1,6 +1,8 @@
 #include "saetraj/core/error.h"
 #include "saetraj/io/safetensors.h"
+#include "saetraj/model/gemma2.h"
 #include "saetraj/model/gpt2.h"
+#include "saetraj/model/llama.h"
 #include "saetraj/model/model.h"
 
 namespace saetraj::model {
@@ -17,9 +19,10 @@ std::unique_ptr<Model> load_model(const std::string& folder) {
     const io::SafetensorsSet weights = io::SafetensorsSet::open_folder(folder);
     switch (config.arch) {
       case Arch::GPT2: return load_gpt2(config, weights);
-      default: break;
+      case Arch::GEMMA2: return load_gemma2(config, weights);
+      case Arch::LLAMA: return load_llama(config, weights);
     }
-    throw InputError(str("architecture ", arch_name(config.arch), " is recognised but not yet supported"));
+    throw InputError(str("architecture ", arch_name(config.arch), " has no loader"));
   });
 }
 

@@ -23,8 +23,9 @@
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/graph_builder.h"
 #include "saetraj/pipeline/progress.h"
+#include "saetraj/pipeline/sae_sources.h"
 #include "saetraj/pipeline/prompts.h"
-#include "saetraj/sae/sae_lens.h"
+#include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/evolution.h"
 #include "saetraj/sweep/readout.h"
 #include "saetraj/sweep/rows.h"
@@ -57,6 +58,9 @@ std::string SweepOptions::to_json() const {
   j["bos"] = bos;
   j["center"] = center;
   j["allow_hook_mismatch"] = allow_hook_mismatch;
+  j["gemmascope_root"] = gemmascope_root;
+  j["gemmascope_width"] = gemmascope_width;
+  j["gemmascope_l0"] = gemmascope_l0;
   j["max_tokens"] = max_tokens;
   j["shard"] = shard;
   j["out"] = out;
@@ -147,12 +151,11 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   const auto config = model::ModelConfig::from_folder(o.model);
   const auto tok = tokenizer::load_tokenizer(o.model, config.bos_token_id);
   const std::vector<int> layers = parse_layers(o.layers, config.n_layers);
-  const std::vector<std::string> sae_folders = resolve_sae_folders(o.saes, layers);
-  sae::SaeLoadOptions sae_options;
-  if (o.center != "auto") sae_options.center_residual = o.center == "on";
+  const std::vector<std::string> sae_folders = sweep_sae_paths(o, layers);
+  const sae::SaeSourceOptions sae_options = sweep_sae_options(o, config);
   std::vector<sae::SaeConfig> sae_cfgs;
   for (size_t i = 0; i < layers.size(); ++i) {
-    auto cfg = sae::read_sae_lens_config(sae_folders[i], sae_options);
+    auto cfg = sae::read_sae_config(sae_folders[i], layers[i], sae_options);
     SAETRAJ_CHECK(cfg.d_in == config.d_model, InputError, "the SAE for layer ", layers[i], " (", sae_folders[i],
                   ") reads vectors of size ", cfg.d_in, " but the model's d_model is ", config.d_model);
     SAETRAJ_CHECK(cfg.hook_layer == layers[i] || o.allow_hook_mismatch, InputError, "the SAE in ", sae_folders[i],
@@ -262,7 +265,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   run_on_root(comm, [&] { model = model::load_model(o.model); });
   const ActivationExchange exchange(comm, plan, layers, config.d_model, config.n_heads, model.get());
   std::vector<sae::Sae> saes;
-  for (int i : group.layer_indices) saes.push_back(sae::load_sae_lens(sae_folders[i], sae_options));
+  for (int i : group.layer_indices) saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
   int64_t sae_bytes = 0;
   for (const auto& s : saes) sae_bytes += s.bytes();
   if (root) {

@@ -1,5 +1,3 @@
-#include <zlib.h>
-
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -12,6 +10,7 @@
 #include "saetraj/sae/sae.h"
 #include "saetraj/synth/synth.h"
 #include "saetraj/tokenizer/byte_level_bpe.h"
+#include "synth_support.h"
 
 namespace saetraj::synth {
 namespace {
@@ -19,44 +18,9 @@ namespace {
 using ojson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
-// splitmix64 + Box-Muller: the same numbers on every machine and LibTorch version.
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed) {}
-  uint64_t next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return (static_cast<double>(next() >> 11) + 0.5) / 9007199254740992.0; }
-  double normal() {
-    const double u1 = uniform(), u2 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
-  torch::Tensor normal(std::vector<int64_t> shape, double std, double mean = 0.0) {
-    int64_t n = 1;
-    for (int64_t s : shape) n *= s;
-    std::vector<float> v(n);
-    for (auto& x : v) x = static_cast<float>(mean + std * normal());
-    return torch::from_blob(v.data(), shape, torch::kFloat32).clone();
-  }
-
- private:
-  uint64_t state_;
-};
-
-void write_json(const std::string& path, const ojson& j) {
-  std::ofstream out(path);
-  out << j.dump(2) << "\n";
-  SAETRAJ_CHECK(out.good(), IoError, "cannot write ", path);
-}
-
-std::string layer_name(const char* pattern, int layer) {
-  std::string s = pattern;
-  s.replace(s.find("{L}"), 3, std::to_string(layer));
-  return s;
-}
+using support::layer_name;
+using support::Rng;
+using support::write_json;
 
 // The GPT-2 weights, scaled so that attention patterns are far from uniform and every bias is non-zero
 // (b_O in particular, which the method spreads over the source tokens).
@@ -148,19 +112,6 @@ ojson sae_cfg(const Flavour& f, int layer, int64_t d_in, int64_t d_sae, const st
                           {"model_from_pretrained_kwargs", kwargs},
                           {"neuronpedia_id", np_id}};
   return cfg;
-}
-
-void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines) {
-  gzFile f = gzopen(path.c_str(), "wb9");
-  SAETRAJ_CHECK(f, IoError, "cannot write ", path);
-  for (const auto& line : lines) {
-    const std::string l = line + "\n";
-    if (gzwrite(f, l.data(), static_cast<unsigned>(l.size())) != static_cast<int>(l.size())) {
-      gzclose(f);
-      throw IoError(str("cannot write ", path));
-    }
-  }
-  SAETRAJ_CHECK(gzclose(f) == Z_OK, IoError, "cannot finish ", path);
 }
 
 }  // namespace
@@ -288,24 +239,9 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
     sae.b_dec = b_dec;
     sae.threshold = threshold;
     const auto acts = sae.encode(torch::cat(mids[l], 0));
-    const auto best = acts.max(0);
     const std::string source = std::to_string(l) + "-demo-res";
-    const std::string exp_dir = r.explanations_root + "/" + r.neuronpedia_model + "/" + source + "/explanations";
-    fs::create_directories(exp_dir);
-    std::vector<std::string> batch[2];
-    for (int64_t feat = 0; feat < o.d_sae; ++feat) {
-      if (rng.next() % 8 == 0) continue;
-      const float peak = std::get<0>(best)[feat].item<float>();
-      const int64_t row = std::get<1>(best)[feat].item<int64_t>();
-      const std::string description =
-          peak > 0 ? "fires on \"" + row_token[row] + "\" after \"" + row_prev[row] + "\""
-                   : "rarely active (synthetic feature " + std::to_string(feat) + ")";
-      batch[rng.next() % 2].push_back(
-          nlohmann::json{{"modelId", r.neuronpedia_model}, {"layer", source}, {"index", std::to_string(feat)},
-                         {"description", description}, {"explanationModelName", "saetraj-synth"}}
-              .dump());
-    }
-    for (int b = 0; b < 2; ++b) write_gzip_lines(exp_dir + "/batch-" + std::to_string(b) + ".jsonl.gz", batch[b]);
+    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, acts, row_token, row_prev,
+                                rng);
   }
   return r;
 }

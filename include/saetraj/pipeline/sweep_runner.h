@@ -23,6 +23,9 @@ struct SweepOptions {
   std::string bos = "auto";           // auto | on | off
   std::string center = "auto";        // residual centring for SAEs: auto (cfg) | on | off
   bool allow_hook_mismatch = false;   // accept an SAE whose hook layer differs from its layer
+  std::string gemmascope_root;        // Gemma Scope tree layer_L/width_W/average_l0_X (not with --sae)
+  std::string gemmascope_width = "65k";  // the width taken from it
+  double gemmascope_l0 = 0;           // target L0 (0: the canonical one, sae/gemma_scope_release.h)
   int64_t max_tokens = 0;             // truncate prompts to this many tokens (0: no truncation)
   std::string shard;                  // "I/N": keep prompts whose input position p has p % N == I
   std::string out = "sweep.h5";

@@ -1,7 +1,8 @@
 // Synthetic fixtures in the exact on-disk formats of the real ones, made deterministically from a seed:
 // a small GPT-2-architecture Hugging Face checkpoint with a trained byte-level BPE tokenizer, an
 // SAE-Lens SAE for every layer (standard, jumprelu and topk; both cfg generations), and a Neuronpedia-style
-// bulk export of explanations for them. The demo, the tests and real use go through the same loaders.
+// bulk export of explanations for them; and a small Gemma-2 checkpoint with Gemma Scope-layout SAEs.
+// The demo, the tests and real use go through the same loaders.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,12 @@ struct SynthOptions {
   int n_ctx = 128;
   int d_sae = 512;
   double firing_rate = 0.05;  // fraction of calibration vectors on which a feature fires
+  // Gemma-2 only
+  int n_kv_heads = 0;            // 0 = n_heads / 2 (grouped-query attention), or n_heads if that is odd
+  int head_dim = 0;              // 0 = d_model / n_heads
+  int sliding_window = 16;       // even layers attend to the last sliding_window tokens only
+  double attn_softcap = 50.0;    // attention-logit soft-cap (gemma-2-2b: 50)
+  double final_softcap = 30.0;   // final-logit soft-cap (gemma-2-2b: 30)
 };
 
 struct SynthResult {
@@ -34,9 +41,18 @@ struct SynthResult {
   std::vector<std::string> sae_dirs;
   std::string explanations_root;  // holds <modelId>/<sourceId>/explanations/batch-N.jsonl.gz
   std::string neuronpedia_model;  // "saetraj-demo-gpt2"
+  std::string gemmascope_root;    // Gemma-2 only: "<out>/saes", holding layer_L/width_W/average_l0_X/
+  std::string gemmascope_width;   // Gemma-2 only: the width label of those SAEs ("512")
 };
 
 SynthResult synth_gpt2_fixture(const SynthOptions& options);
+
+// A Gemma-2 checkpoint in the layout of google/gemma-2-2b: BF16 weights in sharded safetensors with
+// model.safetensors.index.json, config.json, a SentencePiece tokenizer.model; Gemma Scope-layout JumpReLU
+// SAEs on resid_post, two L0 variants per layer (saes/layer_L/width_W/average_l0_X/params.npz, X the
+// average L0 measured on the corpus). sae_pattern is empty (X differs per layer): sae_dirs names the
+// sparser variant of each layer, whose explanations are written under source "L-gemmascope-res-W".
+SynthResult synth_gemma2_fixture(const SynthOptions& options);
 
 // The English text the tokenizer is trained on and the SAEs are calibrated on.
 const std::string& demo_corpus();

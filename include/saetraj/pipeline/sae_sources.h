@@ -1,0 +1,21 @@
+// Which SAE file or folder each analysed layer of a sweep reads, and how: --sae (SAE-Lens folders or
+// Gemma Scope params.npz folders, by pattern or LAYER=FOLDER) or a Gemma Scope release tree
+// (--gemmascope-root/--gemmascope-width/--gemmascope-l0).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "saetraj/model/config.h"
+#include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/sae/sae_source.h"
+
+namespace saetraj::pipeline {
+
+// One path per entry of `layers`. --gemmascope-root supplies every layer and excludes --sae.
+std::vector<std::string> sweep_sae_paths(const SweepOptions& o, const std::vector<int>& layers);
+
+// --center for SAE-Lens SAEs; the Neuronpedia model id for Gemma Scope SAEs (sae::gemma_scope_model_id).
+sae::SaeSourceOptions sweep_sae_options(const SweepOptions& o, const model::ModelConfig& config);
+
+}  // namespace saetraj::pipeline

@@ -1,0 +1,33 @@
+// Gemma Scope SAEs as released: one params.npz per SAE (W_enc [d_model, W], W_dec [W, d_model], b_enc [W],
+// b_dec [d_model], threshold [W]; float32), in a tree layer_L/width_W/average_l0_X/. They are JumpReLU
+// SAEs on blocks.L.hook_resid_post, used without b_dec subtraction or any normalisation.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "saetraj/sae/sae.h"
+
+namespace saetraj::sae {
+
+struct GemmaScopeOptions {
+  // Neuronpedia model id, the first half of the SAE id "<model_id>/<L>-gemmascope-res-<width>".
+  std::string model_id = "gemma-2-2b";
+  // The layer, when the path has no "layer_L" component to read it from.
+  std::optional<int> layer;
+};
+
+// Whether `path` is a params.npz file or a folder that holds one.
+bool is_gemma_scope(const std::string& path);
+
+// Reads the array headers only (cheap). `path` is params.npz or its folder. The layer comes from the
+// path's "layer_L" component (or options.layer), the width label from "width_W" (or from d_sae).
+SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptions& options = {});
+
+// Loads W_enc, b_enc, b_dec and threshold (never W_dec) and checks every shape against d_model and W.
+Sae load_gemma_scope(const std::string& path, const GemmaScopeOptions& options = {});
+
+// The label Gemma Scope gives a width: 16384 -> "16k", 65536 -> "65k", 1048576 -> "1m", 512 -> "512".
+std::string gemma_scope_width_label(int64_t d_sae);
+
+}  // namespace saetraj::sae

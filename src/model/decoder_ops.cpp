@@ -1,0 +1,59 @@
+#include "decoder_ops.h"
+
+#include <cmath>
+
+namespace saetraj::model::ops {
+
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, double eps) {
+  const auto xf = x.to(torch::kFloat32);
+  return xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps) * scale;
+}
+
+namespace {
+
+// Inverse frequencies in float32, as transformers computes them: 1 / theta^(2i / head_dim).
+torch::Tensor inverse_frequencies(const ModelConfig& c) {
+  const auto exponents =
+      torch::arange(0, c.head_dim, 2, torch::kInt64).to(torch::kFloat32) / double(c.head_dim);
+  auto inv = 1.0 / torch::pow(torch::tensor(c.rope_theta, torch::kFloat32), exponents);
+  if (c.rope_type != "llama3") return inv;
+  // Llama 3.1 scaling: wavelengths longer than original_max / low_freq_factor are divided by factor,
+  // those shorter than original_max / high_freq_factor are kept, and the band between is interpolated.
+  const double low_wavelen = c.rope_original_max_position / c.rope_low_freq_factor;
+  const double high_wavelen = c.rope_original_max_position / c.rope_high_freq_factor;
+  const auto wavelen = 2.0 * M_PI / inv;
+  auto scaled = torch::where(wavelen > low_wavelen, inv / c.rope_factor, inv);
+  const auto smooth = (c.rope_original_max_position / wavelen - c.rope_low_freq_factor) /
+                      (c.rope_high_freq_factor - c.rope_low_freq_factor);
+  const auto blended = (1.0 - smooth) * scaled / c.rope_factor + smooth * scaled;
+  const auto medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen);
+  return torch::where(medium, blended, scaled);
+}
+
+}  // namespace
+
+RopeTables rope_tables(const ModelConfig& config, int64_t n) {
+  const auto positions = torch::arange(n, torch::kInt64).to(torch::kFloat32);
+  const auto freqs = torch::outer(positions, inverse_frequencies(config));  // [n, hd/2]
+  const auto emb = torch::cat({freqs, freqs}, -1);
+  return {emb.cos(), emb.sin()};
+}
+
+torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& t) {
+  const int64_t half = x.size(-1) / 2;
+  const auto rotated = torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+  return x * t.cos + rotated * t.sin;
+}
+
+torch::Tensor expand_kv(const torch::Tensor& kv, int64_t n_heads) {
+  const int64_t group = n_heads / kv.size(0);
+  return group == 1 ? kv : kv.repeat_interleave(group, 0);
+}
+
+torch::Tensor attention_mask(int64_t n, int64_t window) {
+  auto mask = torch::ones({n, n}, torch::kBool).triu(1);
+  if (window > 0) mask = mask | torch::ones({n, n}, torch::kBool).tril(-window);
+  return mask;
+}
+
+}  // namespace saetraj::model::ops

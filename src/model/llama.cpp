@@ -1,0 +1,166 @@
+#include "saetraj/model/llama.h"
+
+#include <cmath>
+#include <limits>
+
+#include "decoder_ops.h"
+#include "saetraj/core/error.h"
+
+namespace saetraj::model {
+namespace {
+
+// Hugging Face tensor names of Llama, with {L} for the layer. Biases exist only with attention_bias /
+// mlp_bias in config.json.
+struct LlamaNames {
+  static constexpr const char* embed = "model.embed_tokens.weight";
+  static constexpr const char* final_norm = "model.norm.weight";
+  static constexpr const char* lm_head = "lm_head.weight";
+  static constexpr const char* q = "model.layers.{L}.self_attn.q_proj.";
+  static constexpr const char* k = "model.layers.{L}.self_attn.k_proj.";
+  static constexpr const char* v = "model.layers.{L}.self_attn.v_proj.";
+  static constexpr const char* o = "model.layers.{L}.self_attn.o_proj.";
+  static constexpr const char* input_norm = "model.layers.{L}.input_layernorm.weight";
+  static constexpr const char* post_attn_norm = "model.layers.{L}.post_attention_layernorm.weight";
+  static constexpr const char* gate = "model.layers.{L}.mlp.gate_proj.";
+  static constexpr const char* up = "model.layers.{L}.mlp.up_proj.";
+  static constexpr const char* down = "model.layers.{L}.mlp.down_proj.";
+};
+
+std::string layer_name(const char* pattern, int layer) {
+  std::string s = pattern;
+  s.replace(s.find("{L}"), 3, std::to_string(layer));
+  return s;
+}
+
+// An HF Linear: weight [out, in], bias [out] or undefined.
+struct Linear {
+  torch::Tensor w, b;
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    return b.defined() ? torch::addmm(b, x, w.t()) : torch::matmul(x, w.t());
+  }
+};
+
+struct LlamaBlock {
+  Linear q, k, v, o, gate, up, down;
+  torch::Tensor input_norm, post_attn_norm;
+  torch::Tensor w_o;  // o.w^T viewed [n_heads, head_dim, d_model]
+};
+
+class LlamaModel final : public Model {
+ public:
+  LlamaModel(const ModelConfig& config, const io::SafetensorsSet& weights) : config_(config) {
+    SAETRAJ_CHECK(config.activation == "silu", InputError, "Llama hidden_act \"", config.activation,
+                  "\" is not supported (silu)");
+    const int64_t d = config.d_model, v = config.vocab_size, m = config.d_mlp;
+    const int64_t h = config.n_heads, kv = config.n_kv_heads, hd = config.head_dim;
+    auto load = [&](const std::string& name, std::vector<int64_t> shape) {
+      return weights.load(name, shape, torch::kFloat32);
+    };
+    embed_ = load(LlamaNames::embed, {v, d});
+    final_norm_ = load(LlamaNames::final_norm, {d});
+    if (config.tie_word_embeddings) {
+      unembed_ = embed_;
+    } else {
+      SAETRAJ_CHECK(weights.contains(LlamaNames::lm_head), FormatError,
+                    "config.json says tie_word_embeddings is false"
+                    " but the checkpoint has no tensor '",
+                    LlamaNames::lm_head, "'");
+      unembed_ = load(LlamaNames::lm_head, {v, d});
+    }
+    for (int l = 0; l < config.n_layers; ++l) {
+      auto linear = [&](const char* pattern, int64_t out, int64_t in, bool bias) {
+        const std::string prefix = layer_name(pattern, l);
+        return Linear{load(prefix + "weight", {out, in}),
+                      bias ? load(prefix + "bias", {out}) : torch::Tensor()};
+      };
+      LlamaBlock b;
+      b.q = linear(LlamaNames::q, h * hd, d, config.attention_bias);
+      b.k = linear(LlamaNames::k, kv * hd, d, config.attention_bias);
+      b.v = linear(LlamaNames::v, kv * hd, d, config.attention_bias);
+      b.o = linear(LlamaNames::o, d, h * hd, config.attention_bias);
+      b.gate = linear(LlamaNames::gate, m, d, config.mlp_bias);
+      b.up = linear(LlamaNames::up, m, d, config.mlp_bias);
+      b.down = linear(LlamaNames::down, d, m, config.mlp_bias);
+      b.input_norm = load(layer_name(LlamaNames::input_norm, l), {d});
+      b.post_attn_norm = load(layer_name(LlamaNames::post_attn_norm, l), {d});
+      b.w_o = b.o.w.t().contiguous().view({h, hd, d});
+      blocks_.push_back(std::move(b));
+    }
+  }
+
+  const ModelConfig& config() const override { return config_; }
+
+  ForwardCapture forward(const std::vector<int32_t>& ids,
+                         const std::vector<int>& capture_layers) const override {
+    c10::InferenceMode guard;
+    const int64_t n = static_cast<int64_t>(ids.size());
+    SAETRAJ_CHECK(n > 0, InputError, "cannot run the model on an empty token sequence");
+    SAETRAJ_CHECK(n <= config_.n_ctx, InputError, "the prompt has ", n, " tokens but the model's context is ",
+                  config_.n_ctx, " positions; shorten it (sweep --max-tokens)");
+    for (int32_t id : ids) {
+      SAETRAJ_CHECK(id >= 0 && id < config_.vocab_size, InputError, "token id ", id,
+                    " is outside the model's vocabulary [0, ", config_.vocab_size, ")");
+    }
+    std::vector<bool> capture(config_.n_layers, capture_layers.empty());
+    for (int l : capture_layers) capture.at(l) = true;
+
+    const int64_t h = config_.n_heads, kv = config_.n_kv_heads, hd = config_.head_dim;
+    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64);
+    torch::Tensor x = embed_.index_select(0, id_tensor);
+    const auto rope = ops::rope_tables(config_, n);
+    const auto mask = ops::attention_mask(n, 0);
+    const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
+    ForwardCapture out;
+    out.layers.resize(config_.n_layers);
+    for (int l = 0; l < config_.n_layers; ++l) {
+      const LlamaBlock& b = blocks_[l];
+      LayerCapture& cap = out.layers[l];
+      if (capture[l]) cap.resid_pre = x.clone();
+      const auto normed = ops::rms_norm(x, b.input_norm, config_.norm_eps);
+      auto heads = [&](const Linear& proj, int64_t count) {
+        return proj(normed).view({n, count, hd}).transpose(0, 1);
+      };
+      const auto q = ops::apply_rope(heads(b.q, h), rope);
+      const auto k = ops::apply_rope(heads(b.k, kv), rope);
+      const auto v = heads(b.v, kv).contiguous();
+      auto scores = torch::matmul(q, ops::expand_kv(k, h).transpose(1, 2)) * scaling;
+      scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+      const auto pattern = torch::softmax(scores, -1);
+      const auto z = torch::matmul(pattern, ops::expand_kv(v, h)).transpose(0, 1).reshape({n, h * hd});
+      x = x + b.o(z);
+      if (capture[l]) {
+        cap.resid_mid = x.clone();
+        cap.pattern = pattern.contiguous();
+        cap.values = v;
+      }
+      const auto ff_in = ops::rms_norm(x, b.post_attn_norm, config_.norm_eps);
+      x = x + b.down(torch::silu(b.gate(ff_in)) * b.up(ff_in));
+      if (capture[l]) cap.resid_post = x.clone();
+    }
+    out.logits = readout(x);
+    return out;
+  }
+
+  torch::Tensor head_outputs(int layer, const torch::Tensor& values) const override {
+    return torch::bmm(ops::expand_kv(values, config_.n_heads), blocks_.at(layer).w_o);
+  }
+  torch::Tensor attention_output_bias(int layer) const override { return blocks_.at(layer).o.b; }
+  torch::Tensor post_attention(int, const torch::Tensor& x) const override { return x; }
+  bool has_post_attention_norm() const override { return false; }
+  torch::Tensor readout(const torch::Tensor& resid) const override {
+    return torch::matmul(ops::rms_norm(resid, final_norm_, config_.norm_eps), unembed_.t());
+  }
+
+ private:
+  ModelConfig config_;
+  torch::Tensor embed_, final_norm_, unembed_;
+  std::vector<LlamaBlock> blocks_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> load_llama(const ModelConfig& config, const io::SafetensorsSet& weights) {
+  return std::make_unique<LlamaModel>(config, weights);
+}
+
+}  // namespace saetraj::model

@@ -1,0 +1,86 @@
+#include "synth_support.h"
+
+#include <zlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "saetraj/core/error.h"
+
+namespace saetraj::synth::support {
+
+uint64_t Rng::next() {
+  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+double Rng::uniform() { return (static_cast<double>(next() >> 11) + 0.5) / 9007199254740992.0; }
+
+double Rng::normal() {
+  const double u1 = uniform(), u2 = uniform();
+  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+}
+
+torch::Tensor Rng::normal(std::vector<int64_t> shape, double std, double mean) {
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  std::vector<float> v(n);
+  for (auto& x : v) x = static_cast<float>(mean + std * normal());
+  return torch::from_blob(v.data(), shape, torch::kFloat32).clone();
+}
+
+void write_json(const std::string& path, const nlohmann::ordered_json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  SAETRAJ_CHECK(out.good(), IoError, "cannot write ", path);
+}
+
+void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines) {
+  gzFile f = gzopen(path.c_str(), "wb9");
+  SAETRAJ_CHECK(f, IoError, "cannot write ", path);
+  for (const auto& line : lines) {
+    const std::string l = line + "\n";
+    if (gzwrite(f, l.data(), static_cast<unsigned>(l.size())) != static_cast<int>(l.size())) {
+      gzclose(f);
+      throw IoError(str("cannot write ", path));
+    }
+  }
+  SAETRAJ_CHECK(gzclose(f) == Z_OK, IoError, "cannot finish ", path);
+}
+
+std::string layer_name(const char* pattern, int layer) {
+  std::string s = pattern;
+  s.replace(s.find("{L}"), 3, std::to_string(layer));
+  return s;
+}
+
+void write_explanations(const std::string& root, const std::string& model_id, const std::string& source,
+                        const torch::Tensor& acts, const std::vector<std::string>& row_token,
+                        const std::vector<std::string>& row_prev, Rng& rng) {
+  const auto best = acts.max(0);
+  const std::string exp_dir = root + "/" + model_id + "/" + source + "/explanations";
+  std::filesystem::create_directories(exp_dir);
+  std::vector<std::string> batch[2];
+  for (int64_t feat = 0; feat < acts.size(1); ++feat) {
+    if (rng.next() % 8 == 0) continue;
+    const float peak = std::get<0>(best)[feat].item<float>();
+    const int64_t row = std::get<1>(best)[feat].item<int64_t>();
+    const std::string description =
+        peak > 0 ? "fires on \"" + row_token[row] + "\" after \"" + row_prev[row] + "\""
+                 : "rarely active (synthetic feature " + std::to_string(feat) + ")";
+    batch[rng.next() % 2].push_back(nlohmann::json{
+        {"modelId", model_id},
+        {"layer", source},
+        {"index", std::to_string(feat)},
+        {"description", description},
+        {"explanationModelName",
+         "saetraj-synth"}}.dump());
+  }
+  for (int b = 0; b < 2; ++b)
+    write_gzip_lines(exp_dir + "/batch-" + std::to_string(b) + ".jsonl.gz", batch[b]);
+}
+
+}  // namespace saetraj::synth::support

@@ -1,0 +1,40 @@
+// Pieces shared by the synthetic fixtures: a portable random generator, JSON and gzip writers, and the
+// Neuronpedia-style explanation export written from calibration activations.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace saetraj::synth::support {
+
+// splitmix64 + Box-Muller: the same numbers on every machine and LibTorch version.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+  uint64_t next();
+  double uniform();
+  double normal();
+  torch::Tensor normal(std::vector<int64_t> shape, double std, double mean = 0.0);
+
+ private:
+  uint64_t state_;
+};
+
+void write_json(const std::string& path, const nlohmann::ordered_json& j);
+void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines);
+
+// "h.{L}.ln_1.weight" with {L} replaced by the layer.
+std::string layer_name(const char* pattern, int layer);
+
+// Writes <root>/<model_id>/<source>/explanations/batch-{0,1}.jsonl.gz: each feature described by the
+// calibration token it fires on most strongly (`acts` [rows, d_sae], one row per entry of row_token and
+// row_prev); about one in eight is left without one, and batches are not index ranges.
+void write_explanations(const std::string& root, const std::string& model_id, const std::string& source,
+                        const torch::Tensor& acts, const std::vector<std::string>& row_token,
+                        const std::vector<std::string>& row_prev, Rng& rng);
+
+}  // namespace saetraj::synth::support

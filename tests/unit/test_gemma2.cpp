@@ -1,0 +1,458 @@
+// Gemma-2 loading and forward pass on the synthetic BF16 sharded checkpoint, checked against an
+// independent naive implementation (double-precision loops written from the transformers definition) and
+// against targeted properties: soft-capping, the sliding window on even layers only, grouped-query heads,
+// and the method's invariants with the post-attention norm. Tolerance: 1e-4 relative to max(1, |value|)
+// (float32 vs double over three layers; the BF16 weights are exact in both).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "saetraj/core/error.h"
+#include "saetraj/io/npz.h"
+#include "saetraj/io/safetensors.h"
+#include "saetraj/model/gemma2.h"
+#include "saetraj/model/model.h"
+#include "saetraj/sae/gemma_scope.h"
+#include "saetraj/sae/gemma_scope_release.h"
+#include "saetraj/sweep/decompose.h"
+#include "saetraj/sweep/rows.h"
+#include "saetraj/synth/synth.h"
+#include "saetraj/tokenizer/tokenizer.h"
+#include "test_support.h"
+
+using namespace saetraj;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kWindow = 4;
+constexpr double kAttnCap = 4.0, kFinalCap = 1.5;
+
+const synth::SynthResult& fixture() {
+  static saetraj::testing::TempDir dir("saetraj-gemma2");
+  static const synth::SynthResult r = [] {
+    synth::SynthOptions o;
+    o.out = dir.path();
+    o.n_layers = 3;
+    o.d_model = 32;
+    o.n_heads = 4;
+    o.n_kv_heads = 2;
+    o.head_dim = 16;  // not d_model / n_heads: head_dim must come from config.json
+    o.d_mlp = 64;
+    o.vocab_size = 320;
+    o.n_ctx = 64;
+    o.d_sae = 64;
+    o.sliding_window = kWindow;
+    o.attn_softcap = kAttnCap;
+    o.final_softcap = kFinalCap;
+    return synth::synth_gemma2_fixture(o);
+  }();
+  return r;
+}
+
+using Matrix = std::vector<std::vector<double>>;
+
+std::vector<double> vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kFloat64).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
+// Independent Gemma-2 forward: plain loops in double, every layer recorded.
+struct Naive {
+  std::vector<Matrix> resid_pre, resid_mid, resid_post;  // [layer][position][d]
+  std::vector<std::vector<Matrix>> pattern;              // [layer][head][q][j]
+  std::vector<double> logits_last;
+};
+
+Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
+                    const std::vector<int32_t>& ids) {
+  const int64_t n = ids.size(), d = c.d_model, h = c.n_heads, kv = c.n_kv_heads, hd = c.head_dim, m = c.d_mlp;
+  auto get = [&](const std::string& name) { return vec(w.load(name)); };
+  auto rms = [&](const std::vector<double>& v, const std::vector<double>& g) {
+    double ms = 0;
+    for (double a : v) ms += a * a;
+    const double inv = 1.0 / std::sqrt(ms / v.size() + c.norm_eps);
+    std::vector<double> out(v.size());
+    for (size_t i = 0; i < v.size(); ++i) out[i] = v[i] * inv * (1.0 + g[i]);
+    return out;
+  };
+  // HF Linear: W [out, in].
+  auto linear = [](const std::vector<double>& v, const std::vector<double>& W, int64_t in, int64_t out) {
+    std::vector<double> y(out, 0.0);
+    for (int64_t o = 0; o < out; ++o)
+      for (int64_t i = 0; i < in; ++i) y[o] += W[o * in + i] * v[i];
+    return y;
+  };
+  auto rope = [&](std::vector<double>& x, int64_t offset, int64_t pos) {
+    const int64_t half = hd / 2;
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = pos * std::pow(c.rope_theta, -2.0 * i / hd);
+      const double a = x[offset + i], b = x[offset + i + half];
+      x[offset + i] = a * std::cos(angle) - b * std::sin(angle);
+      x[offset + i + half] = b * std::cos(angle) + a * std::sin(angle);
+    }
+  };
+  auto cap = [](double s, double limit) { return limit > 0 ? limit * std::tanh(s / limit) : s; };
+
+  const auto embed = get("model.embed_tokens.weight");
+  const double normalizer = static_cast<float>(std::sqrt(double(d)));
+  Matrix x(n, std::vector<double>(d));
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < d; ++k) x[i][k] = embed[ids[i] * d + k] * normalizer;
+  Naive r;
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    r.resid_pre.push_back(x);
+    const auto wq = get(p + "self_attn.q_proj.weight"), wk = get(p + "self_attn.k_proj.weight");
+    const auto wv = get(p + "self_attn.v_proj.weight"), wo = get(p + "self_attn.o_proj.weight");
+    Matrix q(n), k(n), v(n);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto normed = rms(x[i], get(p + "input_layernorm.weight"));
+      q[i] = linear(normed, wq, d, h * hd);
+      k[i] = linear(normed, wk, d, kv * hd);
+      v[i] = linear(normed, wv, d, kv * hd);
+      for (int64_t head = 0; head < h; ++head) rope(q[i], head * hd, i);
+      for (int64_t head = 0; head < kv; ++head) rope(k[i], head * hd, i);
+    }
+    const bool sliding = l % 2 == 0;
+    Matrix z(n, std::vector<double>(h * hd, 0.0));
+    r.pattern.emplace_back(h, Matrix(n, std::vector<double>(n, 0.0)));
+    for (int64_t head = 0; head < h; ++head) {
+      const int64_t g = head / (h / kv);
+      for (int64_t qi = 0; qi < n; ++qi) {
+        std::vector<double> s(n, 0.0);
+        std::vector<bool> visible(n, false);
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j <= qi; ++j) {
+          if (sliding && c.sliding_window > 0 && qi - j >= c.sliding_window) continue;
+          visible[j] = true;
+          double dot = 0;
+          for (int64_t e = 0; e < hd; ++e) dot += q[qi][head * hd + e] * k[j][g * hd + e];
+          s[j] = cap(dot / std::sqrt(c.query_pre_attn_scalar), c.attn_logit_softcap);
+          mx = std::max(mx, s[j]);
+        }
+        for (int64_t j = 0; j < n; ++j)
+          if (visible[j]) sum += (s[j] = std::exp(s[j] - mx));
+        for (int64_t j = 0; j < n; ++j) {
+          if (!visible[j]) continue;
+          r.pattern[l][head][qi][j] = s[j] / sum;
+          for (int64_t e = 0; e < hd; ++e) z[qi][head * hd + e] += s[j] / sum * v[j][g * hd + e];
+        }
+      }
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const auto a = rms(linear(z[i], wo, h * hd, d), get(p + "post_attention_layernorm.weight"));
+      for (int64_t e = 0; e < d; ++e) x[i][e] += a[e];
+    }
+    r.resid_mid.push_back(x);
+    const auto wg = get(p + "mlp.gate_proj.weight"), wu = get(p + "mlp.up_proj.weight");
+    const auto wd = get(p + "mlp.down_proj.weight");
+    for (int64_t i = 0; i < n; ++i) {
+      const auto in = rms(x[i], get(p + "pre_feedforward_layernorm.weight"));
+      auto gate = linear(in, wg, d, m);
+      const auto up = linear(in, wu, d, m);
+      for (int64_t e = 0; e < m; ++e) {
+        const double u = gate[e];
+        gate[e] = 0.5 * u * (1 + std::tanh(std::sqrt(2 / M_PI) * (u + 0.044715 * u * u * u))) * up[e];
+      }
+      const auto out = rms(linear(gate, wd, m, d), get(p + "post_feedforward_layernorm.weight"));
+      for (int64_t e = 0; e < d; ++e) x[i][e] += out[e];
+    }
+    r.resid_post.push_back(x);
+  }
+  const auto normed = rms(x[n - 1], get("model.norm.weight"));
+  r.logits_last.assign(c.vocab_size, 0.0);
+  for (int64_t t = 0; t < c.vocab_size; ++t) {
+    double s = 0;
+    for (int64_t e = 0; e < d; ++e) s += normed[e] * embed[t * d + e];
+    r.logits_last[t] = cap(s, c.final_logit_softcap);
+  }
+  return r;
+}
+
+double tol(double ref) { return 1e-4 * std::max(1.0, std::abs(ref)); }
+
+std::vector<int32_t> prompt_ids(const model::Model& m) {
+  const auto tok = tokenizer::load_tokenizer(fixture().model_dir, m.config().bos_token_id);
+  auto ids = tok->encode("Mark gave flashlight to Max in the dark room");
+  ids.insert(ids.begin(), *m.config().bos_token_id);
+  return ids;
+}
+
+}  // namespace
+
+TEST(Gemma2, CheckpointIsShardedBf16WithConfigFields) {
+  const auto& dir = fixture().model_dir;
+  EXPECT_TRUE(fs::exists(dir + "/model.safetensors.index.json"));
+  EXPECT_TRUE(fs::exists(dir + "/tokenizer.model"));
+  const auto w = io::SafetensorsSet::open_folder(dir);
+  EXPECT_EQ(w.info("model.layers.1.mlp.up_proj.weight").dtype, io::DType::BF16);
+  EXPECT_NE(w.file_of("model.embed_tokens.weight"), w.file_of("model.norm.weight"));
+  const auto c = model::ModelConfig::from_folder(dir);
+  EXPECT_EQ(c.arch, model::Arch::GEMMA2);
+  EXPECT_EQ(c.head_dim, 16);
+  EXPECT_EQ(c.n_kv_heads, 2);
+  EXPECT_EQ(c.sliding_window, kWindow);
+  EXPECT_DOUBLE_EQ(c.attn_logit_softcap, kAttnCap);
+  EXPECT_DOUBLE_EQ(c.final_logit_softcap, kFinalCap);
+  EXPECT_DOUBLE_EQ(c.query_pre_attn_scalar, 32.0);
+}
+
+TEST(Gemma2, ForwardMatchesNaiveImplementation) {
+  const auto m = model::load_model(fixture().model_dir);
+  const auto& c = m->config();
+  const auto ids = prompt_ids(*m);
+  ASSERT_GT(static_cast<int>(ids.size()), kWindow + 3);  // the window must hide something
+  const auto cap = m->forward(ids, {});
+  const auto ref = naive_forward(io::SafetensorsSet::open_folder(fixture().model_dir), c, ids);
+  const int64_t n = ids.size();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const auto& lc = cap.layers[l];
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t e = 0; e < c.d_model; ++e) {
+        EXPECT_NEAR(lc.resid_pre[i][e].item<float>(), ref.resid_pre[l][i][e], tol(ref.resid_pre[l][i][e]));
+        EXPECT_NEAR(lc.resid_mid[i][e].item<float>(), ref.resid_mid[l][i][e], tol(ref.resid_mid[l][i][e]));
+        EXPECT_NEAR(lc.resid_post[i][e].item<float>(), ref.resid_post[l][i][e], tol(ref.resid_post[l][i][e]));
+      }
+    }
+    for (int64_t hq = 0; hq < c.n_heads; ++hq)
+      for (int64_t q = 0; q < n; ++q)
+        for (int64_t j = 0; j < n; ++j)
+          EXPECT_NEAR(lc.pattern[hq][q][j].item<float>(), ref.pattern[l][hq][q][j], 1e-5);
+  }
+  for (int64_t v = 0; v < c.vocab_size; ++v) {
+    EXPECT_NEAR(cap.logits[n - 1][v].item<float>(), ref.logits_last[v], tol(ref.logits_last[v]));
+  }
+}
+
+TEST(Gemma2, FinalSoftCapIsTanhOfTheRawLogits) {
+  const auto m = model::load_model(fixture().model_dir);
+  const auto ids = prompt_ids(*m);
+  const auto cap = m->forward(ids, {});
+  const auto w = io::SafetensorsSet::open_folder(fixture().model_dir);
+  const auto resid = cap.layers[2].resid_post;
+  const auto x = resid.to(torch::kFloat64);
+  const auto normed = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-6) *
+                      (1 + w.load("model.norm.weight").to(torch::kFloat64));
+  const auto raw = torch::matmul(normed, w.load("model.embed_tokens.weight").to(torch::kFloat64).t());
+  // The cap must bite on this fixture, or the test would not see it.
+  EXPECT_GT(raw.abs().max().item<double>(), kFinalCap);
+  const auto expected = torch::tanh(raw / kFinalCap) * kFinalCap;
+  EXPECT_TRUE(torch::allclose(cap.logits.to(torch::kFloat64), expected, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(m->readout(resid).to(torch::kFloat64), expected, 1e-4, 1e-5));
+  EXPECT_LE(cap.logits.abs().max().item<float>(), kFinalCap);
+}
+
+TEST(Gemma2, AttentionSoftCapFlattensPatternsWhenTiny) {
+  // With a cap of 1e-6 every score is tanh(s/c)*c, within 1e-6 of its sign times c: the pattern is
+  // uniform over the visible keys (1/(q+1), or 1/window on sliding layers).
+  saetraj::testing::TempDir dir;
+  for (const auto& e : fs::directory_iterator(fixture().model_dir)) fs::copy(e.path(), dir.path());
+  std::string cfg = saetraj::testing::read_file(dir.file("config.json"));
+  const auto at = cfg.find("\"attn_logit_softcapping\": 4.0");
+  ASSERT_NE(at, std::string::npos);
+  cfg.replace(at, std::string("\"attn_logit_softcapping\": 4.0").size(), "\"attn_logit_softcapping\": 1e-06");
+  saetraj::testing::write_file(dir.file("config.json"), cfg);
+  const auto m = model::load_model(dir.path());
+  const auto ids = prompt_ids(*m);
+  const int64_t n = ids.size();
+  const auto cap = m->forward(ids, {});
+  for (int l = 0; l < 3; ++l) {
+    for (int64_t q = 0; q < n; ++q) {
+      const int64_t visible = l % 2 == 0 ? std::min<int64_t>(q + 1, kWindow) : q + 1;
+      for (int64_t j = 0; j < n; ++j) {
+        const bool seen = j <= q && q - j < visible;
+        EXPECT_NEAR(cap.layers[l].pattern[1][q][j].item<float>(), seen ? 1.0 / visible : 0.0, 1e-5)
+            << "layer " << l << " q " << q << " j " << j;
+      }
+    }
+  }
+}
+
+TEST(Gemma2, SlidingWindowHidesFarTokensOnEvenLayersOnly) {
+  EXPECT_TRUE(model::gemma2_layer_is_sliding(0));
+  EXPECT_FALSE(model::gemma2_layer_is_sliding(1));
+  EXPECT_TRUE(model::gemma2_layer_is_sliding(2));
+  const auto m = model::load_model(fixture().model_dir);
+  const auto ids = prompt_ids(*m);
+  const int64_t n = ids.size();
+  const auto cap = m->forward(ids, {});
+  for (int l = 0; l < 3; ++l) {
+    const auto& p = cap.layers[l].pattern;
+    for (int64_t q = 0; q < n; ++q) {
+      for (int64_t j = 0; j <= q; ++j) {
+        const bool hidden = l % 2 == 0 && q - j >= kWindow;
+        for (int64_t hq = 0; hq < 4; ++hq) {
+          if (hidden) {
+            EXPECT_EQ(p[hq][q][j].item<float>(), 0.0f) << "layer " << l << " q " << q << " j " << j;
+          } else {
+            EXPECT_GT(p[hq][q][j].item<float>(), 0.0f) << "layer " << l << " q " << q << " j " << j;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Gemma2, GroupedQueryHeadsShareTheirKeyValueHead) {
+  const auto m = model::load_model(fixture().model_dir);
+  const auto ids = prompt_ids(*m);
+  const int64_t n = ids.size();
+  const auto cap = m->forward(ids, {});
+  const auto w = io::SafetensorsSet::open_folder(fixture().model_dir);
+  for (int l = 0; l < 3; ++l) {
+    const auto& values = cap.layers[l].values;
+    ASSERT_EQ(values.sizes(), (std::vector<int64_t>{2, n, 16}));
+    const auto o = w.load("model.layers." + std::to_string(l) + ".self_attn.o_proj.weight");  // [32, 64]
+    const auto out = m->head_outputs(l, values);
+    ASSERT_EQ(out.sizes(), (std::vector<int64_t>{4, n, 32}));
+    for (int64_t hq = 0; hq < 4; ++hq) {
+      // Query heads 2g and 2g+1 read key/value head g; W_O[h] = o_proj[:, h*hd:(h+1)*hd]^T.
+      const auto expected = torch::matmul(values[hq / 2], o.slice(1, hq * 16, (hq + 1) * 16).t());
+      EXPECT_TRUE(torch::allclose(out[hq], expected, 1e-5, 1e-6)) << "layer " << l << " head " << hq;
+    }
+    // The two heads of a group attend differently (their queries differ) yet read the same values.
+    EXPECT_FALSE(torch::allclose(cap.layers[l].pattern[0], cap.layers[l].pattern[1], 1e-3, 1e-3));
+  }
+}
+
+TEST(Gemma2, MethodInvariantsOnEveryLayerAndQuery) {
+  const auto m = model::load_model(fixture().model_dir);
+  EXPECT_TRUE(m->has_post_attention_norm());
+  const auto ids = prompt_ids(*m);
+  const int64_t n = ids.size();
+  const auto cap = m->forward(ids, {});
+  const auto w = io::SafetensorsSet::open_folder(fixture().model_dir);
+  for (int l = 0; l < m->config().n_layers; ++l) {
+    const auto& lc = cap.layers[l];
+    EXPECT_FALSE(m->attention_output_bias(l).defined());
+    sweep::AttentionParts parts{lc.pattern, m->head_outputs(l, lc.values), m->attention_output_bias(l)};
+    // The raw attention output, before the post-attention norm, recomputed from the captured pattern
+    // and values with o_proj directly: z = sum_h A_h v_g(h), out = z @ o_proj^T.
+    const auto o = w.load("model.layers." + std::to_string(l) + ".self_attn.o_proj.weight");
+    const auto z =
+        torch::matmul(lc.pattern, lc.values.repeat_interleave(2, 0)).transpose(0, 1).reshape({n, 64});
+    const auto raw = torch::matmul(z, o.t());
+    for (int64_t q = 0; q < n; ++q) {
+      EXPECT_TRUE(torch::allclose(sweep::source_contributions(parts, q).sum(0), raw[q], 1e-4, 1e-5))
+          << "layer " << l << " q " << q;
+    }
+    // resid_pre + post_attention(raw) is resid_mid, and so is the last partial sum of every query.
+    EXPECT_TRUE(torch::allclose(lc.resid_pre + m->post_attention(l, raw), lc.resid_mid, 1e-4, 1e-5));
+    const auto rows = sweep::evolution_inputs(
+        lc.resid_pre, parts, [&](const torch::Tensor& x) { return m->post_attention(l, x); }, 1, n);
+    for (int64_t q = 1; q < n; ++q) {
+      EXPECT_TRUE(torch::allclose(rows[sweep::row_of_query(q) + q + 1], lc.resid_mid[q], 1e-4, 1e-5))
+          << "layer " << l << " q " << q;
+    }
+  }
+}
+
+TEST(Gemma2, PostAttentionIsRowWiseGemmaRmsNorm) {
+  const auto m = model::load_model(fixture().model_dir);
+  const auto w = io::SafetensorsSet::open_folder(fixture().model_dir);
+  const auto g = w.load("model.layers.1.post_attention_layernorm.weight").to(torch::kFloat64);
+  const auto x = torch::linspace(-3, 5, 64).view({2, 32});
+  const auto xd = x.to(torch::kFloat64);
+  const auto expected = xd / (xd.pow(2).mean(1, true) + 1e-6).sqrt() * (1 + g);
+  EXPECT_TRUE(torch::allclose(m->post_attention(1, x).to(torch::kFloat64), expected, 1e-5, 1e-6));
+}
+
+TEST(Gemma2, OneForwardServesEveryPrefix) {
+  const auto m = model::load_model(fixture().model_dir);
+  const auto ids = prompt_ids(*m);
+  const auto full = m->forward(ids, {2});
+  const std::vector<int32_t> prefix(ids.begin(), ids.begin() + 6);
+  const auto part = m->forward(prefix, {2});
+  EXPECT_FALSE(full.layers[0].resid_mid.defined());
+  EXPECT_TRUE(torch::allclose(part.layers[2].resid_mid, full.layers[2].resid_mid.slice(0, 0, 6), 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(part.logits, full.logits.slice(0, 0, 6), 1e-4, 1e-4));
+}
+
+TEST(Gemma2, MissingTensorAndWrongShapeAreClearErrors) {
+  saetraj::testing::TempDir dir;
+  fs::copy_file(fixture().model_dir + "/config.json", dir.file("config.json"));
+  const auto src = io::SafetensorsSet::open_folder(fixture().model_dir);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  for (const auto& name : src.names()) {
+    if (name != "model.layers.2.pre_feedforward_layernorm.weight") tensors.emplace_back(name, src.load(name));
+  }
+  io::write_safetensors(dir.file("model.safetensors"), tensors);
+  EXPECT_THAT(
+      [&] { model::load_model(dir.path()); },
+      ::testing::ThrowsMessage<FormatError>(HasSubstr("model.layers.2.pre_feedforward_layernorm.weight")));
+  for (auto& [name, t] : tensors) {
+    if (name == "model.layers.0.self_attn.k_proj.weight") t = torch::zeros({64, 32});  // n_heads, not n_kv
+  }
+  tensors.emplace_back("model.layers.2.pre_feedforward_layernorm.weight", torch::zeros({32}));
+  io::write_safetensors(dir.file("model.safetensors"), tensors);
+  EXPECT_THAT(
+      [&] { model::load_model(dir.path()); },
+      ::testing::ThrowsMessage<FormatError>(HasSubstr("wrong shape; expected [32, 32], got [64, 32]")));
+}
+
+TEST(Gemma2, UnsupportedActivationAndLongPromptAreRefused) {
+  saetraj::testing::TempDir dir;
+  for (const auto& e : fs::directory_iterator(fixture().model_dir)) fs::copy(e.path(), dir.path());
+  std::string cfg = saetraj::testing::read_file(dir.file("config.json"));
+  for (size_t at; (at = cfg.find("gelu_pytorch_tanh")) != std::string::npos;) cfg.replace(at, 17, "relu");
+  saetraj::testing::write_file(dir.file("config.json"), cfg);
+  EXPECT_THAT([&] { model::load_model(dir.path()); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("hidden_activation \"relu\" is not supported")));
+  const auto m = model::load_model(fixture().model_dir);
+  EXPECT_THAT([&] { m->forward(std::vector<int32_t>(65, 2), {}); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("context is 64")));
+  EXPECT_THAT(
+      [&] {
+        m->forward({2, 100000}, {});
+      },
+      ::testing::ThrowsMessage<InputError>(HasSubstr("token id 100000 is outside")));
+}
+
+TEST(Gemma2, SynthSaesAreGemmaScopeReleaseTrees) {
+  const auto& fx = fixture();
+  EXPECT_EQ(fx.gemmascope_width, "64");
+  ASSERT_EQ(fx.sae_dirs.size(), 3u);
+  const auto m = model::load_model(fx.model_dir);
+  const auto ids = prompt_ids(*m);
+  const auto cap = m->forward(ids, {});
+  for (int l = 0; l < 3; ++l) {
+    // Two sparsities per layer; the sparser one (closest to L0 = 0) is the one sae_dirs names.
+    const std::string width_dir = fx.gemmascope_root + "/layer_" + std::to_string(l) + "/width_64";
+    EXPECT_EQ(std::distance(fs::directory_iterator(width_dir), fs::directory_iterator()), 2);
+    EXPECT_EQ(sae::resolve_gemma_scope(fx.gemmascope_root, l, "64", 0.0), fx.sae_dirs[l]);
+    const auto npz = io::NpzFile::open(fx.sae_dirs[l] + "/params.npz");
+    EXPECT_EQ(npz.names(), (std::vector<std::string>{"W_dec", "W_enc", "b_dec", "b_enc", "threshold"}));
+    const auto s = sae::load_gemma_scope(fx.sae_dirs[l], {"saetraj-demo-gemma2", std::nullopt});
+    EXPECT_EQ(s.cfg.hook_layer, l);
+    EXPECT_EQ(s.cfg.id, "saetraj-demo-gemma2/" + std::to_string(l) + "-gemmascope-res-64");
+    // The SAE reads resid_post: features fire on this prompt, some but not most of them.
+    const auto active =
+        (s.encode(cap.layers[l].resid_post) > 0).sum(1).to(torch::kFloat64).mean().item<double>();
+    EXPECT_GT(active, 0.0);
+    EXPECT_LT(active, 32.0);
+    const auto explanations = fx.explanations_root + "/saetraj-demo-gemma2/" + std::to_string(l) +
+                              "-gemmascope-res-64/explanations/batch-0.jsonl.gz";
+    EXPECT_TRUE(fs::exists(explanations)) << explanations;
+  }
+}
+
+TEST(Gemma2, SynthRefusesBadShapes) {
+  synth::SynthOptions o;
+  EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("needs an output folder")));
+  saetraj::testing::TempDir dir;
+  o.out = dir.path();
+  o.n_heads = 4;
+  o.n_kv_heads = 3;
+  EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("n_heads 4 is not a multiple of n_kv_heads 3")));
+  o.n_kv_heads = 0;
+  o.d_model = 30;
+  EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
+              ::testing::ThrowsMessage<InputError>(HasSubstr("d_model must be a multiple of n_heads")));
+}
