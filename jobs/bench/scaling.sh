@@ -34,7 +34,7 @@ t11=$(run r1t1 1 1)
 t12=$(run r1t2 1 2)
 t21=$(run r2t1 2 1)
 rows=$(grep -o "[0-9]* rows per layer" "$WORK/r1t1.log" | head -1)
-echo "scaling benchmark: $(nproc) cores, 4 layers x 16384 features, d_model 512, $rows"
+echo "scaling benchmark: $(nproc --all) cores, 4 layers x 16384 features, d_model 512, $rows"
 printf "%-22s %10s %10s\n" "configuration" "seconds" "speed-up"
 printf "%-22s %10.2f %10.2f\n" "1 rank x 1 thread" "$t11" 1
 printf "%-22s %10.2f %10.2f\n" "1 rank x 2 threads" "$t12" "$(/usr/bin/python3 -c "print($t11 / $t12)")"

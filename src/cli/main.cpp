@@ -5,7 +5,6 @@
 #include <cstring>
 #include <iostream>
 #include <map>
-#include <thread>
 
 #include "saetraj/cli/commands.h"
 #include "saetraj/core/error.h"
@@ -67,19 +66,10 @@ int main(int argc, char** argv) {
   std::unique_ptr<saetraj::dist::Communicator> comm = saetraj::dist::launched_under_mpi()
                                                           ? saetraj::dist::make_world_communicator()
                                                           : saetraj::dist::make_serial_communicator();
-  // Without OMP_NUM_THREADS, LibTorch may start with a single thread: give each rank its share of the
-  // node's cores (ranks on one node share them).
-  if (!std::getenv("OMP_NUM_THREADS")) {
-    int ranks_here = comm->size();
-    for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
-      if (const char* v = std::getenv(var)) {
-        ranks_here = std::max(1, std::atoi(v));
-        break;
-      }
-    }
-    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-    torch::set_num_threads(std::max<int>(1, static_cast<int>(cores) / ranks_here));
-  }
+  // [NOTE] Threads per rank: OMP_NUM_THREADS when set, else one. OpenBLAS gives slightly different sums for
+  // the same product with different thread counts, so byte-identical output across rank counts needs the
+  // same threads per rank in every run; use one rank per core (or per GPU) for parallelism.
+  if (!std::getenv("OMP_NUM_THREADS")) torch::set_num_threads(1);
   try {
     const std::vector<std::string> rest(args.begin() + 1, args.end());
     return it->second.first(rest, {*comm, argv[0], command_line});

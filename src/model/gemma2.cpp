@@ -155,6 +155,9 @@ class Gemma2Model final : public Model {
     return ops::rms_norm(x, blocks_.at(layer).post_attn_scale, config_.norm_eps);
   }
   bool has_post_attention_norm() const override { return true; }
+  PostAttentionNorm post_attention_norm(int layer) const override {
+    return {true, blocks_.at(layer).post_attn_scale, config_.norm_eps};
+  }
   torch::Tensor readout(const torch::Tensor& resid) const override {
     const auto normed = ops::rms_norm(resid, final_scale_, config_.norm_eps);
     return soft_cap(torch::matmul(normed, unembed_.t()), config_.final_logit_softcap);

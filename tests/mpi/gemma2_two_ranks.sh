@@ -16,6 +16,10 @@ grep -q "has no width_16k folder; widths there: width_128" "$WORK/bad.log"
 mpirun -n 2 --oversubscribe "$BIN" sweep --model "$WORK/fx/saetraj-demo-gemma2" --gemmascope-root "$WORK/fx/saes" \
   --gemmascope-width 128 --gemmascope-l0 1 --prompt "Mark gave flashlight to Max in the dark room" --k 8 --top-t 5 \
   --out "$WORK/sweep.h5"
+"$BIN" sweep --model "$WORK/fx/saetraj-demo-gemma2" --gemmascope-root "$WORK/fx/saes" \
+  --gemmascope-width 128 --gemmascope-l0 1 --prompt "Mark gave flashlight to Max in the dark room" --k 8 --top-t 5 \
+  --out "$WORK/sweep1.h5"
+/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/sweep.h5" "$WORK/sweep1.h5"
 /usr/bin/python3 - "$WORK/sweep.h5" <<'PY'
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")

@@ -323,6 +323,15 @@ TEST(Gemma2, GroupedQueryHeadsShareTheirKeyValueHead) {
 TEST(Gemma2, MethodInvariantsOnEveryLayerAndQuery) {
   const auto m = model::load_model(fixture().model_dir);
   EXPECT_TRUE(m->has_post_attention_norm());
+  {
+    // The norm as data (what ranks without the model apply) is the model's own post-attention norm.
+    const auto probe = torch::randn({5, m->config().d_model});
+    for (int l = 0; l < m->config().n_layers; ++l) {
+      const auto norm = m->post_attention_norm(l);
+      EXPECT_TRUE(norm.enabled);
+      EXPECT_TRUE(torch::allclose(norm.apply(probe), m->post_attention(l, probe), 1e-6, 1e-6));
+    }
+  }
   const auto ids = prompt_ids(*m);
   const int64_t n = ids.size();
   const auto cap = m->forward(ids, {});
