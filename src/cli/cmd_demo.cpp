@@ -26,7 +26,7 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   po::options_description options("Demo options");
   options.add_options()("out,o", po::value(&out)->default_value(out), "folder for fixtures, sweep, graphs, figures")(
       "arch", po::value(&arch)->default_value(arch),
-      "synthetic model: gpt2 (SAE-Lens SAEs) or gemma2 (Gemma Scope-layout SAEs)")(
+      "synthetic model: gpt2 or llama (SAE-Lens SAEs), gemma2 (Gemma Scope-layout SAEs)")(
       "k", po::value(&k)->default_value(k), "top features per step")(
       "top-t", po::value(&top_t)->default_value(top_t), "graph filter on final rank")(
       "analysis-dir", po::value(&analysis)->default_value(analysis), "saetraj's analysis/ folder (render.py)")(
@@ -36,12 +36,13 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   if (!parse_command("demo", "[--out DIR]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   render = !vm.count("no-render");
   const bool root = ctx.comm.rank() == 0;
-  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2", InputError, "--arch must be gpt2 or gemma2, got \"", arch,
-                "\"");
+  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2" || arch == "llama", InputError,
+                "--arch must be gpt2, gemma2 or llama, got \"", arch, "\"");
   const bool gemma = arch == "gemma2";
+  const bool llama = arch == "llama";
 
   // 1. The synthetic fixture, made once by rank 0.
-  const std::string fixtures = out + (gemma ? "/fixtures-gemma2" : "/fixtures");
+  const std::string fixtures = out + (gemma ? "/fixtures-gemma2" : llama ? "/fixtures-llama" : "/fixtures");
   pipeline::SweepOptions o;
   o.model = fixtures + (gemma ? "/saetraj-demo-gemma2" : "/model");
   pipeline::run_on_root(ctx.comm, [&] {
@@ -51,6 +52,8 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
       so.out = fixtures;
       if (gemma) {
         synth::synth_gemma2_fixture(so);
+      } else if (llama) {
+        synth::synth_llama_fixture(so);
       } else {
         synth::synth_gpt2_fixture(so);
       }
@@ -92,8 +95,9 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   std::cout << "\n== saetraj demo: done ==\n"
             << "ranks:          " << ctx.comm.size() << "\n"
             << "model + SAEs:   " << fixtures
-            << (gemma ? " (synthetic Gemma-2, Gemma Scope-layout SAEs per layer)\n"
-                      : " (synthetic GPT-2, SAE-Lens SAEs per layer)\n")
+            << (gemma   ? " (synthetic Gemma-2, Gemma Scope-layout SAEs per layer)\n"
+                : llama ? " (synthetic Llama-3, SAE-Lens SAEs per layer)\n"
+                        : " (synthetic GPT-2, SAE-Lens SAEs per layer)\n")
             << "prompt:         \"" << synth::kReferencePrompt << "\"\n"
             << "sweep (HDF5):   " << o.out << "\n"
             << "graphs (JSON):  " << result.graphs_dir << "\n"

@@ -30,11 +30,13 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
   po::variables_map vm;
   if (!parse_command("synth", "--out DIR [options]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   if (ctx.comm.rank() != 0) return 0;
-  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2", InputError, "--arch must be gpt2 or gemma2, got \"", arch,
-                "\"");
-  const auto r = arch == "gpt2" ? synth::synth_gpt2_fixture(o) : synth::synth_gemma2_fixture(o);
+  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2" || arch == "llama", InputError,
+                "--arch must be gpt2, gemma2 or llama, got \"", arch, "\"");
+  const auto r = arch == "gpt2"     ? synth::synth_gpt2_fixture(o)
+                 : arch == "llama" ? synth::synth_llama_fixture(o)
+                                   : synth::synth_gemma2_fixture(o);
   std::cout << "model: " << r.model_dir << "\n";
-  if (arch == "gpt2") {
+  if (arch != "gemma2") {
     std::cout << "SAEs: " << r.sae_pattern << "\n";
   } else {
     std::cout << "SAEs: " << r.gemmascope_root << " (Gemma Scope layout, width " << r.gemmascope_width

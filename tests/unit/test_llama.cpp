@@ -14,6 +14,10 @@
 #include "saetraj/model/model.h"
 #include "saetraj/sweep/decompose.h"
 #include "saetraj/sweep/rows.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/synth/synth.h"
+#include "saetraj/tokenizer/tokenizer.h"
 #include "test_support.h"
 
 using namespace saetraj;
@@ -310,4 +314,43 @@ TEST(Llama, BadCheckpointsAreClearErrors) {
                                            "cfg");
       },
       ThrowsMessage<InputError>(HasSubstr("rope_scaling type \"yarn\" is not supported")));
+}
+
+// The synthetic Llama-3 fixture: its tokenizer is Llama-3's (pre-tokenizer, BOS added by default), its
+// checkpoint loads as LlamaForCausalLM, and a sweep over it runs end to end with BOS prepended.
+TEST(LlamaFixture, SynthesisedCheckpointSweepsEndToEnd) {
+  saetraj::testing::TempDir dir("saetraj-llama-fx");
+  saetraj::synth::SynthOptions o;
+  o.out = dir.path();
+  o.n_layers = 2;
+  o.d_model = 32;
+  o.n_heads = 4;
+  o.d_mlp = 64;
+  o.vocab_size = 320;
+  o.n_ctx = 64;
+  o.d_sae = 64;
+  const auto fx = saetraj::synth::synth_llama_fixture(o);
+  const auto m = saetraj::model::load_model(fx.model_dir);
+  EXPECT_EQ(m->config().arch, saetraj::model::Arch::LLAMA);
+  EXPECT_EQ(m->config().n_kv_heads, 2);
+  EXPECT_EQ(m->config().rope_type, "llama3");
+  const auto tok = saetraj::tokenizer::load_tokenizer(fx.model_dir, m->config().bos_token_id);
+  EXPECT_TRUE(tok->adds_bos_by_default());
+  EXPECT_EQ(tok->bos_id(), m->config().bos_token_id);
+  EXPECT_EQ(tok->decode(tok->encode("Mark gave 12345 flashlights")), "Mark gave 12345 flashlights");
+
+  saetraj::pipeline::SweepOptions s;
+  s.model = fx.model_dir;
+  s.saes = {fx.sae_pattern};
+  s.prompts = {"Mark gave flashlight to Max"};
+  s.k = 16;
+  s.out = dir.file("llama.h5");
+  const auto comm = saetraj::dist::make_serial_communicator();
+  const auto result = saetraj::pipeline::run_sweep(s, *comm);
+  EXPECT_TRUE(result.complete);
+  const saetraj::output::H5Handle f =
+      saetraj::output::h5_file(H5Fopen(s.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(saetraj::output::read_attr_string(f, "architecture"), "LlamaForCausalLM");
+  EXPECT_EQ(saetraj::output::read_attr_string(f, "bos"), "prepended");
+  EXPECT_EQ(saetraj::output::read_vector<int32_t>(f, "tokens/ids")[0], *m->config().bos_token_id);
 }

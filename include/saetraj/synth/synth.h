@@ -54,6 +54,11 @@ SynthResult synth_gpt2_fixture(const SynthOptions& options);
 // sparser variant of each layer, whose explanations are written under source "L-gemmascope-res-W".
 SynthResult synth_gemma2_fixture(const SynthOptions& options);
 
+// A small Llama-3-architecture checkpoint: byte-level BPE with Llama-3's pre-tokenizer and
+// <|begin_of_text|> added by default, grouped-query attention, RoPE with llama3 scaling, an untied lm_head,
+// and SAE-Lens ReLU SAEs on resid_post (sae_pattern is "<out>/saes/layer_{layer}").
+SynthResult synth_llama_fixture(const SynthOptions& options);
+
 // The English text the tokenizer is trained on and the SAEs are calibrated on.
 const std::string& demo_corpus();
 
