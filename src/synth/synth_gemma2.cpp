@@ -1,7 +1,6 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "saetraj/core/error.h"
 #include "saetraj/io/npz.h"
@@ -145,25 +144,12 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
 
   // Calibration on the model's resid_post, the hook Gemma Scope SAEs read.
   const auto model = model::load_model(r.model_dir);
-  std::vector<std::vector<torch::Tensor>> posts(o.n_layers);
-  std::vector<std::string> row_token, row_prev;
-  std::stringstream lines(demo_corpus());
-  for (std::string line; std::getline(lines, line);) {
-    std::vector<int32_t> ids = tok.encode(line);
-    ids.insert(ids.begin(), 2);
-    if (static_cast<int64_t>(ids.size()) > o.n_ctx) ids.resize(o.n_ctx);
-    const auto cap = model->forward(ids, {});
-    for (int l = 0; l < o.n_layers; ++l) posts[l].push_back(cap.layers[l].resid_post);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      row_token.push_back(tok.token_text(ids[i]));
-      row_prev.push_back(i ? tok.token_text(ids[i - 1]) : "");
-    }
-  }
+  const auto calibration = support::calibrate(*model, tok, 2, o.n_ctx);
 
   // Two sparsities per layer: the calibrated firing rate and four times it. The folder name is the
   // average L0 measured on the corpus, as in the release.
   for (int l = 0; l < o.n_layers; ++l) {
-    const auto x = torch::cat(posts[l], 0);
+    const auto x = calibration.resid_post[l];
     const std::string width_dir =
         r.gemmascope_root + "/layer_" + std::to_string(l) + "/width_" + r.gemmascope_width;
     fs::remove_all(width_dir);  // a previous run's folders would be taken for other sparsities
@@ -186,7 +172,7 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
         r.sae_dirs.push_back(dir);
         support::write_explanations(r.explanations_root, r.neuronpedia_model,
                                     std::to_string(l) + "-gemmascope-res-" + r.gemmascope_width, acts,
-                                    row_token, row_prev, rng);
+                                    calibration.row_token, calibration.row_prev, rng);
       }
     }
   }

@@ -1,7 +1,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
@@ -161,20 +160,7 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
   // Calibration: the model's own residual stream (resid_mid, what the SAEs read) on the corpus.
   const auto model = model::load_model(r.model_dir);
   const tokenizer::ByteLevelBpe tok(bpe);
-  std::vector<std::vector<torch::Tensor>> mids(o.n_layers);
-  std::vector<std::string> row_token, row_prev;
-  std::stringstream lines(demo_corpus());
-  for (std::string line; std::getline(lines, line);) {
-    std::vector<int32_t> ids = tok.encode(line);
-    ids.insert(ids.begin(), eot);
-    if (static_cast<int64_t>(ids.size()) > o.n_ctx) ids.resize(o.n_ctx);
-    const auto cap = model->forward(ids, {});
-    for (int l = 0; l < o.n_layers; ++l) mids[l].push_back(cap.layers[l].resid_mid);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      row_token.push_back(tok.token_text(ids[i]));
-      row_prev.push_back(i ? tok.token_text(ids[i - 1]) : "");
-    }
-  }
+  const auto calibration = support::calibrate(*model, tok, eot, o.n_ctx);
 
   for (int l = 0; l < o.n_layers; ++l) {
     const Flavour& f = kFlavours[l % 4];
@@ -189,7 +175,7 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
     probe.cfg.normalization = f.normalization;
     probe.cfg.center_residual = f.center;
     probe.cfg.apply_b_dec_to_input = false;
-    const auto x = probe.preprocess(torch::cat(mids[l], 0));
+    const auto x = probe.preprocess(calibration.resid_mid[l]);
     const auto b_dec = x.mean(0);
     const auto z = f.apply_b_dec ? x - b_dec : x;
     const double scale = z.pow(2).sum(1).mean().sqrt().item<double>();
@@ -238,10 +224,10 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
     sae.b_enc = b_enc;
     sae.b_dec = b_dec;
     sae.threshold = threshold;
-    const auto acts = sae.encode(torch::cat(mids[l], 0));
+    const auto acts = sae.encode(calibration.resid_mid[l]);
     const std::string source = std::to_string(l) + "-demo-res";
-    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, acts, row_token, row_prev,
-                                rng);
+    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, acts, calibration.row_token,
+                                calibration.row_prev, rng);
   }
   return r;
 }

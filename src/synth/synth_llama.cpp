@@ -1,7 +1,6 @@
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "saetraj/core/error.h"
 #include "saetraj/io/safetensors.h"
@@ -110,20 +109,7 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
   // Calibration on resid_post, the hook the SAEs read.
   const auto model = model::load_model(r.model_dir);
   const tokenizer::ByteLevelBpe tok(bpe);
-  std::vector<std::vector<torch::Tensor>> posts(o.n_layers);
-  std::vector<std::string> row_token, row_prev;
-  std::stringstream lines(demo_corpus());
-  for (std::string line; std::getline(lines, line);) {
-    std::vector<int32_t> ids = tok.encode(line);
-    ids.insert(ids.begin(), bos);
-    if (static_cast<int64_t>(ids.size()) > o.n_ctx) ids.resize(o.n_ctx);
-    const auto cap = model->forward(ids, {});
-    for (int l = 0; l < o.n_layers; ++l) posts[l].push_back(cap.layers[l].resid_post);
-    for (size_t i = 0; i < ids.size(); ++i) {
-      row_token.push_back(tok.token_text(ids[i]));
-      row_prev.push_back(i ? tok.token_text(ids[i - 1]) : "");
-    }
-  }
+  const auto calibration = support::calibrate(*model, tok, bos, o.n_ctx);
 
   for (int l = 0; l < o.n_layers; ++l) {
     const std::string dir = o.out + "/saes/layer_" + std::to_string(l);
@@ -142,7 +128,7 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
                                 {"prepend_bos", true},
                                 {"model_from_pretrained_kwargs", ojson::object()},
                                 {"neuronpedia_id", r.neuronpedia_model + "/" + source}}}});
-    const auto x = torch::cat(posts[l], 0);
+    const auto x = calibration.resid_post[l];
     sae::Sae s;
     s.cfg.d_in = o.d_model;
     s.cfg.d_sae = o.d_sae;
@@ -162,8 +148,8 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
                                                              {"b_enc", s.b_enc},
                                                              {"b_dec", s.b_dec}});
     r.sae_dirs.push_back(dir);
-    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, s.encode(x), row_token, row_prev,
-                                rng);
+    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, s.encode(x), calibration.row_token,
+                                calibration.row_prev, rng);
   }
   return r;
 }

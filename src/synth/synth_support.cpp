@@ -5,8 +5,10 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/synth/synth.h"
 
 namespace saetraj::synth::support {
 
@@ -81,6 +83,32 @@ void write_explanations(const std::string& root, const std::string& model_id, co
   }
   for (int b = 0; b < 2; ++b)
     write_gzip_lines(exp_dir + "/batch-" + std::to_string(b) + ".jsonl.gz", batch[b]);
+}
+
+Calibration calibrate(const model::Model& model, const tokenizer::Tokenizer& tok, int32_t bos, int64_t n_ctx) {
+  const int64_t n_layers = model.config().n_layers;
+  std::vector<std::vector<torch::Tensor>> mids(n_layers), posts(n_layers);
+  Calibration c;
+  std::stringstream lines(demo_corpus());
+  for (std::string line; std::getline(lines, line);) {
+    std::vector<int32_t> ids = tok.encode(line);
+    ids.insert(ids.begin(), bos);
+    if (static_cast<int64_t>(ids.size()) > n_ctx) ids.resize(n_ctx);
+    const auto cap = model.forward(ids, {});
+    for (int64_t l = 0; l < n_layers; ++l) {
+      mids[l].push_back(cap.layers[l].resid_mid);
+      posts[l].push_back(cap.layers[l].resid_post);
+    }
+    for (size_t i = 0; i < ids.size(); ++i) {
+      c.row_token.push_back(tok.token_text(ids[i]));
+      c.row_prev.push_back(i ? tok.token_text(ids[i - 1]) : "");
+    }
+  }
+  for (int64_t l = 0; l < n_layers; ++l) {
+    c.resid_mid.push_back(torch::cat(mids[l], 0));
+    c.resid_post.push_back(torch::cat(posts[l], 0));
+  }
+  return c;
 }
 
 }  // namespace saetraj::synth::support

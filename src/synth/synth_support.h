@@ -9,6 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "saetraj/model/model.h"
+#include "saetraj/tokenizer/tokenizer.h"
+
 namespace saetraj::synth::support {
 
 // splitmix64 + Box-Muller: the same numbers on every machine and LibTorch version.
@@ -23,6 +26,16 @@ class Rng {
  private:
   uint64_t state_;
 };
+
+// The fixture's own activations on the demo corpus, for calibrating SAEs and describing features: one
+// forward pass per corpus line (BOS first, cut to the context), rows of all lines stacked per layer.
+struct Calibration {
+  std::vector<torch::Tensor> resid_mid;   // per layer, [rows, d_model]
+  std::vector<torch::Tensor> resid_post;  // per layer, [rows, d_model]
+  std::vector<std::string> row_token;     // the token at each row
+  std::vector<std::string> row_prev;      // the token before it ("" at the start of a line)
+};
+Calibration calibrate(const model::Model& model, const tokenizer::Tokenizer& tok, int32_t bos, int64_t n_ctx);
 
 void write_json(const std::string& path, const nlohmann::ordered_json& j);
 void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines);
