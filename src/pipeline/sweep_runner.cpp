@@ -295,13 +295,23 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   result.skipped = static_cast<int64_t>(header.skipped.size());
   result.rows = header.total_rows();
 
-  // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts.
+  // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts, or have
+  // one rank die by SIGKILL (a killed process or lost node) after this many prompts ("RANK:PROMPTS").
   const char* stop_after_env = std::getenv("SAETRAJ_TEST_STOP_AFTER_PROMPTS");
   const int64_t stop_after = stop_after_env ? std::atoll(stop_after_env) : -1;
+  int64_t kill_after = -1;
+  if (const char* kill_env = std::getenv("SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS")) {
+    const std::string spec = kill_env;
+    const auto colon = spec.find(':');
+    if (colon != std::string::npos && std::atoi(spec.substr(0, colon).c_str()) == comm.rank()) {
+      kill_after = std::atoll(spec.substr(colon + 1).c_str());
+    }
+  }
   int64_t computed = 0;
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
     if (computed == stop_after) std::raise(SIGTERM);
+    if (computed == kill_after) std::raise(SIGKILL);
     if (comm.any(stop_requested())) {
       result.interrupted = true;
       break;

@@ -36,4 +36,22 @@ print("interrupted file: complete=0, done =", done)
 PY
 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/r.h5" --resume
 /usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/r.h5"
-echo "identical across ranks and after resume: 2 passed, 0 failed"
+echo "== rank 1 killed (SIGKILL) after 2 prompts (2 ranks), then resumed"
+rm -f "$WORK/k.h5"
+set +e
+SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS=1:2 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/k.h5" \
+  > "$WORK/k.log" 2>&1
+status=$?
+set -e
+[ "$status" -ne 0 ] || { echo "a sweep that lost a rank must exit non-zero"; exit 1; }
+/usr/bin/python3 - "$WORK/k.h5" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+done = list(f["prompts/done"][()])
+assert f.attrs["complete"] == 0, f.attrs["complete"]
+assert done[:2] == [1, 1] and done[3] == 0, done
+print("file after a killed rank: readable, complete=0, done =", done)
+PY
+mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/k.h5" --resume
+/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/k.h5"
+echo "identical across ranks, after resume and after a killed rank: 3 passed, 0 failed"
