@@ -93,16 +93,8 @@ class LlamaModel final : public Model {
   ForwardCapture forward(const std::vector<int32_t>& ids,
                          const std::vector<int>& capture_layers) const override {
     c10::InferenceMode guard;
+    const std::vector<bool> capture = check_forward_input(config_, ids, capture_layers);
     const int64_t n = static_cast<int64_t>(ids.size());
-    SAETRAJ_CHECK(n > 0, InputError, "cannot run the model on an empty token sequence");
-    SAETRAJ_CHECK(n <= config_.n_ctx, InputError, "the prompt has ", n, " tokens but the model's context is ",
-                  config_.n_ctx, " positions; shorten it (sweep --max-tokens)");
-    for (int32_t id : ids) {
-      SAETRAJ_CHECK(id >= 0 && id < config_.vocab_size, InputError, "token id ", id,
-                    " is outside the model's vocabulary [0, ", config_.vocab_size, ")");
-    }
-    std::vector<bool> capture(config_.n_layers, capture_layers.empty());
-    for (int l : capture_layers) capture.at(l) = true;
 
     const int64_t h = config_.n_heads, kv = config_.n_kv_heads, hd = config_.head_dim;
     const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64);

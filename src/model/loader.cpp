@@ -13,6 +13,21 @@ torch::Tensor PostAttentionNorm::apply(const torch::Tensor& x) const {
   return x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
 }
 
+std::vector<bool> check_forward_input(const ModelConfig& config, const std::vector<int32_t>& ids,
+                                      const std::vector<int>& capture_layers) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  SAETRAJ_CHECK(n > 0, InputError, "cannot run the model on an empty token sequence");
+  SAETRAJ_CHECK(n <= config.n_ctx, InputError, "the prompt has ", n, " tokens but the model's context is ",
+                config.n_ctx, " positions; shorten it (sweep --max-tokens)");
+  for (int32_t id : ids) {
+    SAETRAJ_CHECK(id >= 0 && id < config.vocab_size, InputError, "token id ", id,
+                  " is outside the model's vocabulary [0, ", config.vocab_size, ")");
+  }
+  std::vector<bool> capture(config.n_layers, capture_layers.empty());
+  for (int l : capture_layers) capture.at(l) = true;
+  return capture;
+}
+
 std::unique_ptr<Model> load_model(const std::string& folder) {
   return with_context(str("while loading the model from ", folder), [&]() -> std::unique_ptr<Model> {
     const ModelConfig config = ModelConfig::from_folder(folder);

@@ -60,6 +60,12 @@ class Model {
   virtual torch::Tensor readout(const torch::Tensor& resid) const = 0;
 };
 
+// Checks a forward pass's input against the config (non-empty, within the context, ids inside the
+// vocabulary) and returns which layers to capture (all when `capture_layers` is empty). Shared by every
+// architecture's forward().
+std::vector<bool> check_forward_input(const ModelConfig& config, const std::vector<int32_t>& ids,
+                                      const std::vector<int>& capture_layers);
+
 // Loads a Hugging Face checkpoint folder (config.json + safetensors) as float32.
 std::unique_ptr<Model> load_model(const std::string& folder);
 
