@@ -41,6 +41,9 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
     ("resume", po::bool_switch(&o.resume), "continue an interrupted sweep, skipping prompts already done")
     ("chunk-rows", po::value(&o.chunk_rows)->default_value(o.chunk_rows),
      "rows encoded per matrix product (memory: chunk-rows x d_sae x 4 bytes)")
+    ("method", po::value(&o.method)->default_value(o.method),
+     "evolution method: auto (the cheaper by a cost model), direct (encode every partial sum), or factored "
+     "(assemble pre-activations from per-source, per-head projections; exact, faster on long prompts)")
     ("no-graphs", "do not build graphs at the end")
     ("graphs-dir", po::value(&o.graphs_dir), "where graph JSON/GraphML go (default: OUT without .h5 + _graphs)")
     ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)");

@@ -36,6 +36,9 @@ namespace saetraj::pipeline {
 namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 }  // namespace
 
 void install_stop_handlers() {
@@ -65,6 +68,7 @@ std::string SweepOptions::to_json() const {
   j["shard"] = shard;
   j["out"] = out;
   j["chunk_rows"] = chunk_rows;
+  j["method"] = method;
   j["graphs"] = graphs;
   j["dtype"] = dtype;
   return j.dump();
@@ -140,6 +144,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
   SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
   SAETRAJ_CHECK(o.chunk_rows > 0, InputError, "--chunk-rows must be positive, got ", o.chunk_rows);
+  const sweep::Method method = sweep::parse_method(o.method);
   SAETRAJ_CHECK(o.dtype == "float32", InputError, "--dtype ", o.dtype, " is not supported; computation is float32");
   SAETRAJ_CHECK(o.bos == "auto" || o.bos == "on" || o.bos == "off", InputError, "--bos must be auto, on or off");
   SAETRAJ_CHECK(o.center == "auto" || o.center == "on" || o.center == "off", InputError,
@@ -319,8 +324,12 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     const auto& prompt = header.prompts[p];
     const int64_t n = static_cast<int64_t>(prompt.ids.size());
     model::ForwardCapture capture;
+    auto t0 = std::chrono::steady_clock::now();
     if (root) capture = model->forward(prompt.ids, layers);
+    progress.times().forward += seconds_since(t0);
+    t0 = std::chrono::steady_clock::now();
     auto activations = exchange.distribute(root ? &capture : nullptr, n);
+    progress.times().exchange += seconds_since(t0);
     const auto chunks = dist::query_chunks(n, o.chunk_rows);
     const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
     int64_t my_rows = 0;
@@ -335,30 +344,30 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         const int layer = layers[li];
         const LayerActivations& act = activations.at(li);
         const model::PostAttentionNorm& norm = exchange.post_attention(li);
+        // One call for this rank's whole run of chunks: the direct method encodes it chunk by chunk with the
+        // same boundaries (query_chunks), the factored one projects the sources once for all of it.
         sweep::EvolutionRequest req;
         req.resid_pre = &act.resid_pre;
         req.parts = &act.parts;
-        req.post_attention = [&norm](const torch::Tensor& x) { return norm.apply(x); };
+        req.post_norm = &norm;
         req.k = o.k;
         req.chunk_rows = o.chunk_rows;
+        req.method = method;
         const int64_t q_begin = chunks[c_first].first, q_end = chunks[c_last - 1].second;
         const int64_t rows = sweep::rows_of_prompt(q_end) - sweep::rows_of_prompt(q_begin);
         indices.resize(rows * o.k);
         values.resize(rows * o.k);
-        int64_t at = 0;
-        for (size_t c = c_first; c < c_last; ++c) {
-          req.q_begin = chunks[c].first;
-          req.q_end = chunks[c].second;
-          with_context(str("layer ", layer, ", prompt ", p, ", queries ", req.q_begin, "..", req.q_end - 1), [&] {
-            sweep::compute_evolution(saes[slot], req, indices.data() + at * o.k, values.data() + at * o.k,
-                                     &progress.times());
-          });
-          at += sweep::rows_of_prompt(req.q_end) - sweep::rows_of_prompt(req.q_begin);
-        }
+        req.q_begin = q_begin;
+        req.q_end = q_end;
+        with_context(str("layer ", layer, ", prompt ", p, ", queries ", q_begin, "..", q_end - 1), [&] {
+          sweep::compute_evolution(saes[slot], req, indices.data(), values.data(), &progress.times());
+        });
         slabs.push_back({li, row_offsets[p] + sweep::rows_of_prompt(q_begin), rows, indices.data(), values.data()});
         my_rows += rows;
       }
+      t0 = std::chrono::steady_clock::now();
       file.write_evolution(std::move(slabs));
+      progress.times().write += seconds_since(t0);
       if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
     }
 
@@ -373,8 +382,10 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         readout_probs.insert(readout_probs.end(), r.probs.begin(), r.probs.end());
       }
     }
+    t0 = std::chrono::steady_clock::now();
     file.write_readout(p, root ? readout_ids.data() : nullptr, root ? readout_probs.data() : nullptr);
     file.mark_done(p);
+    progress.times().write += seconds_since(t0);
     done[p] = 1;
     progress.add_done_prompts(1, my_rows);
     ++computed;
@@ -387,6 +398,9 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     getrusage(RUSAGE_SELF, &usage);
     std::vector<int64_t> mine = {static_cast<int64_t>(usage.ru_maxrss) * 1024, sae_bytes}, all(2 * comm.size());
     comm.allgather(mine.data(), sizeof(int64_t) * 2, all.data());
+    result.peak_memory = mine[0];
+    result.sae_bytes = sae_bytes;
+    result.times = progress.times();
     if (root) {
       for (int r = 0; r < comm.size(); ++r) {
         std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[2 * r]))

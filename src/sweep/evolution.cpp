@@ -15,9 +15,49 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
+const char* method_name(Method m) {
+  switch (m) {
+    case Method::Auto: return "auto";
+    case Method::Direct: return "direct";
+    case Method::Factored: return "factored";
+  }
+  return "?";
+}
+
+Method parse_method(const std::string& name) {
+  for (Method m : {Method::Auto, Method::Direct, Method::Factored}) {
+    if (name == method_name(m)) return m;
+  }
+  throw InputError(str("unknown method '", name, "' (expected auto, direct or factored)"));
+}
+
+Method choose_method(int64_t n_tokens, int64_t heads, int64_t d_model, int64_t d_sae) {
+  const double rows = static_cast<double>(rows_of_prompt(n_tokens));
+  const double d = static_cast<double>(d_model), width = static_cast<double>(d_sae);
+  const double direct = rows * d * width;
+  const double factored = ((heads + 1.0) * n_tokens + 2.0) * d * width + rows * heads * width * kAssemblyCost;
+  return factored < direct ? Method::Factored : Method::Direct;
+}
+
 void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices, float* values,
                        PhaseTimes* times) {
+  Method method = request.method;
+  if (method == Method::Auto) {
+    method = choose_method(request.parts->pattern.size(1), request.parts->pattern.size(0), sae.cfg.d_in,
+                           sae.cfg.d_sae);
+  }
+  if (method == Method::Factored) {
+    compute_evolution_factored(sae, request, indices, values, times);
+  } else {
+    compute_evolution_direct(sae, request, indices, values, times);
+  }
+}
+
+void compute_evolution_direct(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices,
+                              float* values, PhaseTimes* times) {
   c10::InferenceMode guard;
+  const model::PostAttentionNorm* norm = request.post_norm;
+  const PostAttention post_attention = [norm](const torch::Tensor& x) { return norm ? norm->apply(x) : x; };
   PhaseTimes local;
   int64_t written = 0;
   for (int64_t q0 = request.q_begin; q0 < request.q_end;) {
@@ -27,7 +67,7 @@ void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int
     const int64_t rows = rows_of_prompt(q1) - rows_of_prompt(q0);
 
     auto t0 = std::chrono::steady_clock::now();
-    const auto inputs = evolution_inputs(*request.resid_pre, *request.parts, request.post_attention, q0, q1);
+    const auto inputs = evolution_inputs(*request.resid_pre, *request.parts, post_attention, q0, q1);
     local.decompose += seconds_since(t0);
 
     // ReLU and JumpReLU (with b_enc) are applied inside the top-k scan, so the [rows, d_sae] product is the

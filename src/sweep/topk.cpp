@@ -13,14 +13,39 @@ namespace saetraj::sweep {
 
 namespace {
 
+bool ranks_before(const Candidate& a, const Candidate& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+}  // namespace
+
+void keep_best(std::vector<Candidate>& candidates, int64_t keep) {
+  if (static_cast<int64_t>(candidates.size()) <= keep) return;
+  std::nth_element(candidates.begin(), candidates.begin() + keep, candidates.end(), ranks_before);
+  candidates.resize(keep);
+}
+
+void write_ranked(std::vector<Candidate>& candidates, int64_t keep, int64_t k, int32_t* out_i, float* out_v) {
+  const int64_t take = std::min<int64_t>(std::min(keep, k), static_cast<int64_t>(candidates.size()));
+  if (static_cast<int64_t>(candidates.size()) > take) {
+    std::nth_element(candidates.begin(), candidates.begin() + take, candidates.end(), ranks_before);
+  }
+  std::sort(candidates.begin(), candidates.begin() + take, ranks_before);
+  for (int64_t i = 0; i < take; ++i) {
+    out_i[i] = candidates[i].second;
+    out_v[i] = candidates[i].first;
+  }
+  std::fill(out_i + take, out_i + k, -1);
+  std::fill(out_v + take, out_v + k, 0.0f);
+}
+
+namespace {
+
 // One row: collect active features, keep the k best by (value desc, index asc), pad with -1/0.
 // Returns false on a non-finite value.
 template <bool kThreshold>
 bool select_row(const float* row, int64_t width, const float* bias, const float* threshold, int64_t k,
                 std::vector<std::pair<float, int32_t>>& active, int32_t* out_i, float* out_v) {
-  const auto before = [](const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
   active.clear();
   bool finite = true;
   for (int64_t f = 0; f < width; ++f) {
@@ -28,17 +53,7 @@ bool select_row(const float* row, int64_t width, const float* bias, const float*
     finite &= std::isfinite(v);
     if (v > 0.0f && (!kThreshold || v > threshold[f])) active.emplace_back(v, static_cast<int32_t>(f));
   }
-  const int64_t take = std::min<int64_t>(k, static_cast<int64_t>(active.size()));
-  if (static_cast<int64_t>(active.size()) > take) {
-    std::nth_element(active.begin(), active.begin() + take, active.end(), before);
-  }
-  std::sort(active.begin(), active.begin() + take, before);
-  for (int64_t i = 0; i < take; ++i) {
-    out_i[i] = active[i].second;
-    out_v[i] = active[i].first;
-  }
-  std::fill(out_i + take, out_i + k, -1);
-  std::fill(out_v + take, out_v + k, 0.0f);
+  write_ranked(active, k, k, out_i, out_v);
   return finite;
 }
 

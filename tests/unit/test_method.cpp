@@ -175,16 +175,18 @@ TEST(Evolution, HandComputedCase) {
   sweep::EvolutionRequest req;
   req.resid_pre = &resid_pre;
   req.parts = &parts;
-  req.post_attention = [](const torch::Tensor& x) { return x; };
   req.q_begin = 2;
   req.q_end = 3;
   req.k = 3;
-  std::vector<int32_t> idx(4 * 3);
-  std::vector<float> val(4 * 3);
-  sweep::compute_evolution(s, req, idx.data(), val.data());
-  EXPECT_EQ(idx, (std::vector<int32_t>{0, -1, -1, 0, 1, 3, 0, 3, 1, 0, 2, 3}));
-  const std::vector<float> expected = {1, 0, 0, 1, .5f, .5f, 1.5f, 1, .5f, 1.5f, .25f, .25f};
-  for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(val[i], expected[i], 1e-6) << i;
+  for (auto method : {sweep::Method::Direct, sweep::Method::Factored}) {
+    req.method = method;
+    std::vector<int32_t> idx(4 * 3);
+    std::vector<float> val(4 * 3);
+    sweep::compute_evolution(s, req, idx.data(), val.data());
+    EXPECT_EQ(idx, (std::vector<int32_t>{0, -1, -1, 0, 1, 3, 0, 3, 1, 0, 2, 3})) << sweep::method_name(method);
+    const std::vector<float> expected = {1, 0, 0, 1, .5f, .5f, 1.5f, 1, .5f, 1.5f, .25f, .25f};
+    for (size_t i = 0; i < expected.size(); ++i) EXPECT_NEAR(val[i], expected[i], 1e-6) << i;
+  }
 }
 
 TEST(Evolution, NonFiniteInputIsReportedWithQueries) {
@@ -200,17 +202,19 @@ TEST(Evolution, NonFiniteInputIsReportedWithQueries) {
   sweep::EvolutionRequest req;
   req.resid_pre = &resid_pre;
   req.parts = &parts;
-  req.post_attention = [](const torch::Tensor& x) { return x; };
   req.q_begin = 1;
   req.q_end = 4;
   req.k = 2;
-  std::vector<int32_t> idx(100);
-  std::vector<float> val(100);
-  try {
-    sweep::compute_evolution(s, req, idx.data(), val.data());
-    FAIL() << "expected NumericError";
-  } catch (const NumericError& e) {
-    EXPECT_NE(std::string(e.what()).find("NaN or Inf for queries 1..3"), std::string::npos) << e.what();
+  for (auto method : {sweep::Method::Direct, sweep::Method::Factored}) {
+    req.method = method;
+    std::vector<int32_t> idx(100);
+    std::vector<float> val(100);
+    try {
+      sweep::compute_evolution(s, req, idx.data(), val.data());
+      FAIL() << "expected NumericError from the " << sweep::method_name(method) << " method";
+    } catch (const NumericError& e) {
+      EXPECT_NE(std::string(e.what()).find("NaN or Inf for queries 1..3"), std::string::npos) << e.what();
+    }
   }
 }
 

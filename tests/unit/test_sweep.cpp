@@ -115,7 +115,6 @@ TEST(Sweep, FileLayoutAndValues) {
   sweep::EvolutionRequest req;
   req.resid_pre = &cap.layers[1].resid_pre;
   req.parts = &parts;
-  req.post_attention = [](const torch::Tensor& x) { return x; };
   req.q_begin = 1;
   req.q_end = n_tokens[1];
   req.k = 16;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "saetraj/dist/communicator.h"
+#include "saetraj/sweep/evolution.h"
 
 namespace saetraj::pipeline {
 
@@ -32,6 +33,7 @@ struct SweepOptions {
   bool overwrite = false;
   bool resume = false;
   int64_t chunk_rows = 2048;          // rows encoded per matrix product
+  std::string method = "auto";        // evolution method: auto | direct | factored (sweep/evolution.h)
   bool graphs = true;                 // build graphs at the end (rank 0)
   std::string graphs_dir;             // JSON/GraphML output (default: OUT without .h5 + "_graphs")
   std::string dtype = "float32";
@@ -49,6 +51,9 @@ struct SweepResult {
   bool complete = false;
   bool interrupted = false;
   std::string graphs_dir;
+  sweep::PhaseTimes times;  // this rank's
+  int64_t peak_memory = 0;  // this rank's peak resident memory, bytes
+  int64_t sae_bytes = 0;    // the SAE tensors this rank holds
 };
 
 SweepResult run_sweep(const SweepOptions& options, const dist::Communicator& comm);

@@ -1,36 +1,71 @@
 // The evolution tables of one layer for one prompt: every step of every query encoded by the layer's
-// SAE in large row chunks (one matrix product per chunk), then reduced to top-k active features.
+// SAE and reduced to top-k active features, by one of two exact methods:
+//  - direct: the partial sums are built in the residual space and encoded in large row chunks (one
+//    matrix product of d_model x d_sae per row);
+//  - factored: the pre-activations of all partial sums are assembled from per-(source token, head)
+//    projections through W_enc, computed once per layer (see factored.h for the derivation).
+// Both give the same top-k lists up to float rounding; `Method::Auto` picks the cheaper by a cost model.
 #pragma once
 
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <string>
 
+#include "saetraj/model/model.h"
 #include "saetraj/sae/sae.h"
 #include "saetraj/sweep/decompose.h"
 
 namespace saetraj::sweep {
 
-// Seconds spent in each phase, summed over calls.
+// Seconds spent in each phase, summed over calls. The factored method's projections through W_enc count
+// as encoding and its assembly of pre-activations as top-k selection (they are one fused pass).
+// The sweep adds the phases around them: the forward pass, the activation exchange and the HDF5 writes.
 struct PhaseTimes {
+  double forward = 0.0;
+  double exchange = 0.0;
   double decompose = 0.0;
   double encode = 0.0;
   double topk = 0.0;
+  double write = 0.0;
 };
+
+enum class Method { Auto, Direct, Factored };
+const char* method_name(Method m);
+Method parse_method(const std::string& name);  // "auto" | "direct" | "factored"; InputError otherwise
 
 struct EvolutionRequest {
   const torch::Tensor* resid_pre = nullptr;  // [N, d]
   const AttentionParts* parts = nullptr;
-  PostAttention post_attention;
+  const model::PostAttentionNorm* post_norm = nullptr;  // nullptr or disabled: identity
   int64_t q_begin = 1;  // queries [q_begin, q_end)
   int64_t q_end = 1;
   int64_t k = 400;
-  int64_t chunk_rows = 2048;  // rows encoded per matrix product
+  int64_t chunk_rows = 2048;  // direct: rows per matrix product; factored: bounds its projections likewise
+  Method method = Method::Auto;
 };
 
+// [NOTE] The cost model behind Method::Auto. Counting multiply-adds of a prompt of N tokens, with
+// rows(N) = (N-1)(N+4)/2, H heads, d = d_model, D = d_sae:
+//   direct   = rows(N) d D                       (all at the matrix-product rate)
+//   factored = ((H+1) N + 2) d D                 (projections, at the matrix-product rate)
+//            + rows(N) H D * kAssemblyCost       (assembly, memory-bound: kAssemblyCost matrix-product
+//                                                 multiply-adds per assembly multiply-add)
+// kAssemblyCost was measured with `saetraj bench` (the "assembly cost" line) on the 2-core EPYC CI machine.
+// The choice depends on the prompt length and the shapes only, never on a rank's share of the queries, so
+// every rank count picks the same method and writes the same file.
+inline constexpr double kAssemblyCost = 12.0;
+Method choose_method(int64_t n_tokens, int64_t heads, int64_t d_model, int64_t d_sae);
+
 // Writes rows_of_prompt(q_end) - rows_of_prompt(q_begin) rows of k entries into indices/values.
-// Throws NumericError naming the query when an SAE input or activation is not finite.
+// Throws NumericError naming the queries when an SAE input or activation is not finite.
 void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices, float* values,
                        PhaseTimes* times = nullptr);
+
+// The two methods, for tests and the benchmark (compute_evolution dispatches to them).
+void compute_evolution_direct(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices,
+                              float* values, PhaseTimes* times);
+void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices,
+                                float* values, PhaseTimes* times);
 
 }  // namespace saetraj::sweep

@@ -5,8 +5,21 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace saetraj::sweep {
+
+// (activation, feature index) of an active feature.
+using Candidate = std::pair<float, int32_t>;
+
+// Ranks candidates (activation descending, ties by lower index), writes the best min(keep, k) into
+// out_i/out_v and pads the k slots with -1/0. Reorders `candidates`.
+void write_ranked(std::vector<Candidate>& candidates, int64_t keep, int64_t k, int32_t* out_i, float* out_v);
+
+// Drops all but the `keep` best candidates (in no particular order): bounds a row's candidate list while
+// features are still being collected block by block; the ranking is exact because the order is total.
+void keep_best(std::vector<Candidate>& candidates, int64_t keep);
 
 // acts: [rows, d_sae] float32 contiguous. Writes rows x k entries into indices/values.
 // Only active features compete: each row is scanned once, the active ones partially sorted.

@@ -1,0 +1,327 @@
+// The factored method (derivation in factored.h).
+#include "saetraj/sweep/factored.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "saetraj/core/error.h"
+#include "saetraj/sweep/evolution.h"
+#include "saetraj/sweep/rows.h"
+#include "saetraj/sweep/topk.h"
+
+// The assembly loops are compiled twice on x86-64, for AVX2+FMA and for the baseline, and the loader picks
+// the one the CPU runs (GCC function multi-versioning); elsewhere they are compiled once.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#define SAETRAJ_MULTIVERSION __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define SAETRAJ_MULTIVERSION
+#endif
+
+namespace saetraj::sweep {
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Rows of the projection matrix: the b_O row, the b_dec row, then per source token i its H head rows and
+// its residual row.
+struct Layout {
+  int64_t heads;
+  static constexpr int64_t kBias = 0, kDec = 1;
+  int64_t head(int64_t i, int64_t h) const { return 2 + i * (heads + 1) + h; }
+  int64_t resid(int64_t i) const { return 2 + i * (heads + 1) + heads; }
+  int64_t rows(int64_t sources) const { return 2 + sources * (heads + 1); }
+};
+
+enum class Scale { One, LayerNorm, UnitNorm };
+
+// What the SAE's preprocessing does to one residual-width vector, as (Pi, sigma) of the NOTE.
+struct Preprocessing {
+  bool centre = false;
+  Scale scale = Scale::One;
+  int64_t d = 0;
+
+  explicit Preprocessing(const sae::SaeConfig& cfg) : d(cfg.d_in) {
+    switch (cfg.normalization) {
+      case sae::Normalization::LayerNorm: centre = true, scale = Scale::LayerNorm; break;
+      case sae::Normalization::ConstantNormRescale: centre = cfg.center_residual, scale = Scale::UnitNorm; break;
+      case sae::Normalization::None:
+      case sae::Normalization::ExpectedAverageOnlyIn: centre = cfg.center_residual; break;
+    }
+  }
+
+  // sigma(x) for a vector x of d floats.
+  double sigma(const float* x) const {
+    if (scale == Scale::One) return 1.0;
+    double sum = 0.0, sumsq = 0.0;
+    for (int64_t f = 0; f < d; ++f) sum += x[f], sumsq += static_cast<double>(x[f]) * x[f];
+    const double mean = centre ? sum / d : 0.0;
+    const double norm_sq = std::max(0.0, sumsq - d * mean * mean);  // |Pi x|^2
+    if (scale == Scale::LayerNorm) return 1.0 / (std::sqrt(norm_sq / (d - 1)) + 1e-5);
+    return std::sqrt(static_cast<double>(d)) / std::sqrt(norm_sq);
+  }
+};
+
+// Per row: pre = resid * R_q + acc * S_j + bias * B + beta (the NOTE's scalars).
+struct RowScalars {
+  float resid = 1.0f, acc = 0.0f, bias = 0.0f;
+};
+
+// The projection matrix's rows [rows(n), d]: Pi (b_O . g), b_dec (or zeros), Pi (u_h[i] . g), Pi r_i.
+torch::Tensor projection_inputs(const sae::Sae& sae, const Preprocessing& pre, const EvolutionRequest& req,
+                                const Layout& layout, int64_t n) {
+  const auto& parts = *req.parts;
+  const int64_t d = sae.cfg.d_in, heads = layout.heads;
+  const bool norm = req.post_norm && req.post_norm->enabled;
+  const auto g = norm ? req.post_norm->weight.to(torch::kFloat32) : torch::ones({d});
+  auto x = torch::zeros({layout.rows(n), d});
+  if (parts.bias.defined()) x[Layout::kBias] = parts.bias.to(torch::kFloat32) * g;
+  if (sae.cfg.apply_b_dec_to_input) x[Layout::kDec] = sae.b_dec.to(torch::kFloat32);
+  auto per_source = x.slice(0, 2).view({n, heads + 1, d});
+  per_source.slice(1, 0, heads).copy_(parts.head_out.slice(1, 0, n).to(torch::kFloat32).transpose(0, 1) * g);
+  per_source.select(1, heads).copy_(req.resid_pre->slice(0, 0, n).to(torch::kFloat32));
+  if (pre.centre) {
+    auto centred = x.narrow(0, Layout::kBias, 1);
+    centred.sub_(centred.mean(-1, true));
+    per_source.sub_(per_source.mean(-1, true));
+  }
+  return x;
+}
+
+// The NOTE's scalars for every row of queries [q_begin, q_end), rows ordered by q then step.
+std::vector<RowScalars> row_scalars(const Preprocessing& pre, const EvolutionRequest& req) {
+  const auto& parts = *req.parts;
+  const int64_t heads = parts.pattern.size(0), n = parts.pattern.size(1), d = pre.d;
+  const bool norm = req.post_norm && req.post_norm->enabled;
+  const bool bias = parts.bias.defined();
+  std::vector<RowScalars> out(rows_of_prompt(req.q_end) - rows_of_prompt(req.q_begin));
+  const auto pattern = parts.pattern.to(torch::kFloat32).contiguous();
+  const float* a = pattern.data_ptr<float>();
+  if (!norm && pre.scale == Scale::One) {  // no per-vector scalars: no residual-width work at all
+    int64_t row = 0;
+    for (int64_t q = req.q_begin; q < req.q_end; ++q) {
+      out[row++] = {1.0f, 0.0f, 0.0f};
+      for (int64_t j = 0; j <= q; ++j) out[row++] = {1.0f, 1.0f, bias ? static_cast<float>((j + 1.0) / (q + 1.0)) : 0.0f};
+    }
+    return out;
+  }
+  const auto u = parts.head_out.to(torch::kFloat32).contiguous();
+  const auto r = req.resid_pre->to(torch::kFloat32).contiguous();
+  const auto b = bias ? parts.bias.to(torch::kFloat32).contiguous() : torch::zeros({d});
+  const auto g = norm ? req.post_norm->weight.to(torch::kFloat32).contiguous() : torch::ones({d});
+  const double eps = norm ? req.post_norm->eps : 0.0;
+  const float *pu = u.data_ptr<float>(), *pr = r.data_ptr<float>(), *pb = b.data_ptr<float>(),
+              *pg = g.data_ptr<float>();
+  at::parallel_for(req.q_begin, req.q_end, 1, [&](int64_t q_lo, int64_t q_hi) {
+    std::vector<float> c(d), x(d);
+    for (int64_t q = q_lo; q < q_hi; ++q) {
+      int64_t row = rows_of_prompt(q) - rows_of_prompt(req.q_begin);
+      const float* rq = pr + q * d;
+      const float s0 = static_cast<float>(pre.sigma(rq));
+      out[row++] = {s0, 0.0f, 0.0f};
+      std::fill(c.begin(), c.end(), 0.0f);
+      const float spread = static_cast<float>(1.0 / (q + 1.0));
+      for (int64_t j = 0; j <= q; ++j) {
+        for (int64_t h = 0; h < heads; ++h) {
+          const float w = a[(h * n + q) * n + j];
+          if (w == 0.0f) continue;
+          const float* uh = pu + (h * n + j) * d;
+          for (int64_t f = 0; f < d; ++f) c[f] += w * uh[f];
+        }
+        if (bias) {
+          for (int64_t f = 0; f < d; ++f) c[f] += spread * pb[f];
+        }
+        double rho = 1.0;
+        if (norm) {
+          double sumsq = 0.0;
+          for (int64_t f = 0; f < d; ++f) sumsq += static_cast<double>(c[f]) * c[f];
+          rho = 1.0 / std::sqrt(sumsq / d + eps);
+        }
+        double sigma = 1.0;
+        if (pre.scale != Scale::One) {
+          for (int64_t f = 0; f < d; ++f) x[f] = rq[f] + static_cast<float>(rho) * c[f] * pg[f];
+          sigma = pre.sigma(x.data());
+        }
+        out[row++] = {static_cast<float>(sigma), static_cast<float>(sigma * rho),
+                      bias ? static_cast<float>(sigma * rho * (j + 1.0) / (q + 1.0)) : 0.0f};
+      }
+    }
+  });
+  return out;
+}
+
+// acc[f] += w * z[f]
+SAETRAJ_MULTIVERSION void add_scaled(float* __restrict acc, const float* __restrict z, float w, int64_t width) {
+  for (int64_t f = 0; f < width; ++f) acc[f] += w * z[f];
+}
+
+// v[f] = s.resid R[f] + s.acc acc[f] + s.bias B[f] + beta[f]; returns false when some v is not finite.
+SAETRAJ_MULTIVERSION bool assemble(float* __restrict v, const float* __restrict resid, const float* __restrict acc,
+                                   const float* __restrict bias_row, const float* __restrict beta, RowScalars s,
+                                   int64_t width) {
+  int bad = 0;
+  for (int64_t f = 0; f < width; ++f) {
+    const float x = s.resid * resid[f] + s.acc * acc[f] + s.bias * bias_row[f] + beta[f];
+    v[f] = x;
+    bad |= (x - x) != 0.0f;  // NaN and +-Inf give NaN
+  }
+  return bad == 0;
+}
+
+void collect(const float* v, const float* threshold, int64_t width, int32_t first_feature,
+             std::vector<Candidate>& out) {
+  for (int64_t f = 0; f < width; ++f) {
+    if (v[f] > threshold[f]) out.emplace_back(v[f], first_feature + static_cast<int32_t>(f));
+  }
+}
+
+// Queries in an order whose contiguous runs have balanced work (query q has q+2 rows): smallest, largest,
+// second smallest, second largest, ...
+std::vector<int64_t> balanced_order(int64_t q_begin, int64_t q_end) {
+  std::vector<int64_t> order;
+  for (int64_t lo = q_begin, hi = q_end - 1; lo <= hi; ++lo, --hi) {
+    order.push_back(lo);
+    if (hi != lo) order.push_back(hi);
+  }
+  return order;
+}
+
+}  // namespace
+
+int64_t factored_column_block(int64_t n_tokens, int64_t heads, int64_t d_sae, int64_t chunk_rows) {
+  const int64_t rows = Layout{heads}.rows(n_tokens);
+  const int64_t budget = std::max<int64_t>(chunk_rows, 1) * d_sae;  // floats
+  if (rows * d_sae <= budget) return d_sae;
+  return std::min(d_sae, std::max<int64_t>(256, budget / rows / 256 * 256));
+}
+
+void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req, int32_t* indices, float* values,
+                                PhaseTimes* times) {
+  c10::InferenceMode guard;
+  const auto& parts = *req.parts;
+  const int64_t heads = parts.pattern.size(0), n = parts.pattern.size(1), d_sae = sae.cfg.d_sae;
+  SAETRAJ_CHECK(1 <= req.q_begin && req.q_begin < req.q_end && req.q_end <= n, InputError, "query range [",
+                req.q_begin, ", ", req.q_end, ") is outside [1, ", n, ")");
+  SAETRAJ_CHECK(req.k > 0, InputError, "k must be positive, got ", req.k);
+  const Layout layout{heads};
+  const Preprocessing pre(sae.cfg);
+  const int64_t k = req.k;
+  const int64_t keep = sae.cfg.activation == sae::Activation::TopK ? std::min(k, sae.cfg.topk_k) : k;
+  const int64_t row_base = rows_of_prompt(req.q_begin);
+
+  auto t0 = std::chrono::steady_clock::now();
+  const auto inputs = projection_inputs(sae, pre, req, layout, n);
+  const auto scalars = row_scalars(pre, req);
+  const auto pattern = parts.pattern.to(torch::kFloat32).contiguous();
+  const float* a = pattern.data_ptr<float>();
+  const auto order = balanced_order(req.q_begin, req.q_end);
+  double t_decompose = seconds_since(t0), t_encode = 0.0, t_assemble = 0.0;
+
+  // Rows of the projection matrix this range needs (sources < q_end), rounded up to whole fixed blocks.
+  const int64_t all_rows = layout.rows(n);
+  const int64_t needed = std::min(all_rows, (layout.rows(req.q_end) + kProjectionBlockRows - 1) /
+                                                kProjectionBlockRows * kProjectionBlockRows);
+  const int64_t width_max = factored_column_block(n, heads, d_sae, req.chunk_rows);
+  const auto b_enc = sae.b_enc.to(torch::kFloat32);
+  const auto threshold = sae.cfg.activation == sae::Activation::JumpReLU
+                             ? sae.threshold.to(torch::kFloat32).clamp_min(0.0f)
+                             : torch::zeros({d_sae});
+  auto z = torch::empty({needed, width_max});
+  std::atomic<int64_t> first_bad{std::numeric_limits<int64_t>::max()};
+
+  for (int64_t c0 = 0; c0 < d_sae; c0 += width_max) {
+    const int64_t width = std::min(width_max, d_sae - c0);
+    t0 = std::chrono::steady_clock::now();
+    const auto w = sae.w_enc.slice(1, c0, c0 + width).to(torch::kFloat32);
+    auto proj = z.slice(1, 0, width);
+    if (width != width_max) proj = torch::empty({needed, width});
+    for (int64_t r0 = 0; r0 < needed; r0 += kProjectionBlockRows) {
+      const int64_t r1 = std::min(all_rows, r0 + kProjectionBlockRows);
+      auto out = proj.slice(0, r0, r1);
+      if (out.is_contiguous()) {
+        torch::mm_out(out, inputs.slice(0, r0, r1), w);
+      } else {
+        out.copy_(torch::mm(inputs.slice(0, r0, r1), w));
+      }
+    }
+    const auto zc = proj.contiguous();
+    auto beta = b_enc.slice(0, c0, c0 + width).clone();
+    if (sae.cfg.apply_b_dec_to_input) beta -= zc[Layout::kDec];
+    const auto thr = threshold.slice(0, c0, c0 + width).contiguous();
+    t_encode += seconds_since(t0);
+
+    t0 = std::chrono::steady_clock::now();
+    const float* pz = zc.data_ptr<float>();
+    const float* pbeta = beta.data_ptr<float>();
+    const float* pthr = thr.data_ptr<float>();
+    const bool first_block = c0 == 0;
+    at::parallel_for(0, static_cast<int64_t>(order.size()), 1, [&](int64_t t_lo, int64_t t_hi) {
+      std::vector<float> acc(kAssemblyWidth), v(kAssemblyWidth);
+      std::vector<std::vector<Candidate>> cand;
+      for (int64_t t = t_lo; t < t_hi; ++t) {
+        const int64_t q = order[t];
+        const int64_t row0 = rows_of_prompt(q) - row_base;
+        const int64_t steps = steps_of_query(q);
+        cand.resize(steps);
+        for (int64_t s = 0; s < steps; ++s) {
+          cand[s].clear();
+          if (first_block) continue;
+          const int32_t* prev_i = indices + (row0 + s) * k;  // the best so far, from earlier column blocks
+          const float* prev_v = values + (row0 + s) * k;
+          for (int64_t i = 0; i < keep && prev_i[i] >= 0; ++i) cand[s].emplace_back(prev_v[i], prev_i[i]);
+        }
+        bool finite = true;
+        const float* resid = pz + layout.resid(q) * width;
+        const float* bias_row = pz + Layout::kBias * width;
+        for (int64_t f0 = 0; f0 < width; f0 += kAssemblyWidth) {
+          const int64_t w_len = std::min(kAssemblyWidth, width - f0);
+          const auto feature0 = static_cast<int32_t>(c0 + f0);
+          std::fill(acc.begin(), acc.begin() + w_len, 0.0f);
+          finite &= assemble(v.data(), resid + f0, acc.data(), bias_row + f0, pbeta + f0, scalars[row0], w_len);
+          collect(v.data(), pthr + f0, w_len, feature0, cand[0]);
+          for (int64_t j = 0; j <= q; ++j) {
+            for (int64_t h = 0; h < heads; ++h) {
+              const float weight = a[(h * n + q) * n + j];
+              if (weight != 0.0f) add_scaled(acc.data(), pz + layout.head(j, h) * width + f0, weight, w_len);
+            }
+            finite &= assemble(v.data(), resid + f0, acc.data(), bias_row + f0, pbeta + f0, scalars[row0 + j + 1],
+                               w_len);
+            auto& c = cand[j + 1];
+            collect(v.data(), pthr + f0, w_len, feature0, c);
+            if (static_cast<int64_t>(c.size()) > 4 * keep + 4096) keep_best(c, keep);
+          }
+          if (static_cast<int64_t>(cand[0].size()) > 4 * keep + 4096) keep_best(cand[0], keep);
+        }
+        if (!finite) {
+          int64_t seen = first_bad.load();
+          while (q < seen && !first_bad.compare_exchange_weak(seen, q)) {
+          }
+        }
+        for (int64_t s = 0; s < steps; ++s) {
+          write_ranked(cand[s], keep, k, indices + (row0 + s) * k, values + (row0 + s) * k);
+        }
+      }
+    });
+    t_assemble += seconds_since(t0);
+  }
+  if (times) {
+    times->decompose += t_decompose;
+    times->encode += t_encode;
+    times->topk += t_assemble;
+  }
+  if (first_bad.load() != std::numeric_limits<int64_t>::max()) {
+    throw NumericError(str("SAE pre-activations contain NaN or Inf for queries ", req.q_begin, "..", req.q_end - 1,
+                           " (first at query ", first_bad.load(),
+                           "; check the model and SAE weights, and the residual stream, for non-finite values)"));
+  }
+}
+
+}  // namespace saetraj::sweep
