@@ -3,7 +3,9 @@
 // computing the same tables, in one run. A benchmark, never a test: it prints figures and gates nothing.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -90,6 +92,27 @@ double agreement(const Run& a, const Run& b) {
   return active ? 100.0 * same / active : 100.0;
 }
 
+// Mean share of each row's first `top` features of `a` that are among the first `top` of `b`, in any order.
+double top_overlap(const Run& a, const Run& b, int64_t k, int64_t top) {
+  double sum = 0.0;
+  int64_t rows = 0;
+  for (size_t r = 0; r < a.indices.size() / k; ++r) {
+    std::vector<int32_t> sa, sb;
+    for (int64_t i = 0; i < std::min(k, top); ++i) {
+      if (a.indices[r * k + i] >= 0) sa.push_back(a.indices[r * k + i]);
+      if (b.indices[r * k + i] >= 0) sb.push_back(b.indices[r * k + i]);
+    }
+    if (sa.empty()) continue;
+    std::sort(sa.begin(), sa.end());
+    std::sort(sb.begin(), sb.end());
+    std::vector<int32_t> both;
+    std::set_intersection(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(both));
+    sum += static_cast<double>(both.size()) / sa.size();
+    ++rows;
+  }
+  return rows ? 100.0 * sum / rows : 100.0;
+}
+
 struct KernelOptions {
   int64_t d_model, heads, k, chunk_rows;
   int layers;
@@ -125,6 +148,9 @@ void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64
     Run direct, factored;
   };
   std::vector<Line> lines;
+  std::vector<std::string> bf16_lines;
+  sae::Sae sae_bf16 = sae;
+  sae_bf16.w_enc = sae.w_enc.to(torch::kBFloat16);
   double assembly_seconds = 0.0, assembly_madds = 0.0, projection_seconds = 0.0, projection_madds = 0.0;
   for (int64_t n : tokens) {
     SAETRAJ_CHECK(n >= 2, InputError, "--tokens must be >= 2, got ", n);
@@ -152,6 +178,11 @@ void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64
       for (int l = 0; l < o.layers; ++l) baseline_evolution(sae_file, sae.cfg, resid, parts, o.k, bi.data(), bv.data());
       base = now() - t0;
     }
+    // The same tables with W_enc stored in bfloat16, by the method auto picks, against float32.
+    const Run bf16 = run_method(sae_bf16, req, chosen, o.layers);
+    const Run& f32 = chosen == sweep::Method::Factored ? line.factored : line.direct;
+    bf16_lines.push_back(str(n, "\t", bf16.seconds, "\t", f32.seconds, "\t", agreement(f32, bf16), "\t",
+                             top_overlap(f32, bf16, o.k, 20), "\t", top_overlap(f32, bf16, o.k, o.k)));
     const double work = 2.0 * rows * o.d_model * d_sae * o.layers / 1e9;
     const double rd = work / line.direct.seconds, rf = work / line.factored.seconds;
     std::printf("%6lld %7lld | %9.3f %8.1f %5.0f%% | %9.3f %8.1f %5.0f%% | %7.2fx %8s | %10s %9s | %6.2f%%\n",
@@ -174,6 +205,14 @@ void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64
                 l.direct.times.decompose, l.direct.times.encode, l.direct.times.topk, l.factored.times.decompose,
                 l.factored.times.encode, l.factored.times.topk);
   }
+  std::printf("bf16 W_enc (auto method): %6s %9s %9s %22s %16s %16s\n", "tokens", "bf16 s", "f32 s",
+              "same feature same rank", "top-20 overlap", "top-k overlap");
+  for (const auto& l : bf16_lines) {
+    std::istringstream in(l);
+    double n, tb, tf, same, o20, ok;
+    in >> n >> tb >> tf >> same >> o20 >> ok;
+    std::printf("                          %6.0f %9.3f %9.3f %21.2f%% %15.2f%% %15.2f%%\n", n, tb, tf, same, o20, ok);
+  }
   if (assembly_madds > 0 && projection_madds > 0) {
     std::printf("assembly cost: %.1f projection multiply-adds per assembly multiply-add (cost model uses %.0f)\n",
                 (assembly_seconds / assembly_madds) / (projection_seconds / projection_madds), sweep::kAssemblyCost);
@@ -186,9 +225,11 @@ void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64
   const double w_enc = 4.0 * o.d_model * d_sae;
   const double chunk = 4.0 * o.chunk_rows * d_sae;  // one chunk's product: the working set both methods bound
   std::printf("memory: W_enc %s; one chunk's working set %s (chunk-rows x d_sae floats); peak above the resident "
-              "W_enc: direct %s, factored %s; whole process now %s\n",
+              "W_enc: direct %s, factored %s, so (W_enc + peak above it) / (W_enc + chunk) = %.2f and %.2f; "
+              "whole process now %s (libraries included)\n",
               human_bytes(w_enc).c_str(), human_bytes(chunk).c_str(), human_bytes(peak_direct).c_str(),
-              human_bytes(peak_factored).c_str(), human_bytes(status_bytes("VmRSS:")).c_str());
+              human_bytes(peak_factored).c_str(), (w_enc + peak_direct) / (w_enc + chunk),
+              (w_enc + peak_factored) / (w_enc + chunk), human_bytes(status_bytes("VmRSS:")).c_str());
   if (o.baseline) fs::remove(sae_file);
 }
 

@@ -46,7 +46,10 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "(assemble pre-activations from per-source, per-head projections; exact, faster on long prompts)")
     ("no-graphs", "do not build graphs at the end")
     ("graphs-dir", po::value(&o.graphs_dir), "where graph JSON/GraphML go (default: OUT without .h5 + _graphs)")
-    ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)");
+    ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)")
+    ("sae-dtype", po::value(&o.sae_dtype)->default_value(o.sae_dtype),
+     "storage of each SAE's W_enc: float32, or bfloat16 (half the memory; products still accumulate in float32, "
+     "top-k lists change slightly, see the README)");
   po::variables_map vm;
   if (!parse_command("sweep", "--model DIR --sae PATTERN --prompt TEXT [options]", options, {}, args, vm,
                      ctx.comm.rank() == 0)) {

@@ -71,6 +71,7 @@ std::string SweepOptions::to_json() const {
   j["method"] = method;
   j["graphs"] = graphs;
   j["dtype"] = dtype;
+  j["sae_dtype"] = sae_dtype;
   return j.dump();
 }
 
@@ -146,6 +147,8 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   SAETRAJ_CHECK(o.chunk_rows > 0, InputError, "--chunk-rows must be positive, got ", o.chunk_rows);
   const sweep::Method method = sweep::parse_method(o.method);
   SAETRAJ_CHECK(o.dtype == "float32", InputError, "--dtype ", o.dtype, " is not supported; computation is float32");
+  SAETRAJ_CHECK(o.sae_dtype == "float32" || o.sae_dtype == "bfloat16", InputError, "--sae-dtype ", o.sae_dtype,
+                " is not supported; use float32 or bfloat16");
   SAETRAJ_CHECK(o.bos == "auto" || o.bos == "on" || o.bos == "off", InputError, "--bos must be auto, on or off");
   SAETRAJ_CHECK(o.center == "auto" || o.center == "on" || o.center == "off", InputError,
                 "--center must be auto, on or off");
@@ -270,7 +273,10 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   run_on_root(comm, [&] { model = model::load_model(o.model); });
   const ActivationExchange exchange(comm, plan, layers, config.d_model, config.n_heads, model.get());
   std::vector<sae::Sae> saes;
-  for (int i : group.layer_indices) saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
+  for (int i : group.layer_indices) {
+    saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
+    if (o.sae_dtype == "bfloat16") saes.back().w_enc = saes.back().w_enc.to(torch::kBFloat16);
+  }
   int64_t sae_bytes = 0;
   for (const auto& s : saes) sae_bytes += s.bytes();
   if (root) {

@@ -68,8 +68,20 @@ torch::Tensor Sae::preprocess(const torch::Tensor& x) const {
   return out;
 }
 
+torch::Tensor Sae::project(const torch::Tensor& x) const {
+  if (w_enc.scalar_type() == torch::kFloat32) return torch::mm(x, w_enc);
+  constexpr int64_t kColumns = 4096;  // widened per block: d_in x 4096 floats at a time
+  auto out = torch::empty({x.size(0), w_enc.size(1)}, x.options().dtype(torch::kFloat32));
+  for (int64_t c0 = 0; c0 < w_enc.size(1); c0 += kColumns) {
+    const int64_t c1 = std::min<int64_t>(c0 + kColumns, w_enc.size(1));
+    out.slice(1, c0, c1).copy_(torch::mm(x, w_enc.slice(1, c0, c1).to(torch::kFloat32)));
+  }
+  return out;
+}
+
 torch::Tensor Sae::pre_activations(const torch::Tensor& preprocessed) const {
-  return torch::addmm(b_enc, preprocessed, w_enc);
+  if (w_enc.scalar_type() == torch::kFloat32) return torch::addmm(b_enc, preprocessed, w_enc);
+  return project(preprocessed).add_(b_enc);
 }
 
 torch::Tensor Sae::activate(torch::Tensor pre) const {

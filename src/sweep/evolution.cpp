@@ -75,7 +75,7 @@ void compute_evolution_direct(const sae::Sae& sae, const EvolutionRequest& reque
     t0 = std::chrono::steady_clock::now();
     const auto preprocessed = sae.preprocess(inputs);
     const bool fused = sae.cfg.activation != sae::Activation::TopK;
-    auto product = fused ? torch::mm(preprocessed, sae.w_enc) : sae.pre_activations(preprocessed);
+    auto product = fused ? sae.project(preprocessed) : sae.pre_activations(preprocessed);
     local.encode += seconds_since(t0);
 
     t0 = std::chrono::steady_clock::now();

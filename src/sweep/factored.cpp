@@ -158,9 +158,21 @@ std::vector<RowScalars> row_scalars(const Preprocessing& pre, const EvolutionReq
   return out;
 }
 
-// acc[f] += w * z[f]
-SAETRAJ_MULTIVERSION void add_scaled(float* __restrict acc, const float* __restrict z, float w, int64_t width) {
-  for (int64_t f = 0; f < width; ++f) acc[f] += w * z[f];
+// acc[f] += sum_h w[h] z[h][f], four heads per pass over acc (the pass is bound by loads and stores).
+SAETRAJ_MULTIVERSION void add_heads(float* __restrict acc, const float* const* z, const float* w, int64_t heads,
+                                    int64_t width) {
+  int64_t h = 0;
+  for (; h + 4 <= heads; h += 4) {
+    const float *__restrict z0 = z[h], *__restrict z1 = z[h + 1], *__restrict z2 = z[h + 2],
+                *__restrict z3 = z[h + 3];
+    const float w0 = w[h], w1 = w[h + 1], w2 = w[h + 2], w3 = w[h + 3];
+    for (int64_t f = 0; f < width; ++f) acc[f] += (w0 * z0[f] + w1 * z1[f]) + (w2 * z2[f] + w3 * z3[f]);
+  }
+  for (; h < heads; ++h) {
+    const float* __restrict zh = z[h];
+    const float wh = w[h];
+    for (int64_t f = 0; f < width; ++f) acc[f] += wh * zh[f];
+  }
 }
 
 // v[f] = s.resid R[f] + s.acc acc[f] + s.bias B[f] + beta[f]; returns false when some v is not finite.
@@ -264,7 +276,8 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
     const float* pthr = thr.data_ptr<float>();
     const bool first_block = c0 == 0;
     at::parallel_for(0, static_cast<int64_t>(order.size()), 1, [&](int64_t t_lo, int64_t t_hi) {
-      std::vector<float> acc(kAssemblyWidth), v(kAssemblyWidth);
+      std::vector<float> acc(kAssemblyWidth), v(kAssemblyWidth), head_w(heads);
+      std::vector<const float*> head_z(heads);
       std::vector<std::vector<Candidate>> cand;
       for (int64_t t = t_lo; t < t_hi; ++t) {
         const int64_t q = order[t];
@@ -288,10 +301,14 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
           finite &= assemble(v.data(), resid + f0, acc.data(), bias_row + f0, pbeta + f0, scalars[row0], w_len);
           collect(v.data(), pthr + f0, w_len, feature0, cand[0]);
           for (int64_t j = 0; j <= q; ++j) {
+            int64_t live = 0;  // heads that attend from q to j (sliding windows leave some out)
             for (int64_t h = 0; h < heads; ++h) {
               const float weight = a[(h * n + q) * n + j];
-              if (weight != 0.0f) add_scaled(acc.data(), pz + layout.head(j, h) * width + f0, weight, w_len);
+              if (weight == 0.0f) continue;
+              head_w[live] = weight;
+              head_z[live++] = pz + layout.head(j, h) * width + f0;
             }
+            add_heads(acc.data(), head_z.data(), head_w.data(), live, w_len);
             finite &= assemble(v.data(), resid + f0, acc.data(), bias_row + f0, pbeta + f0, scalars[row0 + j + 1],
                                w_len);
             auto& c = cand[j + 1];

@@ -195,3 +195,21 @@ TEST(Factored, CostModelPrefersFactoredForLongPrompts) {
     EXPECT_NE(std::string(e.what()).find("unknown method 'fast'"), std::string::npos) << e.what();
   }
 }
+
+TEST(Factored, Bf16EncoderGivesTheTablesOfItsWidenedCopy) {
+  // sweep --sae-dtype bfloat16 keeps W_enc in bfloat16 and widens it block by block: the tables must be
+  // those of a float32 SAE holding the same (rounded) weights, by either method.
+  Case c{"bf16", sae::Activation::JumpReLU, sae::Normalization::None, false, true, true, true};
+  auto f = make_fixture(c, 2, 10, 16, 5000, 9);  // wider than one 4096-column block
+  auto widened = f;
+  f.sae.w_enc = f.sae.w_enc.to(torch::kBFloat16);
+  widened.sae.w_enc = f.sae.w_enc.to(torch::kFloat32);
+  EXPECT_EQ(f.sae.bytes() + 2 * 16 * 5000, widened.sae.bytes());
+  for (auto method : {sweep::Method::Direct, sweep::Method::Factored}) {
+    const auto a = run(f, method, 1, 10, 30, 2048);
+    const auto b = run(widened, method, 1, 10, 30, 2048);
+    // Column blocks change the products' rounding in the last bit only.
+    EXPECT_EQ(a.idx, b.idx) << sweep::method_name(method);
+    for (size_t i = 0; i < a.val.size(); ++i) ASSERT_NEAR(a.val[i], b.val[i], 1e-5f * (1 + std::fabs(b.val[i])));
+  }
+}

@@ -47,6 +47,9 @@ struct Sae {
 
   // The input transformation applied to every vector before W_enc: centring, normalisation, b_dec.
   torch::Tensor preprocess(const torch::Tensor& x) const;
+  // x @ W_enc in float32 for rows [rows, d_in] -> [rows, d_sae], whatever W_enc's storage: a bfloat16 W_enc
+  // (sweep --sae-dtype bfloat16) is widened a block of columns at a time, never whole.
+  torch::Tensor project(const torch::Tensor& x) const;
   // Pre-activations of preprocessed rows [rows, d_in] -> [rows, d_sae].
   torch::Tensor pre_activations(const torch::Tensor& preprocessed) const;
   // The activation function on pre-activations, in place where possible.
