@@ -43,7 +43,10 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "rows encoded per matrix product (memory: chunk-rows x d_sae x 4 bytes)")
     ("no-graphs", "do not build graphs at the end")
     ("graphs-dir", po::value(&o.graphs_dir), "where graph JSON/GraphML go (default: OUT without .h5 + _graphs)")
-    ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)");
+    ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)")
+    ("device", po::value(&o.device)->default_value(o.device),
+     "how rank 0 sends activations to the other ranks: cpu (MPI from host memory) or cuda (NCCL between "
+     "GPUs; needs a build with -DSAETRAJ_CUDA=ON and a CUDA LibTorch)");
   po::variables_map vm;
   if (!parse_command("sweep", "--model DIR --sae PATTERN --prompt TEXT [options]", options, {}, args, vm,
                      ctx.comm.rank() == 0)) {

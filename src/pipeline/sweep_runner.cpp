@@ -67,6 +67,7 @@ std::string SweepOptions::to_json() const {
   j["chunk_rows"] = chunk_rows;
   j["graphs"] = graphs;
   j["dtype"] = dtype;
+  j["device"] = device;
   return j.dump();
 }
 
@@ -146,6 +147,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
                 "--center must be auto, on or off");
   SAETRAJ_CHECK(!(o.resume && o.overwrite), InputError, "--resume and --overwrite exclude each other");
   SAETRAJ_CHECK(!o.model.empty(), InputError, "--model is required (a Hugging Face checkpoint folder)");
+  const std::unique_ptr<dist::Transport> transport = make_exchange_transport(o.device, comm);
 
   // ---- what every rank knows before any heavy loading --------------------------------------------------
   const auto config = model::ModelConfig::from_folder(o.model);
@@ -263,7 +265,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   // ---- loading: the model on rank 0 only (NOTE in activation_exchange.h), each rank its own SAEs ---------
   std::unique_ptr<model::Model> model;
   run_on_root(comm, [&] { model = model::load_model(o.model); });
-  const ActivationExchange exchange(comm, plan, layers, config.d_model, config.n_heads, model.get());
+  const ActivationExchange exchange(comm, *transport, plan, layers, config.d_model, config.n_heads, model.get());
   std::vector<sae::Sae> saes;
   for (int i : group.layer_indices) saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
   int64_t sae_bytes = 0;

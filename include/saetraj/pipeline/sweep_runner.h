@@ -35,6 +35,7 @@ struct SweepOptions {
   bool graphs = true;                 // build graphs at the end (rank 0)
   std::string graphs_dir;             // JSON/GraphML output (default: OUT without .h5 + "_graphs")
   std::string dtype = "float32";
+  std::string device = "cpu";         // the activation exchange: cpu (MPI) | cuda (NCCL; NOTE in activation_exchange.h)
   std::string command_line;           // for the file's attributes
 
   std::string to_json() const;
