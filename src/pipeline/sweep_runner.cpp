@@ -45,6 +45,34 @@ void install_stop_handlers() {
 
 bool stop_requested() { return g_stop.load(); }
 
+namespace {
+
+// Where a rank's time goes, printed for every rank at the end: a rank that spends long in "waits" is
+// waiting for the others at the per-prompt collectives (load imbalance, rank 0's model work).
+class RankClock {
+ public:
+  enum Phase { kStartup, kModel, kEncode, kWait, kPhases };
+  // Adds the time since the previous lap to `phase`.
+  void lap(Phase phase) {
+    const auto now = std::chrono::steady_clock::now();
+    seconds_[phase] += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+  const double* seconds() const { return seconds_; }
+  static std::string describe(const double* s) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "start-up %.2f s, model and exchange %.2f s, encoding %.2f s, writes and waits %.2f s",
+                  s[kStartup], s[kModel], s[kEncode], s[kWait]);
+    return buf;
+  }
+
+ private:
+  double seconds_[kPhases] = {};
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
 std::string SweepOptions::to_json() const {
   nlohmann::json j;
   j["model"] = model;
@@ -137,6 +165,7 @@ std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& spe
 
 
 SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
+  RankClock clock;
   const bool root = comm.rank() == 0;
   SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
   SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
@@ -310,6 +339,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     }
   }
   int64_t computed = 0;
+  clock.lap(RankClock::kStartup);
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
     if (computed == stop_after) std::raise(SIGTERM);
@@ -318,11 +348,13 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
       result.interrupted = true;
       break;
     }
+    clock.lap(RankClock::kWait);
     const auto& prompt = header.prompts[p];
     const int64_t n = static_cast<int64_t>(prompt.ids.size());
     model::ForwardCapture capture;
     if (root) capture = model->forward(prompt.ids, layers);
     auto activations = exchange.distribute(root ? &capture : nullptr, n);
+    clock.lap(RankClock::kModel);
     const auto chunks = dist::query_chunks(n, o.chunk_rows);
     const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
     int64_t my_rows = 0;
@@ -360,7 +392,9 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         slabs.push_back({li, row_offsets[p] + sweep::rows_of_prompt(q_begin), rows, indices.data(), values.data()});
         my_rows += rows;
       }
+      clock.lap(RankClock::kEncode);
       file.write_evolution(std::move(slabs));
+      clock.lap(RankClock::kWait);
       if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
     }
 
@@ -375,6 +409,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         readout_probs.insert(readout_probs.end(), r.probs.begin(), r.probs.end());
       }
     }
+    clock.lap(RankClock::kModel);
     file.write_readout(p, root ? readout_ids.data() : nullptr, root ? readout_probs.data() : nullptr);
     file.mark_done(p);
     done[p] = 1;
@@ -382,17 +417,25 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     ++computed;
   }
   file.close();
+  clock.lap(RankClock::kWait);
   progress.finish();
   {
-    // Peak memory of every rank against the SAE encoder bytes it holds, printed by rank 0.
+    // Peak memory of every rank against the SAE encoder bytes it holds, and where its time went, printed
+    // by rank 0.
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     std::vector<int64_t> mine = {static_cast<int64_t>(usage.ru_maxrss) * 1024, sae_bytes}, all(2 * comm.size());
     comm.allgather(mine.data(), sizeof(int64_t) * 2, all.data());
+    std::vector<double> times(RankClock::kPhases * comm.size());
+    comm.allgather(clock.seconds(), sizeof(double) * RankClock::kPhases, times.data());
     if (root) {
       for (int r = 0; r < comm.size(); ++r) {
         std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[2 * r]))
                   << " (SAE encoders " << human_bytes(static_cast<double>(all[2 * r + 1])) << ")\n";
+      }
+      for (int r = 0; r < comm.size(); ++r) {
+        std::cerr << "saetraj: rank " << r << " time: " << RankClock::describe(&times[RankClock::kPhases * r])
+                  << "\n";
       }
     }
   }

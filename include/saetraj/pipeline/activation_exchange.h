@@ -5,7 +5,7 @@
 // float32). Rank 0 alone loads the model and runs each prompt once; for every analysed layer it sends the
 // owners of that layer what the method needs: resid_pre [N, d], the attention pattern [H, N, N] and the
 // per-head outputs v_h[j] @ W_O[h] [H, N, d], plus (once per sweep) b_O and the post-attention norm. The
-// other ranks hold only their SAEs. Per prompt and layer that is 4 N d (1 + H) + 4 H N^2 bytes: 20 MiB for
+// other ranks hold only their SAEs. Per prompt and layer that is 4 N d (1 + H) + 4 H N^2 bytes: 22 MiB for
 // Gemma-2-2b at N = 256, against ~10 TFLOP of encoding for the same layer.
 //
 // [NOTE] The transports (--device). These per-prompt tensors are the only bulk transfers, so they alone
@@ -15,10 +15,10 @@
 // LibTorch): rank 0 moves each tensor to its GPU (tensor.to(device)) and the three tensors of a layer go
 // to each owner in one grouped ncclSend/ncclRecv, GPU to GPU (NVLink, or GPUDirect RDMA / host staging
 // inside NCCL between nodes); the NCCL communicator is set up once, its id broadcast over MPI. Cost per
-// prompt and layer: the same 4 N d (1 + H) + 4 H N^2 bytes per owner (20 MiB for Gemma-2-2b at
+// prompt and layer: the same 4 N d (1 + H) + 4 H N^2 bytes per owner (22 MiB for Gemma-2-2b at
 // N = 256), plus a stream synchronisation per transfer. Over MPI from host memory each byte crosses the
 // node's memory bus on both sides (and PCIe twice when the data lives on a GPU: device to host on rank
-// 0, host to device on the owner); NCCL moves it once over the fastest link between the GPUs, ~20 MiB
+// 0, host to device on the owner); NCCL moves it once over the fastest link between the GPUs, 22 MiB
 // in ~0.1 ms on NVLink against ~2-4 ms through a 100 Gb/s host path. While the SAE encoding runs on
 // the CPU (sweep/evolution.cpp), owners copy what they receive back to host memory, so with a CPU
 // model the cuda path adds a host-to-device and a device-to-host copy per tensor and gains nothing: it
