@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "saetraj/pipeline/activation_exchange.h"
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/graph_builder.h"
+#include "saetraj/pipeline/layer_probe.h"
 #include "saetraj/pipeline/progress.h"
 #include "saetraj/pipeline/sae_sources.h"
 #include "saetraj/pipeline/prompts.h"
@@ -285,18 +287,53 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   // ---- the plan: which layers this rank owns, which query chunks it computes ----------------------------
   std::vector<double> costs;
   for (const auto& c : sae_cfgs) costs.push_back(static_cast<double>(c.d_in) * static_cast<double>(c.d_sae));
-  const dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
-  const dist::LayerGroup& group = plan.group_for(comm.rank());
-  const int member = plan.index_in_group(comm.rank());
-  int64_t max_group_layers = 0;
-  for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
+  dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
 
   // ---- loading: the model on rank 0 only (NOTE in activation_exchange.h), each rank its own SAEs ---------
   std::unique_ptr<model::Model> model;
   run_on_root(comm, [&] { model = model::load_model(o.model); });
-  const ActivationExchange exchange(comm, *transport, plan, layers, config.d_model, config.n_heads, model.get());
+  std::unique_ptr<ActivationExchange> exchange;
   std::vector<sae::Sae> saes;
-  for (int i : group.layer_indices) saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
+  // (Re)builds the exchange and this rank's SAEs for `next`, keeping SAEs it already holds. Collective.
+  auto adopt_plan = [&](dist::WorkPlan next) {
+    std::map<int, sae::Sae> held;
+    if (exchange) {
+      const auto& old = plan.group_for(comm.rank()).layer_indices;
+      for (size_t slot = 0; slot < old.size(); ++slot) held.emplace(old[slot], std::move(saes[slot]));
+    }
+    exchange.reset();
+    saes.clear();
+    plan = std::move(next);
+    exchange = std::make_unique<ActivationExchange>(comm, *transport, plan, layers, config.d_model, config.n_heads,
+                                                    model.get());
+    for (int i : plan.group_for(comm.rank()).layer_indices) {
+      auto it = held.find(i);
+      saes.push_back(it != held.end() ? std::move(it->second) : sae::load_sae(sae_folders[i], layers[i], sae_options));
+    }
+  };
+  adopt_plan(plan);
+  // Layer costs differ by more than their SAEs' shapes say (NOTE in dist/partition.h): probe the first
+  // prompt to do and re-balance the groups when that makes the slowest rank clearly faster.
+  const auto first_to_do = std::find(done.begin(), done.end(), 0);
+  if (comm.size() > 1 && layers.size() > 1 && first_to_do != done.end()) {
+    const auto measured = probe_layer_costs(comm, plan, *exchange, model.get(),
+                                            header.prompts[first_to_do - done.begin()].ids, layers, saes, o.k,
+                                            o.chunk_rows);
+    if (root) {
+      std::cerr << "saetraj: measured encoding cost, ms per 1000 rows:";
+      for (size_t i = 0; i < layers.size(); ++i) std::cerr << " layer " << layers[i] << " " << std::lround(1e6 * measured[i]);
+      std::cerr << "\n";
+    }
+    dist::WorkPlan balanced = dist::plan_work_measured(comm.size(), measured);
+    if (balanced.slowest_rank_cost(measured) < 0.95 * plan.slowest_rank_cost(measured)) {
+      if (root) std::cerr << "saetraj: layer groups re-balanced by the measured cost of each layer\n";
+      adopt_plan(std::move(balanced));
+    }
+  }
+  const dist::LayerGroup& group = plan.group_for(comm.rank());
+  const int member = plan.index_in_group(comm.rank());
+  int64_t max_group_layers = 0;
+  for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
   int64_t sae_bytes = 0;
   for (const auto& s : saes) sae_bytes += s.bytes();
   if (root) {
@@ -353,7 +390,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     const int64_t n = static_cast<int64_t>(prompt.ids.size());
     model::ForwardCapture capture;
     if (root) capture = model->forward(prompt.ids, layers);
-    auto activations = exchange.distribute(root ? &capture : nullptr, n);
+    auto activations = exchange->distribute(root ? &capture : nullptr, n);
     clock.lap(RankClock::kModel);
     const auto chunks = dist::query_chunks(n, o.chunk_rows);
     const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
@@ -368,7 +405,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         const int li = group.layer_indices[slot];
         const int layer = layers[li];
         const LayerActivations& act = activations.at(li);
-        const model::PostAttentionNorm& norm = exchange.post_attention(li);
+        const model::PostAttentionNorm& norm = exchange->post_attention(li);
         sweep::EvolutionRequest req;
         req.resid_pre = &act.resid_pre;
         req.parts = &act.parts;
