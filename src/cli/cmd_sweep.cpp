@@ -49,7 +49,10 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
     ("dtype", po::value(&o.dtype)->default_value(o.dtype), "compute dtype (float32)")
     ("sae-dtype", po::value(&o.sae_dtype)->default_value(o.sae_dtype),
      "storage of each SAE's W_enc: float32, or bfloat16 (half the memory; products still accumulate in float32, "
-     "top-k lists change slightly, see the README)");
+     "top-k lists change slightly, see the README)")
+    ("device", po::value(&o.device)->default_value(o.device),
+     "how rank 0 sends activations to the other ranks: cpu (MPI from host memory) or cuda (NCCL between "
+     "GPUs; needs a build with -DSAETRAJ_CUDA=ON and a CUDA LibTorch)");
   po::variables_map vm;
   if (!parse_command("sweep", "--model DIR --sae PATTERN --prompt TEXT [options]", options, {}, args, vm,
                      ctx.comm.rank() == 0)) {

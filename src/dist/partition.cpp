@@ -8,6 +8,10 @@
 
 namespace saetraj::dist {
 
+namespace {
+void assign_ranks(WorkPlan& plan, int n_ranks);
+}  // namespace
+
 int WorkPlan::index_in_group(int rank) const {
   const auto& ranks = group_for(rank).ranks;
   return static_cast<int>(std::find(ranks.begin(), ranks.end(), rank) - ranks.begin());
@@ -38,8 +42,48 @@ WorkPlan plan_work(int n_ranks, const std::vector<double>& layer_costs) {
              (g == n_groups - 1 || running + 0.5 * layer_costs[layer] <= target));
   }
 
-  // Ranks to groups in proportion to their cost: each group gets one, the rest go one by one to the group
-  // with the highest cost per rank.
+  assign_ranks(plan, n_ranks);
+  return plan;
+}
+
+WorkPlan plan_work_measured(int n_ranks, const std::vector<double>& layer_costs) {
+  SAETRAJ_CHECK(n_ranks >= 1, InputError, "need at least one rank");
+  SAETRAJ_CHECK(!layer_costs.empty(), InputError, "need at least one layer");
+  const int n_layers = static_cast<int>(layer_costs.size());
+  const int n_groups = std::min(n_ranks, n_layers);
+  // Costliest layer first, each to the group with the least cost so far (ties: the first such group).
+  std::vector<int> order(n_layers);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return layer_costs[a] > layer_costs[b]; });
+  WorkPlan plan;
+  plan.groups.resize(n_groups);
+  for (int layer : order) {
+    auto& g = *std::min_element(plan.groups.begin(), plan.groups.end(),
+                                [](const LayerGroup& a, const LayerGroup& b) { return a.cost < b.cost; });
+    g.layer_indices.push_back(layer);
+    g.cost += layer_costs[layer];
+  }
+  for (auto& g : plan.groups) std::sort(g.layer_indices.begin(), g.layer_indices.end());
+  assign_ranks(plan, n_ranks);
+  return plan;
+}
+
+double WorkPlan::slowest_rank_cost(const std::vector<double>& layer_costs) const {
+  double worst = 0.0;
+  for (const auto& g : groups) {
+    double cost = 0.0;
+    for (int l : g.layer_indices) cost += layer_costs.at(l);
+    worst = std::max(worst, cost / static_cast<double>(g.ranks.size()));
+  }
+  return worst;
+}
+
+namespace {
+
+// Ranks to groups in proportion to their cost: each group gets one, the rest go one by one to the group
+// with the highest cost per rank.
+void assign_ranks(WorkPlan& plan, int n_ranks) {
+  const int n_groups = static_cast<int>(plan.groups.size());
   std::vector<int> count(n_groups, 1);
   for (int extra = n_ranks - n_groups; extra > 0; --extra) {
     int best = 0;
@@ -57,8 +101,9 @@ WorkPlan plan_work(int n_ranks, const std::vector<double>& layer_costs) {
       ++rank;
     }
   }
-  return plan;
 }
+
+}  // namespace
 
 std::vector<std::pair<int64_t, int64_t>> query_chunks(int64_t n_tokens, int64_t chunk_rows) {
   SAETRAJ_CHECK(chunk_rows >= 1, InputError, "chunk_rows must be positive");

@@ -17,6 +17,20 @@ torch::Tensor recv_tensor(const dist::Communicator& comm, std::vector<int64_t> s
   return t;
 }
 
+// A tensor as the transport sends it: float32, contiguous, in the transport's memory. On the host path
+// this is what send_tensor makes of it, so the bytes on the wire are the same.
+torch::Tensor to_wire(const torch::Tensor& t, const torch::Device& device) {
+  return t.to(device, torch::kFloat32).contiguous();
+}
+
+dist::SendBuffer send_buffer(const torch::Tensor& t) {
+  return {t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float)};
+}
+
+dist::RecvBuffer recv_buffer(torch::Tensor& t) {
+  return {t.data_ptr<float>(), static_cast<size_t>(t.numel()) * sizeof(float)};
+}
+
 bool owns(const dist::WorkPlan& plan, int rank, int layer_index) {
   const auto& li = plan.group_for(rank).layer_indices;
   return std::find(li.begin(), li.end(), layer_index) != li.end();
@@ -24,10 +38,14 @@ bool owns(const dist::WorkPlan& plan, int rank, int layer_index) {
 
 }  // namespace
 
-ActivationExchange::ActivationExchange(const dist::Communicator& comm, const dist::WorkPlan& plan,
-                                       const std::vector<int>& layers, int64_t d_model, int64_t n_heads,
-                                       const model::Model* model)
-    : comm_(comm), plan_(plan), layers_(layers), d_model_(d_model), n_heads_(n_heads), model_(model) {
+ActivationExchange::ActivationExchange(const dist::Communicator& comm, const dist::Transport& transport,
+                                       const dist::WorkPlan& plan, const std::vector<int>& layers, int64_t d_model,
+                                       int64_t n_heads, const model::Model* model)
+    : comm_(comm),
+      transport_(transport),
+      device_(transport.cuda_device() < 0 ? torch::Device(torch::kCPU)
+                                          : torch::Device(torch::kCUDA, transport.cuda_device())),
+      plan_(plan), layers_(layers), d_model_(d_model), n_heads_(n_heads), model_(model) {
   c10::InferenceMode guard;
   const bool root = comm.rank() == 0;
   SAETRAJ_CHECK(!root || model, Error, "rank 0 must hold the model");
@@ -78,18 +96,23 @@ std::map<int, LayerActivations> ActivationExchange::distribute(const model::Forw
     if (root) {
       const auto& cap = capture->layers.at(layers_[i]);
       const auto head_out = model_->head_outputs(layers_[i], cap.values);
+      std::vector<torch::Tensor> wire;
       for (int r = 1; r < comm_.size(); ++r) {
         if (!owns(plan_, r, li)) continue;
-        send_tensor(comm_, cap.resid_pre, r, li);
-        send_tensor(comm_, cap.pattern, r, li);
-        send_tensor(comm_, head_out, r, li);
+        if (wire.empty()) wire = {to_wire(cap.resid_pre, device_), to_wire(cap.pattern, device_), to_wire(head_out, device_)};
+        transport_.send({send_buffer(wire[0]), send_buffer(wire[1]), send_buffer(wire[2])}, r, li);
       }
       if (owns(plan_, 0, li)) mine[li] = {cap.resid_pre, {cap.pattern, head_out, biases_.at(li)}};
     } else if (owns(plan_, comm_.rank(), li)) {
+      const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(device_);
+      auto resid = torch::empty({n, d_model_}, options), pattern = torch::empty({n_heads_, n, n}, options),
+           head_out = torch::empty({n_heads_, n, d_model_}, options);
+      transport_.recv({recv_buffer(resid), recv_buffer(pattern), recv_buffer(head_out)}, 0, li);
       LayerActivations a;
-      a.resid_pre = recv_tensor(comm_, {n, d_model_}, li);
-      a.parts.pattern = recv_tensor(comm_, {n_heads_, n, n}, li);
-      a.parts.head_out = recv_tensor(comm_, {n_heads_, n, d_model_}, li);
+      // The encoding runs on the CPU (NOTE above): what came over NCCL returns to host memory.
+      a.resid_pre = resid.to(torch::kCPU);
+      a.parts.pattern = pattern.to(torch::kCPU);
+      a.parts.head_out = head_out.to(torch::kCPU);
       a.parts.bias = biases_.at(li);
       mine[li] = std::move(a);
     }

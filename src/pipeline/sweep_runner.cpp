@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -22,6 +23,7 @@
 #include "saetraj/pipeline/activation_exchange.h"
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/graph_builder.h"
+#include "saetraj/pipeline/layer_probe.h"
 #include "saetraj/pipeline/progress.h"
 #include "saetraj/pipeline/sae_sources.h"
 #include "saetraj/pipeline/prompts.h"
@@ -48,6 +50,34 @@ void install_stop_handlers() {
 
 bool stop_requested() { return g_stop.load(); }
 
+namespace {
+
+// Where a rank's time goes, printed for every rank at the end: a rank that spends long in "waits" is
+// waiting for the others at the per-prompt collectives (load imbalance, rank 0's model work).
+class RankClock {
+ public:
+  enum Phase { kStartup, kModel, kEncode, kWait, kPhases };
+  // Adds the time since the previous lap to `phase`.
+  void lap(Phase phase) {
+    const auto now = std::chrono::steady_clock::now();
+    seconds_[phase] += std::chrono::duration<double>(now - last_).count();
+    last_ = now;
+  }
+  const double* seconds() const { return seconds_; }
+  static std::string describe(const double* s) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "start-up %.2f s, model and exchange %.2f s, encoding %.2f s, writes and waits %.2f s",
+                  s[kStartup], s[kModel], s[kEncode], s[kWait]);
+    return buf;
+  }
+
+ private:
+  double seconds_[kPhases] = {};
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
 std::string SweepOptions::to_json() const {
   nlohmann::json j;
   j["model"] = model;
@@ -72,6 +102,7 @@ std::string SweepOptions::to_json() const {
   j["graphs"] = graphs;
   j["dtype"] = dtype;
   j["sae_dtype"] = sae_dtype;
+  j["device"] = device;
   return j.dump();
 }
 
@@ -141,6 +172,7 @@ std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& spe
 
 
 SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
+  RankClock clock;
   const bool root = comm.rank() == 0;
   SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
   SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
@@ -154,6 +186,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
                 "--center must be auto, on or off");
   SAETRAJ_CHECK(!(o.resume && o.overwrite), InputError, "--resume and --overwrite exclude each other");
   SAETRAJ_CHECK(!o.model.empty(), InputError, "--model is required (a Hugging Face checkpoint folder)");
+  const std::unique_ptr<dist::Transport> transport = make_exchange_transport(o.device, comm);
 
   // ---- what every rank knows before any heavy loading --------------------------------------------------
   const auto config = model::ModelConfig::from_folder(o.model);
@@ -262,21 +295,58 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   // ---- the plan: which layers this rank owns, which query chunks it computes ----------------------------
   std::vector<double> costs;
   for (const auto& c : sae_cfgs) costs.push_back(static_cast<double>(c.d_in) * static_cast<double>(c.d_sae));
-  const dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
-  const dist::LayerGroup& group = plan.group_for(comm.rank());
-  const int member = plan.index_in_group(comm.rank());
-  int64_t max_group_layers = 0;
-  for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
+  dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
 
   // ---- loading: the model on rank 0 only (NOTE in activation_exchange.h), each rank its own SAEs ---------
   std::unique_ptr<model::Model> model;
   run_on_root(comm, [&] { model = model::load_model(o.model); });
-  const ActivationExchange exchange(comm, plan, layers, config.d_model, config.n_heads, model.get());
+  std::unique_ptr<ActivationExchange> exchange;
   std::vector<sae::Sae> saes;
-  for (int i : group.layer_indices) {
-    saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
-    if (o.sae_dtype == "bfloat16") saes.back().w_enc = saes.back().w_enc.to(torch::kBFloat16);
+  // (Re)builds the exchange and this rank's SAEs for `next`, keeping SAEs it already holds. Collective.
+  auto adopt_plan = [&](dist::WorkPlan next) {
+    std::map<int, sae::Sae> held;
+    if (exchange) {
+      const auto& old = plan.group_for(comm.rank()).layer_indices;
+      for (size_t slot = 0; slot < old.size(); ++slot) held.emplace(old[slot], std::move(saes[slot]));
+    }
+    exchange.reset();
+    saes.clear();
+    plan = std::move(next);
+    exchange = std::make_unique<ActivationExchange>(comm, *transport, plan, layers, config.d_model, config.n_heads,
+                                                    model.get());
+    for (int i : plan.group_for(comm.rank()).layer_indices) {
+      auto it = held.find(i);
+      if (it != held.end()) {
+        saes.push_back(std::move(it->second));
+        continue;
+      }
+      saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
+      if (o.sae_dtype == "bfloat16") saes.back().w_enc = saes.back().w_enc.to(torch::kBFloat16);
+    }
+  };
+  adopt_plan(plan);
+  // Layer costs differ by more than their SAEs' shapes say (NOTE in dist/partition.h): probe the first
+  // prompt to do and re-balance the groups when that makes the slowest rank clearly faster.
+  const auto first_to_do = std::find(done.begin(), done.end(), 0);
+  if (comm.size() > 1 && layers.size() > 1 && first_to_do != done.end()) {
+    const auto measured = probe_layer_costs(comm, plan, *exchange, model.get(),
+                                            header.prompts[first_to_do - done.begin()].ids, layers, saes, o.k,
+                                            o.chunk_rows);
+    if (root) {
+      std::cerr << "saetraj: measured encoding cost, ms per 1000 rows:";
+      for (size_t i = 0; i < layers.size(); ++i) std::cerr << " layer " << layers[i] << " " << std::lround(1e6 * measured[i]);
+      std::cerr << "\n";
+    }
+    dist::WorkPlan balanced = dist::plan_work_measured(comm.size(), measured);
+    if (balanced.slowest_rank_cost(measured) < 0.95 * plan.slowest_rank_cost(measured)) {
+      if (root) std::cerr << "saetraj: layer groups re-balanced by the measured cost of each layer\n";
+      adopt_plan(std::move(balanced));
+    }
   }
+  const dist::LayerGroup& group = plan.group_for(comm.rank());
+  const int member = plan.index_in_group(comm.rank());
+  int64_t max_group_layers = 0;
+  for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
   int64_t sae_bytes = 0;
   for (const auto& s : saes) sae_bytes += s.bytes();
   if (root) {
@@ -319,6 +389,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     }
   }
   int64_t computed = 0;
+  clock.lap(RankClock::kStartup);
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
     if (computed == stop_after) std::raise(SIGTERM);
@@ -327,6 +398,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
       result.interrupted = true;
       break;
     }
+    clock.lap(RankClock::kWait);
     const auto& prompt = header.prompts[p];
     const int64_t n = static_cast<int64_t>(prompt.ids.size());
     model::ForwardCapture capture;
@@ -334,8 +406,9 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     if (root) capture = model->forward(prompt.ids, layers);
     progress.times().forward += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
-    auto activations = exchange.distribute(root ? &capture : nullptr, n);
+    auto activations = exchange->distribute(root ? &capture : nullptr, n);
     progress.times().exchange += seconds_since(t0);
+    clock.lap(RankClock::kModel);
     const auto chunks = dist::query_chunks(n, o.chunk_rows);
     const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
     int64_t my_rows = 0;
@@ -349,7 +422,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         const int li = group.layer_indices[slot];
         const int layer = layers[li];
         const LayerActivations& act = activations.at(li);
-        const model::PostAttentionNorm& norm = exchange.post_attention(li);
+        const model::PostAttentionNorm& norm = exchange->post_attention(li);
         // One call for this rank's whole run of chunks: the direct method encodes it chunk by chunk with the
         // same boundaries (query_chunks), the factored one projects the sources once for all of it.
         sweep::EvolutionRequest req;
@@ -371,9 +444,11 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         slabs.push_back({li, row_offsets[p] + sweep::rows_of_prompt(q_begin), rows, indices.data(), values.data()});
         my_rows += rows;
       }
+      clock.lap(RankClock::kEncode);
       t0 = std::chrono::steady_clock::now();
       file.write_evolution(std::move(slabs));
       progress.times().write += seconds_since(t0);
+      clock.lap(RankClock::kWait);
       if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
     }
 
@@ -388,6 +463,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         readout_probs.insert(readout_probs.end(), r.probs.begin(), r.probs.end());
       }
     }
+    clock.lap(RankClock::kModel);
     t0 = std::chrono::steady_clock::now();
     file.write_readout(p, root ? readout_ids.data() : nullptr, root ? readout_probs.data() : nullptr);
     file.mark_done(p);
@@ -397,9 +473,11 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     ++computed;
   }
   file.close();
+  clock.lap(RankClock::kWait);
   progress.finish();
   {
-    // Peak memory of every rank against the SAE encoder bytes it holds, printed by rank 0.
+    // Peak memory of every rank against the SAE encoder bytes it holds, and where its time went, printed
+    // by rank 0.
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     std::vector<int64_t> mine = {static_cast<int64_t>(usage.ru_maxrss) * 1024, sae_bytes}, all(2 * comm.size());
@@ -407,10 +485,16 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     result.peak_memory = mine[0];
     result.sae_bytes = sae_bytes;
     result.times = progress.times();
+    std::vector<double> times(RankClock::kPhases * comm.size());
+    comm.allgather(clock.seconds(), sizeof(double) * RankClock::kPhases, times.data());
     if (root) {
       for (int r = 0; r < comm.size(); ++r) {
         std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[2 * r]))
                   << " (SAE encoders " << human_bytes(static_cast<double>(all[2 * r + 1])) << ")\n";
+      }
+      for (int r = 0; r < comm.size(); ++r) {
+        std::cerr << "saetraj: rank " << r << " time: " << RankClock::describe(&times[RankClock::kPhases * r])
+                  << "\n";
       }
     }
   }

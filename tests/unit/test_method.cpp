@@ -3,6 +3,7 @@
 // absolute/relative.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <numeric>
 #include <set>
 
@@ -247,6 +248,52 @@ TEST(Partition, BalancedLayerGroups) {
   EXPECT_EQ(plan.groups[1].layer_indices.size(), 13u);
   plan = dist::plan_work(4, costs);
   for (const auto& g : plan.groups) EXPECT_LE(std::abs(g.cost - 6.5), 1.0);
+}
+
+TEST(Partition, MeasuredCostsBalanceWithNonContiguousGroups) {
+  // The scaling benchmark's shape: two cheap layers, two dear ones. Contiguous groups give one rank both
+  // dear layers (10 against 6); costliest-first gives each rank one of each (8 and 8).
+  const std::vector<double> costs = {3, 3, 5, 5};
+  const auto contiguous = dist::plan_work(2, {1, 1, 1, 1});
+  EXPECT_DOUBLE_EQ(contiguous.slowest_rank_cost(costs), 10.0);
+  const auto measured = dist::plan_work_measured(2, costs);
+  ASSERT_EQ(measured.groups.size(), 2u);
+  EXPECT_EQ(measured.groups[0].layer_indices, (std::vector<int>{0, 2}));
+  EXPECT_EQ(measured.groups[1].layer_indices, (std::vector<int>{1, 3}));
+  EXPECT_EQ(measured.group_of_rank, (std::vector<int>{0, 1}));
+  EXPECT_DOUBLE_EQ(measured.slowest_rank_cost(costs), 8.0);
+  // One layer dearer than all others together keeps a group of its own.
+  const auto lopsided = dist::plan_work_measured(3, {1, 1, 1, 10});
+  EXPECT_EQ(lopsided.groups[0].layer_indices, (std::vector<int>{3}));
+  EXPECT_EQ(lopsided.groups[1].layer_indices, (std::vector<int>{0, 2}));
+  EXPECT_EQ(lopsided.groups[2].layer_indices, (std::vector<int>{1}));
+  EXPECT_DOUBLE_EQ(lopsided.slowest_rank_cost({1, 1, 1, 10}), 10.0);
+  // More ranks than layers: the spare ranks go to the dear layer's group (4 / 4 ranks = 1 per rank).
+  const auto spare = dist::plan_work_measured(5, {1, 4});
+  EXPECT_EQ(spare.groups[0].layer_indices, (std::vector<int>{1}));
+  EXPECT_EQ(spare.groups[0].ranks, (std::vector<int>{0, 1, 2, 3}));
+  EXPECT_EQ(spare.groups[1].ranks, (std::vector<int>{4}));
+  EXPECT_DOUBLE_EQ(spare.slowest_rank_cost({1, 4}), 1.0);
+  // Every layer exactly once and every rank used, for many shapes.
+  for (int ranks = 1; ranks <= 7; ++ranks) {
+    for (int layers = 1; layers <= 13; layers += 2) {
+      std::vector<double> c(layers);
+      for (int i = 0; i < layers; ++i) c[i] = 1.0 + (i * 7) % 5;
+      const auto plan = dist::plan_work_measured(ranks, c);
+      ASSERT_EQ(static_cast<int>(plan.groups.size()), std::min(ranks, layers));
+      std::multiset<int> seen_layers;
+      std::set<int> seen_ranks;
+      for (const auto& g : plan.groups) {
+        ASSERT_FALSE(g.layer_indices.empty());
+        EXPECT_TRUE(std::is_sorted(g.layer_indices.begin(), g.layer_indices.end()));
+        seen_layers.insert(g.layer_indices.begin(), g.layer_indices.end());
+        for (int r : g.ranks) EXPECT_TRUE(seen_ranks.insert(r).second);
+      }
+      EXPECT_EQ(seen_layers.size(), static_cast<size_t>(layers));
+      EXPECT_EQ(std::set<int>(seen_layers.begin(), seen_layers.end()).size(), static_cast<size_t>(layers));
+      EXPECT_EQ(static_cast<int>(seen_ranks.size()), ranks);
+    }
+  }
 }
 
 TEST(Partition, ChunksCoverEveryRowOnceAndAreRankIndependent) {

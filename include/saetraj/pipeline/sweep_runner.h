@@ -38,6 +38,7 @@ struct SweepOptions {
   std::string graphs_dir;             // JSON/GraphML output (default: OUT without .h5 + "_graphs")
   std::string dtype = "float32";
   std::string sae_dtype = "float32";  // storage of W_enc: float32 | bfloat16 (half the memory)
+  std::string device = "cpu";         // the activation exchange: cpu (MPI) | cuda (NCCL; NOTE in activation_exchange.h)
   std::string command_line;           // for the file's attributes
 
   std::string to_json() const;
