@@ -1,10 +1,15 @@
 #include "saetraj/output/sweep_file.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 #include "saetraj/sweep/rows.h"
 
 namespace saetraj::output {
@@ -23,6 +28,19 @@ std::vector<int64_t> SweepHeader::row_offsets() const {
     total += sweep::rows_of_prompt(static_cast<int64_t>(p.ids.size()));
   }
   return offsets;
+}
+
+std::string storage_failure(const std::string& path, int err) {
+  std::string cause = err != 0 ? std::strerror(err) : "the HDF5 library reported a failed write";
+  const auto folder = std::filesystem::absolute(path).parent_path();
+  struct statvfs fs {};
+  if (::statvfs(folder.c_str(), &fs) == 0) {
+    const double free_bytes = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+    const double total_bytes = static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize);
+    cause += str("; the file system holding ", folder.string(), " has ", human_bytes(free_bytes), " free of ",
+                 human_bytes(total_bytes));
+  }
+  return cause;
 }
 
 std::string utc_now_iso8601() {
@@ -76,16 +94,18 @@ H5Handle open_serial(const std::string& path, unsigned flags) {
 
 }  // namespace
 
-void create_sweep_file(const std::string& path, const SweepHeader& h, bool overwrite) {
-  if (std::filesystem::exists(path)) {
-    SAETRAJ_CHECK(overwrite, InputError, "output file ", path,
-                  " already exists; pass --resume to continue it or --overwrite to replace it");
-    std::filesystem::remove(path);
-  }
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-  H5Handle file = h5_file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
-                          "creating " + path + " (is the directory writable?)");
+namespace {
+
+// A failed data write, as a full disk (or a quota, or a failing device) makes it: says why, how much room
+// is left, and that the prompts already marked done are kept for --resume.
+[[noreturn]] void throw_write_failure(const std::string& what, const std::string& path, int err) {
+  throw IoError(str(what, " failed: ", storage_failure(path, err),
+                    ". Every prompt marked done in the file is complete and kept: free space (or move the file to "
+                    "a larger file system and point --out at it), then run the same command with --resume"));
+}
+
+// Everything create_sweep_file writes into the freshly created `file`.
+void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader& h) {
   const int64_t n_layers = static_cast<int64_t>(h.layers.size());
   const int64_t n_prompts = static_cast<int64_t>(h.prompts.size());
   const int64_t total_rows = h.total_rows();
@@ -176,6 +196,42 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
   h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + path);
 }
 
+}  // namespace
+
+void create_sweep_file(const std::string& path, const SweepHeader& h, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    SAETRAJ_CHECK(overwrite, InputError, "output file ", path,
+                  " already exists; pass --resume to continue it or --overwrite to replace it");
+    fs::remove(path, ec);
+    SAETRAJ_CHECK(!ec, IoError, "cannot replace ", path, ": ", ec.message(), "; remove it or choose another --out");
+  }
+  const auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) {
+    fs::create_directories(parent, ec);
+    SAETRAJ_CHECK(!ec, IoError, "cannot create the folder ", parent.string(), " for the output file: ", ec.message(),
+                  "; choose an --out whose folder can be created and written");
+  }
+  errno = 0;
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  SAETRAJ_CHECK(id >= 0, IoError, "cannot create the output file ", path, ": ", storage_failure(path, errno),
+                "; choose an --out in a writable folder with free space");
+  H5Handle file(id, H5Fclose);
+  try {
+    write_new_sweep_file(file, path, h);
+  } catch (Error& e) {
+    // Nothing is computed yet: a half-written file would only stand in the way of the next attempt.
+    const int err = errno;
+    file.reset();
+    fs::remove(path, ec);
+    e.add_context(str("cannot write the new sweep file ", path, " (", storage_failure(path, err),
+                      "); the partial file was removed: free space or choose an --out on another file system, "
+                      "then run the same command again"));
+    throw;
+  }
+}
+
 void check_resumable(const std::string& path, const SweepHeader& h) {
   const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
   auto differs = [&](const std::string& what, const std::string& in_file, const std::string& now) {
@@ -238,7 +294,8 @@ namespace {
 // order, so slabs are sorted and packed in that order.
 template <typename T>
 void write_blocks(hid_t dataset, hid_t dxpl, const std::vector<EvolutionSlab>& slabs, int64_t k,
-                  const T* (*data_of)(const EvolutionSlab&), const std::string& what) {
+                  const T* (*data_of)(const EvolutionSlab&), const std::string& what, const std::string& path,
+                  int injected_errno) {
   const auto fspace = h5_space(H5Dget_space(dataset), what);
   h5_check_status(H5Sselect_none(fspace), what);
   int64_t total = 0;
@@ -261,7 +318,9 @@ void write_blocks(hid_t dataset, hid_t dxpl, const std::vector<EvolutionSlab>& s
   const hsize_t mem_dims = static_cast<hsize_t>(std::max<int64_t>(total, 1));
   const auto mspace = h5_space(H5Screate_simple(1, &mem_dims, nullptr), what);
   if (total == 0) h5_check_status(H5Sselect_none(mspace), what);
-  h5_check_status(H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, buffer), what);
+  errno = 0;
+  const herr_t status = injected_errno != 0 ? -1 : H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, buffer);
+  if (status < 0) throw_write_failure(what, path, injected_errno != 0 ? injected_errno : errno);
 }
 
 }  // namespace
@@ -271,9 +330,13 @@ void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
     return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
   });
   write_blocks<int32_t>(indices_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
-                        "writing evolution/indices of " + path_);
+                        "writing evolution/indices of " + path_, path_, injected_errno_);
   write_blocks<float>(values_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
-                      "writing evolution/values of " + path_);
+                      "writing evolution/values of " + path_, path_, injected_errno_);
+}
+
+void ParallelSweepFile::check_write(herr_t status, const std::string& what) const {
+  if (status < 0) throw_write_failure(what, path_, errno);
 }
 
 void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const float* probs) {
@@ -290,7 +353,8 @@ void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const 
       h5_check_status(H5Sselect_none(fspace), what);
       h5_check_status(H5Sselect_none(mspace), what);
     }
-    h5_check_status(H5Dwrite(ds, type, mspace, fspace, dxpl_, data), what);
+    errno = 0;
+    check_write(injected_errno_ != 0 ? -1 : H5Dwrite(ds, type, mspace, fspace, dxpl_, data), what);
   };
   write(readout_ids_, H5T_NATIVE_INT32, ids, "writing readout/token_ids of " + path_);
   write(readout_probs_, H5T_NATIVE_FLOAT, probs, "writing readout/probs of " + path_);
@@ -298,7 +362,8 @@ void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const 
 
 void ParallelSweepFile::mark_done(int64_t prompt) {
   // Evolution and readout must reach the file before the flag that vouches for them.
-  h5_check_status(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  errno = 0;
+  check_write(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
   const std::string what = "writing prompts/done of " + path_;
   const auto fspace = h5_space(H5Dget_space(done_), what);
   const hsize_t one = 1;
@@ -311,12 +376,15 @@ void ParallelSweepFile::mark_done(int64_t prompt) {
     h5_check_status(H5Sselect_none(fspace), what);
     h5_check_status(H5Sselect_none(mspace), what);
   }
-  h5_check_status(H5Dwrite(done_, H5T_NATIVE_UINT8, mspace, fspace, dxpl_, &flag), what);
-  h5_check_status(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  errno = 0;
+  check_write(H5Dwrite(done_, H5T_NATIVE_UINT8, mspace, fspace, dxpl_, &flag), what);
+  check_write(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
 }
 
-void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
-                         bool complete) {
+namespace {
+
+void write_final_parts(const std::string& path, const std::function<std::string(int32_t)>& token_text,
+                       bool complete) {
   H5Handle f = open_serial(path, H5F_ACC_RDWR);
   const auto ids = read_vector<int32_t>(f, "readout/token_ids");
   std::vector<std::string> text;
@@ -329,6 +397,21 @@ void finalize_sweep_file(const std::string& path, const std::function<std::strin
   write_strings(f, "readout/token_text", text, dims);
   write_attr(f, "complete", int64_t{complete ? 1 : 0});
   h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
+}
+
+}  // namespace
+
+void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
+                         bool complete) {
+  try {
+    errno = 0;
+    write_final_parts(path, token_text, complete);
+  } catch (IoError& e) {
+    e.add_context(str("cannot finish the sweep file ", path, " (", storage_failure(path, errno),
+                      "); the computed prompts are kept and marked done: free space, then run the same command with "
+                      "--resume to finish the file"));
+    throw;
+  }
 }
 
 }  // namespace saetraj::output
