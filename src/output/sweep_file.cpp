@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <exception>
+#include <new>
 #include <filesystem>
 
 #include "saetraj/core/error.h"
@@ -276,7 +278,20 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
   dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
 }
 
-ParallelSweepFile::~ParallelSweepFile() { close(); }
+// [NOTE] Closing a parallel HDF5 file is collective. An error that unwinds through one rank only (a failed
+// write, a NaN in one layer) leaves the other ranks inside a collective write; closing would wait for them
+// forever. So a rank that unwinds with others beside it lets the handles go: main() prints the error and
+// MPI_Abort ends every rank, and the done flags flushed so far keep the file readable and resumable.
+ParallelSweepFile::~ParallelSweepFile() {
+  if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
+    // A fresh empty handle built over each one ends it without running its closing destructor.
+    for (H5Handle* h : {&dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &file_}) {
+      new (h) H5Handle();
+    }
+    return;
+  }
+  close();
+}
 
 void ParallelSweepFile::close() {
   dxpl_.reset();
