@@ -106,6 +106,22 @@ namespace {
                     "a larger file system and point --out at it), then run the same command with --resume"));
 }
 
+// [NOTE] Free space is checked before writing. HDF5 (1.10) does not survive a full disk in the middle of
+// a metadata write: the file can be left unwritable and the library can crash at exit. So the two steps
+// that grow the file (creating it with the evolution tables reserved, and the readout strings at the end)
+// first compare what they need, with a margin, against the space left, and refuse cleanly.
+void check_free_space(const std::string& path, double needed_bytes, const std::string& step,
+                      const std::string& then) {
+  const auto folder = std::filesystem::absolute(path).parent_path();
+  struct statvfs fs {};
+  if (::statvfs(folder.c_str(), &fs) != 0) return;  // nothing to compare with: let the writes tell
+  const double free_bytes = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+  const double needed = needed_bytes + (1 << 20);
+  SAETRAJ_CHECK(free_bytes >= needed, IoError, step, " needs about ", human_bytes(needed), ", but the file system "
+                "holding ", folder.string(), " has ", human_bytes(free_bytes), " free: the disk is (nearly) full. ",
+                then);
+}
+
 // Everything create_sweep_file writes into the freshly created `file`.
 void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader& h) {
   const int64_t n_layers = static_cast<int64_t>(h.layers.size());
@@ -215,6 +231,17 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
     SAETRAJ_CHECK(!ec, IoError, "cannot create the folder ", parent.string(), " for the output file: ", ec.message(),
                   "; choose an --out whose folder can be created and written");
   }
+  double tokens = 0, text_bytes = 0;
+  for (const auto& p : h.prompts) {
+    tokens += static_cast<double>(p.ids.size());
+    text_bytes += static_cast<double>(p.text.size() + p.id.size());
+  }
+  const double layers = static_cast<double>(h.layers.size());
+  check_free_space(path,
+                   layers * static_cast<double>(h.total_rows()) * static_cast<double>(h.k) * 8 +
+                       static_cast<double>(h.prompts.size()) * layers * kReadoutTop * 8 + tokens * 72 + text_bytes * 2,
+                   "the sweep file " + path + " (its evolution tables are reserved at creation)",
+                   "Free space or choose an --out on another file system, then run the same command again.");
   errno = 0;
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   SAETRAJ_CHECK(id >= 0, IoError, "cannot create the output file ", path, ": ", storage_failure(path, errno),
@@ -410,6 +437,8 @@ void write_final_parts(const std::string& path, const std::function<std::string(
   std::vector<hsize_t> dims(H5Sget_simple_extent_ndims(space));
   H5Sget_simple_extent_dims(space, dims.data(), nullptr);
   write_strings(f, "readout/token_text", text, dims);
+  // complete = 1 vouches for everything else, so it goes in only once the rest has reached the disk.
+  h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
   write_attr(f, "complete", int64_t{complete ? 1 : 0});
   h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
 }
@@ -418,6 +447,16 @@ void write_final_parts(const std::string& path, const std::function<std::string(
 
 void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
                          bool complete) {
+  {
+    const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
+    const auto ids = h5_dataset(H5Dopen2(f, "readout/token_ids", H5P_DEFAULT), "readout/token_ids");
+    const auto space = h5_space(H5Dget_space(ids), "readout/token_ids");
+    // Each readout string costs its heap entry and reference (about 64 bytes for a short token).
+    check_free_space(path, static_cast<double>(H5Sget_simple_extent_npoints(space)) * 64,
+                     "finishing the sweep file " + path + " (its readout token strings)",
+                     "The computed prompts are kept and marked done: free space, then run the same command with "
+                     "--resume to finish the file.");
+  }
   try {
     errno = 0;
     write_final_parts(path, token_text, complete);

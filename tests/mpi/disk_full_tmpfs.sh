@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # A real full disk, on a small tmpfs (needs root and permission to mount; exits 77, "skipped", otherwise).
 # 1. The file system is too small for the new sweep file: every rank stops with a message saying the disk
-#    is full, the partial file is removed, and the same command succeeds once there is room.
+#    is full, before anything is written, and the same command succeeds once there is room.
 # 2. The file system fills up while the sweep runs (a filler file takes every free byte after the file was
 #    created and its space reserved): the prompts are computed into the reserved space, finishing the file
-#    fails, the file stays readable with every prompt done and complete = 0, and --resume after freeing
+#    is refused, the file stays readable with every prompt done and complete = 0, and --resume after freeing
 #    space finishes it with the uninterrupted result.
 # Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
@@ -40,8 +40,8 @@ set +e
 timeout 300 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" > "$WORK/1.log" 2>&1
 status=$?
 set -e
-expect_failure "$WORK/1.log" "$status" "cannot write the new sweep file $out" "free of 64.00 KiB" \
-  "the partial file was removed: free space"
+expect_failure "$WORK/1.log" "$status" "the sweep file $out (its evolution tables are reserved at creation) needs about" \
+  "free: the disk is (nearly) full. Free space or choose an --out on another file system"
 [ ! -e "$out" ] || { echo "the partial file was left behind"; exit 1; }
 mount -o remount,size=64m "$WORK/small"
 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out"
@@ -55,8 +55,8 @@ dd if=/dev/zero of="$WORK/small/filler" bs=4k status=none 2> /dev/null
 timeout 300 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" --resume > "$WORK/2.log" 2>&1
 status=$?
 set -e
-expect_failure "$WORK/2.log" "$status" "cannot finish the sweep file $out" "has 0 B free" \
-  "free space, then run the same command with --resume"
+expect_failure "$WORK/2.log" "$status" "finishing the sweep file $out (its readout token strings) needs about" \
+  "has 0 B free: the disk is (nearly) full" "free space, then run the same command with --resume"
 /usr/bin/python3 - "$out" <<'PY'
 import sys, h5py
 f = h5py.File(sys.argv[1], "r")
