@@ -114,7 +114,9 @@ void check_free_space(const std::string& path, double needed_bytes, const std::s
                       const std::string& then) {
   const auto folder = std::filesystem::absolute(path).parent_path();
   struct statvfs fs {};
-  if (::statvfs(folder.c_str(), &fs) != 0) return;  // nothing to compare with: let the writes tell
+  // Nothing to compare with (no statvfs, or a pseudo file system such as /proc with no blocks at all):
+  // let the writes tell.
+  if (::statvfs(folder.c_str(), &fs) != 0 || fs.f_blocks == 0) return;
   const double free_bytes = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
   const double needed = needed_bytes + (1 << 20);
   SAETRAJ_CHECK(free_bytes >= needed, IoError, step, " needs about ", human_bytes(needed), ", but the file system "
