@@ -154,7 +154,8 @@ struct FeatureApiClient::Impl {
       fail<FormatError>(str(where, ": expected explanations[0] to be an object, found ", first.type_name()));
     }
     try {
-      return checked_description(first, where + " explanations[0]", limits);
+      // A server that echoes the key into the text must not get it into the sweep file or the cache.
+      return redact(checked_description(first, where + " explanations[0]", limits));
     } catch (const FormatError& e) {
       fail<FormatError>(e.message());
     }
@@ -257,7 +258,8 @@ std::optional<std::string> FeatureApiClient::fetch(const NeuronpediaSource& sour
       } else if (attempt.status >= 300 && attempt.status < 400) {
         hint = " (redirects are not followed: set the base URL to the final host)";
       }
-      s.fail<IoError>(str("HTTP ", attempt.status, " from ", url, hint, ": ", clip(attempt.body, 200)));
+      // Redacted before clipping, so that no key cut in two at the clip survives in part.
+      s.fail<IoError>(str("HTTP ", attempt.status, " from ", url, hint, ": ", clip(s.redact(attempt.body), 200)));
     }
     if (attempt_number >= s.options.max_attempts) {
       s.fail<IoError>(

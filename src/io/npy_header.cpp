@@ -13,6 +13,9 @@ namespace {
 
 constexpr char kMagic[] = "\x93NUMPY";
 constexpr size_t kMagicBytes = 6;
+// numpy itself refuses headers above 10,000 bytes by default; a larger length is a corrupt or hostile file
+// and must not become an allocation of up to 4 GiB before the member's real size is known.
+constexpr uint64_t kMaxDictBytes = 1 << 20;
 
 struct NpyType {
   torch::ScalarType dtype;
@@ -120,6 +123,8 @@ NpyPreamble parse_npy_preamble(const uint8_t* first, size_t available, const std
     throw FormatError(
         str(where, " has .npy format version ", major, ".", minor, "; expected 1.0, 2.0 or 3.0"));
   }
+  SAETRAJ_CHECK(p.dict_bytes <= kMaxDictBytes, FormatError, where, " announces a .npy header of ", p.dict_bytes,
+                " bytes, above the limit of ", kMaxDictBytes, "; the member is corrupt");
   return p;
 }
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/json_number.h"
 
 namespace saetraj::model {
 
@@ -25,6 +26,9 @@ template <typename T>
 T required(const json& j, const char* key, const std::string& origin) {
   SAETRAJ_CHECK(j.contains(key), FormatError, origin, ": missing field \"", key, "\"");
   try {
+    if (!json_fits<T>(j.at(key))) {
+      throw FormatError(str(origin, ": field \"", key, "\" must be an integer in range, got ", j.at(key).dump()));
+    }
     return j.at(key).get<T>();
   } catch (const json::exception&) {
     throw FormatError(str(origin, ": field \"", key, "\" has the wrong type (", j.at(key).type_name(), ")"));
@@ -35,6 +39,9 @@ template <typename T>
 T optional_field(const json& j, const char* key, T fallback, const std::string& origin) {
   if (!j.contains(key) || j.at(key).is_null()) return fallback;
   try {
+    if (!json_fits<T>(j.at(key))) {
+      throw FormatError(str(origin, ": field \"", key, "\" must be an integer in range, got ", j.at(key).dump()));
+    }
     return j.at(key).get<T>();
   } catch (const json::exception&) {
     throw FormatError(str(origin, ": field \"", key, "\" has the wrong type (", j.at(key).type_name(), ")"));
@@ -44,13 +51,19 @@ T optional_field(const json& j, const char* key, T fallback, const std::string& 
 std::optional<int32_t> optional_token(const json& j, const char* key) {
   if (!j.contains(key)) return std::nullopt;
   const json& v = j.at(key);
-  if (v.is_number_integer()) return v.get<int32_t>();
-  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int32_t>();
+  if (json_fits<int32_t>(v)) return v.get<int32_t>();
+  if (v.is_array() && !v.empty() && json_fits<int32_t>(v[0])) return v[0].get<int32_t>();
   return std::nullopt;
 }
 
+// Far above any real checkpoint, low enough that products of two sizes fit in 64 bits and that nothing
+// sized by the config (per-layer tables, rotary tables over the context) can exhaust memory.
+constexpr int64_t kMaxSize = int64_t{1} << 24;
+
 void check_positive(int64_t value, const char* key, const std::string& origin) {
   SAETRAJ_CHECK(value > 0, FormatError, origin, ": field \"", key, "\" must be positive, got ", value);
+  SAETRAJ_CHECK(value <= kMaxSize, FormatError, origin, ": field \"", key, "\" is ", value,
+                ", above the limit of ", kMaxSize, "; the config is corrupt");
 }
 
 }  // namespace
@@ -90,7 +103,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     c.n_kv_heads = c.n_heads;
     c.vocab_size = required<int64_t>(j, "vocab_size", origin);
     c.n_ctx = optional_field<int64_t>(j, "n_positions", optional_field<int64_t>(j, "n_ctx", 1024, origin), origin);
-    c.d_mlp = optional_field<int64_t>(j, "n_inner", 4 * c.d_model, origin);
+    c.d_mlp = optional_field<int64_t>(j, "n_inner", 0, origin);  // null or absent: 4 x d_model, set below
     c.norm_eps = optional_field<double>(j, "layer_norm_epsilon", 1e-5, origin);
     c.activation = optional_field<std::string>(j, "activation_function", "gelu_new", origin);
     c.tie_word_embeddings = optional_field<bool>(j, "tie_word_embeddings", true, origin);
@@ -138,6 +151,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   c.eos_token_id = optional_token(j, "eos_token_id");
 
   check_positive(c.d_model, "hidden size", origin);
+  if (c.arch == Arch::GPT2 && c.d_mlp == 0) c.d_mlp = 4 * c.d_model;
   check_positive(c.n_layers, "number of layers", origin);
   check_positive(c.n_heads, "number of heads", origin);
   check_positive(c.n_kv_heads, "number of key/value heads", origin);
@@ -149,6 +163,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
                   " is not divisible by the number of heads ", c.n_heads);
     c.head_dim = c.d_model / c.n_heads;
   }
+  check_positive(c.head_dim, "head_dim", origin);
   SAETRAJ_CHECK(c.n_heads % c.n_kv_heads == 0, FormatError, origin, ": number of heads ", c.n_heads,
                 " is not a multiple of the number of key/value heads ", c.n_kv_heads);
   return c;

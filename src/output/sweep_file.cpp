@@ -1,10 +1,17 @@
 #include "saetraj/output/sweep_file.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <ctime>
+#include <exception>
+#include <new>
 #include <filesystem>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 #include "saetraj/sweep/rows.h"
 
 namespace saetraj::output {
@@ -23,6 +30,19 @@ std::vector<int64_t> SweepHeader::row_offsets() const {
     total += sweep::rows_of_prompt(static_cast<int64_t>(p.ids.size()));
   }
   return offsets;
+}
+
+std::string storage_failure(const std::string& path, int err) {
+  std::string cause = err != 0 ? std::strerror(err) : "the HDF5 library reported a failed write";
+  const auto folder = std::filesystem::absolute(path).parent_path();
+  struct statvfs fs {};
+  if (::statvfs(folder.c_str(), &fs) == 0) {
+    const double free_bytes = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+    const double total_bytes = static_cast<double>(fs.f_blocks) * static_cast<double>(fs.f_frsize);
+    cause += str("; the file system holding ", folder.string(), " has ", human_bytes(free_bytes), " free of ",
+                 human_bytes(total_bytes));
+  }
+  return cause;
 }
 
 std::string utc_now_iso8601() {
@@ -76,16 +96,36 @@ H5Handle open_serial(const std::string& path, unsigned flags) {
 
 }  // namespace
 
-void create_sweep_file(const std::string& path, const SweepHeader& h, bool overwrite) {
-  if (std::filesystem::exists(path)) {
-    SAETRAJ_CHECK(overwrite, InputError, "output file ", path,
-                  " already exists; pass --resume to continue it or --overwrite to replace it");
-    std::filesystem::remove(path);
-  }
-  const auto parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) std::filesystem::create_directories(parent);
-  H5Handle file = h5_file(H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT),
-                          "creating " + path + " (is the directory writable?)");
+namespace {
+
+// A failed data write, as a full disk (or a quota, or a failing device) makes it: says why, how much room
+// is left, and that the prompts already marked done are kept for --resume.
+[[noreturn]] void throw_write_failure(const std::string& what, const std::string& path, int err) {
+  throw IoError(str(what, " failed: ", storage_failure(path, err),
+                    ". Every prompt marked done in the file is complete and kept: free space (or move the file to "
+                    "a larger file system and point --out at it), then run the same command with --resume"));
+}
+
+// [NOTE] Free space is checked before writing. HDF5 (1.10) does not survive a full disk in the middle of
+// a metadata write: the file can be left unwritable and the library can crash at exit. So the two steps
+// that grow the file (creating it with the evolution tables reserved, and the readout strings at the end)
+// first compare what they need, with a margin, against the space left, and refuse cleanly.
+void check_free_space(const std::string& path, double needed_bytes, const std::string& step,
+                      const std::string& then) {
+  const auto folder = std::filesystem::absolute(path).parent_path();
+  struct statvfs fs {};
+  // Nothing to compare with (no statvfs, or a pseudo file system such as /proc with no blocks at all):
+  // let the writes tell.
+  if (::statvfs(folder.c_str(), &fs) != 0 || fs.f_blocks == 0) return;
+  const double free_bytes = static_cast<double>(fs.f_bavail) * static_cast<double>(fs.f_frsize);
+  const double needed = needed_bytes + (1 << 20);
+  SAETRAJ_CHECK(free_bytes >= needed, IoError, step, " needs about ", human_bytes(needed), ", but the file system "
+                "holding ", folder.string(), " has ", human_bytes(free_bytes), " free: the disk is (nearly) full. ",
+                then);
+}
+
+// Everything create_sweep_file writes into the freshly created `file`.
+void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader& h) {
   const int64_t n_layers = static_cast<int64_t>(h.layers.size());
   const int64_t n_prompts = static_cast<int64_t>(h.prompts.size());
   const int64_t total_rows = h.total_rows();
@@ -176,6 +216,53 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
   h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + path);
 }
 
+}  // namespace
+
+void create_sweep_file(const std::string& path, const SweepHeader& h, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path, ec)) {
+    SAETRAJ_CHECK(overwrite, InputError, "output file ", path,
+                  " already exists; pass --resume to continue it or --overwrite to replace it");
+    fs::remove(path, ec);
+    SAETRAJ_CHECK(!ec, IoError, "cannot replace ", path, ": ", ec.message(), "; remove it or choose another --out");
+  }
+  const auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) {
+    fs::create_directories(parent, ec);
+    SAETRAJ_CHECK(!ec, IoError, "cannot create the folder ", parent.string(), " for the output file: ", ec.message(),
+                  "; choose an --out whose folder can be created and written");
+  }
+  double tokens = 0, text_bytes = 0;
+  for (const auto& p : h.prompts) {
+    tokens += static_cast<double>(p.ids.size());
+    text_bytes += static_cast<double>(p.text.size() + p.id.size());
+  }
+  const double layers = static_cast<double>(h.layers.size());
+  check_free_space(path,
+                   layers * static_cast<double>(h.total_rows()) * static_cast<double>(h.k) * 8 +
+                       static_cast<double>(h.prompts.size()) * layers * kReadoutTop * 8 + tokens * 72 + text_bytes * 2,
+                   "the sweep file " + path + " (its evolution tables are reserved at creation)",
+                   "Free space or choose an --out on another file system, then run the same command again.");
+  errno = 0;
+  const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
+  SAETRAJ_CHECK(id >= 0, IoError, "cannot create the output file ", path, ": ", storage_failure(path, errno),
+                "; choose an --out in a writable folder with free space");
+  H5Handle file(id, H5Fclose);
+  try {
+    write_new_sweep_file(file, path, h);
+  } catch (Error& e) {
+    // Nothing is computed yet: a half-written file would only stand in the way of the next attempt.
+    const int err = errno;
+    file.reset();
+    fs::remove(path, ec);
+    e.add_context(str("cannot write the new sweep file ", path, " (", storage_failure(path, err),
+                      "); the partial file was removed: free space or choose an --out on another file system, "
+                      "then run the same command again"));
+    throw;
+  }
+}
+
 void check_resumable(const std::string& path, const SweepHeader& h) {
   const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
   auto differs = [&](const std::string& what, const std::string& in_file, const std::string& now) {
@@ -220,7 +307,20 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
   dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
 }
 
-ParallelSweepFile::~ParallelSweepFile() { close(); }
+// [NOTE] Closing a parallel HDF5 file is collective. An error that unwinds through one rank only (a failed
+// write, a NaN in one layer) leaves the other ranks inside a collective write; closing would wait for them
+// forever. So a rank that unwinds with others beside it lets the handles go: main() prints the error and
+// MPI_Abort ends every rank, and the done flags flushed so far keep the file readable and resumable.
+ParallelSweepFile::~ParallelSweepFile() {
+  if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
+    // A fresh empty handle built over each one ends it without running its closing destructor.
+    for (H5Handle* h : {&dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &file_}) {
+      new (h) H5Handle();
+    }
+    return;
+  }
+  close();
+}
 
 void ParallelSweepFile::close() {
   dxpl_.reset();
@@ -238,7 +338,8 @@ namespace {
 // order, so slabs are sorted and packed in that order.
 template <typename T>
 void write_blocks(hid_t dataset, hid_t dxpl, const std::vector<EvolutionSlab>& slabs, int64_t k,
-                  const T* (*data_of)(const EvolutionSlab&), const std::string& what) {
+                  const T* (*data_of)(const EvolutionSlab&), const std::string& what, const std::string& path,
+                  int injected_errno) {
   const auto fspace = h5_space(H5Dget_space(dataset), what);
   h5_check_status(H5Sselect_none(fspace), what);
   int64_t total = 0;
@@ -261,7 +362,9 @@ void write_blocks(hid_t dataset, hid_t dxpl, const std::vector<EvolutionSlab>& s
   const hsize_t mem_dims = static_cast<hsize_t>(std::max<int64_t>(total, 1));
   const auto mspace = h5_space(H5Screate_simple(1, &mem_dims, nullptr), what);
   if (total == 0) h5_check_status(H5Sselect_none(mspace), what);
-  h5_check_status(H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, buffer), what);
+  errno = 0;
+  const herr_t status = injected_errno != 0 ? -1 : H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, buffer);
+  if (status < 0) throw_write_failure(what, path, injected_errno != 0 ? injected_errno : errno);
 }
 
 }  // namespace
@@ -271,9 +374,13 @@ void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
     return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
   });
   write_blocks<int32_t>(indices_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
-                        "writing evolution/indices of " + path_);
+                        "writing evolution/indices of " + path_, path_, injected_errno_);
   write_blocks<float>(values_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
-                      "writing evolution/values of " + path_);
+                      "writing evolution/values of " + path_, path_, injected_errno_);
+}
+
+void ParallelSweepFile::check_write(herr_t status, const std::string& what) const {
+  if (status < 0) throw_write_failure(what, path_, errno);
 }
 
 void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const float* probs) {
@@ -290,7 +397,8 @@ void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const 
       h5_check_status(H5Sselect_none(fspace), what);
       h5_check_status(H5Sselect_none(mspace), what);
     }
-    h5_check_status(H5Dwrite(ds, type, mspace, fspace, dxpl_, data), what);
+    errno = 0;
+    check_write(injected_errno_ != 0 ? -1 : H5Dwrite(ds, type, mspace, fspace, dxpl_, data), what);
   };
   write(readout_ids_, H5T_NATIVE_INT32, ids, "writing readout/token_ids of " + path_);
   write(readout_probs_, H5T_NATIVE_FLOAT, probs, "writing readout/probs of " + path_);
@@ -298,7 +406,8 @@ void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const 
 
 void ParallelSweepFile::mark_done(int64_t prompt) {
   // Evolution and readout must reach the file before the flag that vouches for them.
-  h5_check_status(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  errno = 0;
+  check_write(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
   const std::string what = "writing prompts/done of " + path_;
   const auto fspace = h5_space(H5Dget_space(done_), what);
   const hsize_t one = 1;
@@ -311,12 +420,15 @@ void ParallelSweepFile::mark_done(int64_t prompt) {
     h5_check_status(H5Sselect_none(fspace), what);
     h5_check_status(H5Sselect_none(mspace), what);
   }
-  h5_check_status(H5Dwrite(done_, H5T_NATIVE_UINT8, mspace, fspace, dxpl_, &flag), what);
-  h5_check_status(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  errno = 0;
+  check_write(H5Dwrite(done_, H5T_NATIVE_UINT8, mspace, fspace, dxpl_, &flag), what);
+  check_write(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
 }
 
-void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
-                         bool complete) {
+namespace {
+
+void write_final_parts(const std::string& path, const std::function<std::string(int32_t)>& token_text,
+                       bool complete) {
   H5Handle f = open_serial(path, H5F_ACC_RDWR);
   const auto ids = read_vector<int32_t>(f, "readout/token_ids");
   std::vector<std::string> text;
@@ -327,8 +439,35 @@ void finalize_sweep_file(const std::string& path, const std::function<std::strin
   std::vector<hsize_t> dims(H5Sget_simple_extent_ndims(space));
   H5Sget_simple_extent_dims(space, dims.data(), nullptr);
   write_strings(f, "readout/token_text", text, dims);
+  // complete = 1 vouches for everything else, so it goes in only once the rest has reached the disk.
+  h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
   write_attr(f, "complete", int64_t{complete ? 1 : 0});
   h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
+}
+
+}  // namespace
+
+void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
+                         bool complete) {
+  {
+    const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
+    const auto ids = h5_dataset(H5Dopen2(f, "readout/token_ids", H5P_DEFAULT), "readout/token_ids");
+    const auto space = h5_space(H5Dget_space(ids), "readout/token_ids");
+    // Each readout string costs its heap entry and reference (about 64 bytes for a short token).
+    check_free_space(path, static_cast<double>(H5Sget_simple_extent_npoints(space)) * 64,
+                     "finishing the sweep file " + path + " (its readout token strings)",
+                     "The computed prompts are kept and marked done: free space, then run the same command with "
+                     "--resume to finish the file.");
+  }
+  try {
+    errno = 0;
+    write_final_parts(path, token_text, complete);
+  } catch (IoError& e) {
+    e.add_context(str("cannot finish the sweep file ", path, " (", storage_failure(path, errno),
+                      "); the computed prompts are kept and marked done: free space, then run the same command with "
+                      "--resume to finish the file"));
+    throw;
+  }
 }
 
 }  // namespace saetraj::output

@@ -1,6 +1,7 @@
 #include "saetraj/pipeline/sweep_runner.h"
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -376,24 +377,28 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   result.skipped = static_cast<int64_t>(header.skipped.size());
   result.rows = header.total_rows();
 
-  // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts, or have
-  // one rank die by SIGKILL (a killed process or lost node) after this many prompts ("RANK:PROMPTS").
+  // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts, have one
+  // rank die by SIGKILL (a killed process or lost node) after this many prompts, or have one rank's writes
+  // fail as on a full disk after this many prompts (both "RANK:PROMPTS").
   const char* stop_after_env = std::getenv("SAETRAJ_TEST_STOP_AFTER_PROMPTS");
   const int64_t stop_after = stop_after_env ? std::atoll(stop_after_env) : -1;
-  int64_t kill_after = -1;
-  if (const char* kill_env = std::getenv("SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS")) {
-    const std::string spec = kill_env;
+  auto rank_spec = [&](const char* name) -> int64_t {
+    const char* env = std::getenv(name);
+    if (!env) return -1;
+    const std::string spec = env;
     const auto colon = spec.find(':');
-    if (colon != std::string::npos && std::atoi(spec.substr(0, colon).c_str()) == comm.rank()) {
-      kill_after = std::atoll(spec.substr(colon + 1).c_str());
-    }
-  }
+    if (colon == std::string::npos || std::atoi(spec.substr(0, colon).c_str()) != comm.rank()) return -1;
+    return std::atoll(spec.substr(colon + 1).c_str());
+  };
+  const int64_t kill_after = rank_spec("SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS");
+  const int64_t fail_write_after = rank_spec("SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS");
   int64_t computed = 0;
   clock.lap(RankClock::kStartup);
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
     if (computed == stop_after) std::raise(SIGTERM);
     if (computed == kill_after) std::raise(SIGKILL);
+    if (computed == fail_write_after) file.inject_write_failure(ENOSPC);
     if (comm.any(stop_requested())) {
       result.interrupted = true;
       break;

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/json_number.h"
 #include "saetraj/io/safetensors.h"
 
 namespace saetraj::sae {
@@ -29,6 +30,9 @@ std::optional<T> get(const json& cfg, const char* key, const std::string& path) 
   const json* v = find_key(cfg, key);
   if (!v) return std::nullopt;
   try {
+    if (!json_fits<T>(*v)) {
+      throw FormatError(str(path, ": field \"", key, "\" must be an integer in range, got ", v->dump()));
+    }
     return v->get<T>();
   } catch (const json::exception&) {
     throw FormatError(str(path, ": field \"", key, "\" has the wrong type (", v->type_name(), ")"));
@@ -100,7 +104,11 @@ SaeConfig read_sae_lens_config(const std::string& folder, const SaeLoadOptions& 
     std::optional<int64_t> k = get<int64_t>(cfg, "k", path);
     if (!k) {
       const json* kwargs = find_key(cfg, "activation_fn_kwargs");
-      if (kwargs && kwargs->is_object() && kwargs->contains("k")) k = (*kwargs)["k"].get<int64_t>();
+      if (kwargs && kwargs->is_object() && kwargs->contains("k")) {
+        SAETRAJ_CHECK(json_fits<int64_t>((*kwargs)["k"]), FormatError, path,
+                      ": activation_fn_kwargs.k must be an integer, got ", (*kwargs)["k"].dump());
+        k = (*kwargs)["k"].get<int64_t>();
+      }
     }
     SAETRAJ_CHECK(k && *k > 0, FormatError, path, ": a topk SAE needs a positive \"k\" (or activation_fn_kwargs.k)");
     c.topk_k = *k;
@@ -120,7 +128,10 @@ SaeConfig read_sae_lens_config(const std::string& folder, const SaeLoadOptions& 
   } else {
     const json* kwargs = find_key(cfg, "model_from_pretrained_kwargs");
     if (kwargs && kwargs->is_object() && kwargs->contains("center_writing_weights")) {
-      c.center_residual = (*kwargs)["center_writing_weights"].get<bool>();
+      const json& centre = (*kwargs)["center_writing_weights"];
+      SAETRAJ_CHECK(centre.is_boolean(), FormatError, path,
+                    ": model_from_pretrained_kwargs.center_writing_weights must be true or false, got ", centre.dump());
+      c.center_residual = centre.get<bool>();
     } else {
       c.center_residual = c.model_name.rfind("gpt2", 0) == 0;
     }

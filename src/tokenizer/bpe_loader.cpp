@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/json_number.h"
 #include "saetraj/tokenizer/byte_level_bpe.h"
 
 namespace saetraj::tokenizer {
@@ -35,7 +36,7 @@ json parse_json(const std::string& path) {
 
 // Values read with a clear message instead of nlohmann's type_error.
 int32_t as_id(const json& value, const std::string& where) {
-  SAETRAJ_CHECK(value.is_number_integer(), FormatError, where, ": expected an integer id, found ",
+  SAETRAJ_CHECK(json_fits<int32_t>(value), FormatError, where, ": expected an integer id, found ",
                 value.dump());
   return value.get<int32_t>();
 }

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -241,6 +242,11 @@ TEST(ExplanationCacheTest, RefusesCorruptEntries) {
   write_file(path, R"({"index": 1, "description": 5})");
   EXPECT_THAT(error_of([&] { cache.load(kSource, 1); }),
               HasSubstr(path + ": expected \"description\" to be a string, found number"));
+  // A huge entry is refused by its size, before it is read.
+  write_file(path, R"({"index": 1, "description": ")" + std::string(size_t{2} << 20, 'x') + "\"}");
+  EXPECT_THAT(error_of([&] { cache.load(kSource, 1); }),
+              ::testing::AllOf(HasSubstr(path + ": 2.00 MiB is more than a cache entry can hold (limit 1.00 MiB)"),
+                               HasSubstr("delete the file")));
 }
 
 // ---- a scripted HTTP server ---------------------------------------------------------------------------
@@ -641,6 +647,59 @@ TEST_F(Store, NamesTheFeatureWhenFetchingFails) {
               HasSubstr("while fetching the explanation of feature 11 of gemma-2-2b/12-gemmascope-res-65k"));
   EXPECT_THAT(message, HasSubstr("no API key sent: $SAETRAJ_TEST_NEURONPEDIA_KEY is not set"));
   EXPECT_FALSE(fs::exists(ExplanationCache(cache.path()).path(kSource, 11)));
+}
+
+
+// The explain command as a user runs it, with the key in $NEURONPEDIA_API_KEY and a server that echoes
+// the key in an explanation and in an error body (across the 200-byte cut of the quoted body): the key
+// never reaches stdout, stderr, the cache or the
+// sweep file, on the failing run or on the successful one.
+TEST_F(FeatureApi, ExplainCommandNeverPrintsOrWritesTheKey) {
+  TempDir dir("saetraj-key");
+  auto run = [&](const std::string& args, const std::string& log) {
+    const int status = std::system((std::string(SAETRAJ_BINARY) + " " + args + " > " + dir.file(log + ".out") +
+                                    " 2> " + dir.file(log + ".err"))
+                                       .c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  };
+  ASSERT_EQ(run("synth --out " + dir.file("fx") +
+                    " --layers 2 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96",
+                "synth"),
+            0);
+  ASSERT_EQ(run("sweep --model " + dir.file("fx/model") + " --sae '" + dir.file("fx/saes/layer_{layer}") +
+                    "' --prompt 'Anna gave the book to Ben' --k 4 --top-t 3 --out " + dir.file("s.h5"),
+                "sweep"),
+            0);
+  ::setenv("NEURONPEDIA_API_KEY", kSecret, 1);
+  const std::string echoed = std::string(R"({"explanations":[{"description":"key )") + kSecret + "\"}]}";
+  const std::string explain = "explain " + dir.file("s.h5") + " --fetch --cache-dir " + dir.file("cache") +
+                              " --min-interval 0 --timeout 2 --api-base-url ";
+  {
+    ScriptedHttpServer server({reply(200, "OK", echoed),
+                               reply(401, "Unauthorized", std::string(185, '.') + "bad key " + kSecret)});
+    EXPECT_EQ(run(explain + server.base_url(), "failing"), 4);
+    EXPECT_THAT(read_file(dir.file("failing.err")), HasSubstr("HTTP 401 from " + server.base_url()));
+    EXPECT_THAT(read_file(dir.file("failing.err")), HasSubstr("check the API key in $NEURONPEDIA_API_KEY"));
+  }
+  {
+    std::vector<Step> script = {reply(200, "OK", echoed)};
+    for (int i = 0; i < 400; ++i) script.push_back(reply(404, "Not Found", R"({"error":"none"})"));
+    ScriptedHttpServer server(script);
+    EXPECT_EQ(run(explain + server.base_url(), "working"), 0) << read_file(dir.file("working.err"));
+    EXPECT_GE(server.requests().size(), 2u);
+  }
+  ::unsetenv("NEURONPEDIA_API_KEY");
+  int files = 0, redacted = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir.path())) {
+    if (!entry.is_regular_file() || entry.path().string().rfind(dir.file("fx"), 0) == 0) continue;
+    const std::string bytes = read_file(entry.path().string());
+    ++files;
+    redacted += bytes.find("key <api key>") != std::string::npos;
+    EXPECT_THAT(bytes, Not(HasSubstr(kSecret))) << entry.path();
+    EXPECT_THAT(bytes, Not(HasSubstr(std::string(kSecret).substr(0, 7)))) << entry.path();
+  }
+  EXPECT_GE(files, 6);     // the logs, the cache entries, the sweep file
+  EXPECT_GE(redacted, 2);  // the echoed explanation, in the cache and in the sweep file
 }
 
 }  // namespace

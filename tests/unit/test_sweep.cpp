@@ -3,7 +3,9 @@
 // requests.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
+#include <limits>
 
 #include "saetraj/core/error.h"
 #include "saetraj/io/safetensors.h"
@@ -232,9 +234,73 @@ TEST(Sweep, BadRequestsAreClearErrors) {
   o = base_options(dir.file("e3.h5"));
   o.prompts = {std::string(200, 'x') + " long"};
   expect_error(o, "too long");
-  o = base_options(dir.file("/nonexistent-dir/x/e.h5"));
-  o.out = "/proc/forbidden/e.h5";
-  EXPECT_THROW(pipeline::run_sweep(o, *comm), std::exception);
+}
+
+// Permission bits do not stop root, so unwritable places are ones no user can write: below a regular
+// file, inside /proc.
+TEST(Sweep, UnwritableOutputIsAClearIoError) {
+  saetraj::testing::TempDir dir;
+  saetraj::testing::write_file(dir.file("plain"), "not a folder");
+  const auto comm = dist::make_serial_communicator();
+  auto expect_io_error = [&](const std::string& out, const std::vector<std::string>& texts) {
+    auto o = base_options(out);
+    o.graphs = false;
+    try {
+      pipeline::run_sweep(o, *comm);
+      ADD_FAILURE() << "no error for --out " << out;
+    } catch (const IoError& e) {
+      for (const auto& text : texts) EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+    EXPECT_FALSE(fs::exists(out));
+  };
+  expect_io_error(dir.file("plain/s.h5"), {"cannot create the folder " + dir.file("plain"), "Not a directory",
+                                            "choose an --out whose folder can be created and written"});
+  expect_io_error("/proc/saetraj-forbidden/s.h5", {"cannot create the folder /proc/saetraj-forbidden",
+                                                   "choose an --out whose folder can be created and written"});
+  expect_io_error("/proc/self/s.h5", {"cannot create the output file /proc/self/s.h5",
+                                      "choose an --out in a writable folder with free space"});
+}
+
+// SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS makes the writes after N prompts fail as on a full disk
+// (tests/mpi/disk_full.sh does the same under mpirun with two ranks, and on a real full tmpfs).
+TEST(Sweep, FailedWriteKeepsFinishedPromptsAndResumes) {
+  saetraj::testing::TempDir dir;
+  const auto comm = dist::make_serial_communicator();
+  auto opts = base_options(dir.file("full.h5"));
+  opts.prompts.push_back("Anna gave the book to Ben");
+  opts.graphs = false;
+  auto ref = opts;
+  ref.out = dir.file("ref.h5");
+  pipeline::run_sweep(ref, *comm);
+
+  ::setenv("SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS", "0:1", 1);
+  try {
+    pipeline::run_sweep(opts, *comm);
+    ADD_FAILURE() << "the injected write failure was not reported";
+  } catch (const IoError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("writing evolution/indices of " + opts.out + " failed: No space left on device"),
+              std::string::npos) << m;
+    EXPECT_NE(m.find("free of"), std::string::npos) << m;
+    EXPECT_NE(m.find("run the same command with --resume"), std::string::npos) << m;
+  }
+  ::unsetenv("SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS");
+  {
+    using namespace output;
+    const H5Handle f = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+    EXPECT_EQ(read_attr_int(f, "complete"), 0);
+    EXPECT_EQ(read_all<uint8_t>(f, "prompts/done"), (std::vector<uint8_t>{1, 0, 0}));
+  }
+  opts.resume = true;
+  EXPECT_TRUE(pipeline::run_sweep(opts, *comm).complete);
+  using namespace output;
+  const H5Handle a = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  const H5Handle b = h5_file(H5Fopen(ref.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(read_all<uint8_t>(a, "prompts/done"), (std::vector<uint8_t>{1, 1, 1}));
+  EXPECT_EQ(read_all<int32_t>(a, "evolution/indices"), read_all<int32_t>(b, "evolution/indices"));
+  EXPECT_EQ(read_all<float>(a, "evolution/values"), read_all<float>(b, "evolution/values"));
+  EXPECT_EQ(read_all<int32_t>(a, "readout/token_ids"), read_all<int32_t>(b, "readout/token_ids"));
+  EXPECT_EQ(read_all<float>(a, "readout/probs"), read_all<float>(b, "readout/probs"));
 }
 
 TEST(Sweep, CorpusWithSkippedPromptsAndTruncation) {
@@ -271,4 +337,59 @@ TEST(Graphs, RebuildWithSeveralT) {
   const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
   EXPECT_TRUE(output::link_exists(f, "graphs_T8"));
   EXPECT_EQ(output::read_attr_int(output::h5_group(H5Gopen2(f, "graphs", H5P_DEFAULT), "g"), "top_t"), 8);
+}
+
+namespace {
+
+// Copies `folder` to `to` with one tensor of `file` (the first whose name contains `name_part`) given a
+// NaN at its first element.
+std::string poisoned_copy(const std::string& folder, const std::string& to, const std::string& file,
+                          const std::string& name_part) {
+  fs::copy(folder, to, fs::copy_options::recursive);
+  const auto in = io::SafetensorsFile::open(folder + "/" + file);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors;
+  std::string poisoned;
+  for (const auto& [name, info] : in->tensors()) {
+    torch::Tensor t = in->load(name);
+    if (poisoned.empty() && name.find(name_part) != std::string::npos) {
+      t.view(-1)[0] = std::numeric_limits<float>::quiet_NaN();
+      poisoned = name;
+    }
+    tensors.emplace_back(name, t);
+  }
+  EXPECT_FALSE(poisoned.empty()) << "no tensor named like " << name_part << " in " << folder;
+  fs::remove(to + "/" + file);
+  io::write_safetensors(to + "/" + file, tensors);
+  return poisoned;
+}
+
+}  // namespace
+
+// A NaN in the weights of an SAE or of the model's layer 1 turns into non-finite pre-activations that
+// the sweep reports with the layer, the prompt and the query positions, and a non-zero exit (NumericError).
+TEST(Sweep, NonFiniteWeightsAreReportedWithLayerAndPosition) {
+  saetraj::testing::TempDir dir;
+  const auto comm = dist::make_serial_communicator();
+  auto expect_numeric_error = [&](const pipeline::SweepOptions& o) {
+    try {
+      pipeline::run_sweep(o, *comm);
+      ADD_FAILURE() << "no error for NaN weights";
+    } catch (const NumericError& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find("layer 1, prompt 0, queries 1.."), std::string::npos) << m;
+      EXPECT_NE(m.find("SAE pre-activations contain NaN or Inf"), std::string::npos) << m;
+      EXPECT_NE(m.find("check the model and SAE weights"), std::string::npos) << m;
+    }
+  };
+  auto o = base_options(dir.file("nan-sae.h5"));
+  o.graphs = false;
+  poisoned_copy(fixture().sae_dirs[1], dir.file("sae1"), "sae_weights.safetensors", "W_enc");
+  o.saes = {"1=" + dir.file("sae1"), fixture().sae_pattern};
+  expect_numeric_error(o);
+
+  o = base_options(dir.file("nan-model.h5"));
+  o.graphs = false;
+  poisoned_copy(fixture().model_dir, dir.file("model"), "model.safetensors", "h.1.attn.c_attn.weight");
+  o.model = dir.file("model");
+  expect_numeric_error(o);
 }

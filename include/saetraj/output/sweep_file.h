@@ -92,18 +92,30 @@ class ParallelSweepFile {
   // Collective: sets done[prompt] = 1 after flushing what was written before.
   void mark_done(int64_t prompt);
   void close();
+  // Fault injection for the disk-full tests: from now on every evolution and readout write of this rank
+  // fails with `err` (ENOSPC) instead of writing, as a full file system makes it fail.
+  void inject_write_failure(int err) { injected_errno_ = err; }
 
  private:
+  // Throws IoError (the cause, the free space left, how to resume) when a write or flush failed.
+  void check_write(herr_t status, const std::string& what) const;
+
   std::string path_;
   const dist::Communicator& comm_;
   int64_t k_ = 0, n_layers_ = 0;
   H5Handle file_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_;
+  int injected_errno_ = 0;
 };
 
 // Serial, rank 0, after the parallel phase: fills /readout/token_text from /readout/token_ids with
 // `token_text`, and sets the root attribute complete.
 void finalize_sweep_file(const std::string& path, const std::function<std::string(int32_t)>& token_text,
                          bool complete);
+
+// Why writing `path` failed: strerror(err) (a generic cause when err is 0) and the free space left on
+// the file system that holds it, e.g. "No space left on device; the file system holding /x has 0 B free
+// of 1.0 MiB".
+std::string storage_failure(const std::string& path, int err);
 
 // Current UTC time as ISO 8601.
 std::string utc_now_iso8601();

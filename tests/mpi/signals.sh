@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# SIGINT (Ctrl-C) and SIGTERM (scancel, a job's time limit) sent to mpirun in the middle of a two-rank
+# sweep: every rank stops after the prompt it is on, the exit status is non-zero, the message says how
+# to continue, the file stays readable with complete = 0 and the finished prompts marked done, and
+# --resume then gives the uninterrupted result. Arguments: saetraj binary, a work folder, the source tree.
+set -euo pipefail
+BIN=$1 WORK=$2 SRC=$3
+rm -rf "$WORK" && mkdir -p "$WORK"
+"$BIN" synth --out "$WORK/fx" --layers 2 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
+# Enough prompts that the sweep is still running when the signal comes (the first progress line is
+# printed after two seconds).
+for i in $(seq 1 400); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
+common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
+        --k 8 --top-t 4 --no-graphs)
+mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5" > /dev/null 2>&1
+
+for sig in INT TERM; do
+  echo "== SIG$sig to mpirun -n 2 mid-sweep, then resumed"
+  out="$WORK/$sig.h5"
+  mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" > "$WORK/$sig.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 600); do
+    grep -q "prompts [0-9]*/400" "$WORK/$sig.log" && break
+    sleep 0.1
+  done
+  kill "-$sig" "$pid"
+  set +e
+  wait "$pid"
+  status=$?
+  set -e
+  cat "$WORK/$sig.log"
+  [ "$status" -ne 0 ] || { echo "a sweep stopped by SIG$sig must exit non-zero"; exit 1; }
+  grep -q "Continue with the same command plus --resume" "$WORK/$sig.log" ||
+    { echo "the message does not say how to continue"; exit 1; }
+  /usr/bin/python3 - "$out" <<'PY'
+import sys, h5py
+f = h5py.File(sys.argv[1], "r")
+done = f["prompts/done"][()]
+assert f.attrs["complete"] == 0, f.attrs["complete"]
+n = int(done.sum())
+assert 0 < n < len(done) and list(done) == [1] * n + [0] * (len(done) - n), list(done)
+print(f"file after the signal: readable, complete=0, {n}/{len(done)} prompts done")
+PY
+  mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" --resume > /dev/null 2>&1
+  /usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/ref.h5" "$out"
+done
+echo "SIGINT and SIGTERM mid-sweep: 2 passed, 0 failed"
