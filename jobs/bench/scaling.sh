@@ -20,8 +20,10 @@ In the morning the room was not dark. Smith left the house early. Mark and Max s
 The teacher asked for the correct answer. Max gave the answer first.
 A river runs through the valley, and the village by the river has a small school, a market and a library where people read books in the evening.
 TXT
+# The direct method keeps the sweep dominated by SAE encoding, which is what this benchmark measures
+# (METHOD=auto or factored times the faster method instead).
 sweep=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/prompts.txt"
-       --k 400 --no-graphs --overwrite)
+       --k 400 --no-graphs --overwrite --method "${METHOD:-direct}")
 run() {  # label ranks threads
   local start end
   start=$(date +%s.%N)
@@ -34,7 +36,7 @@ t11=$(run r1t1 1 1)
 t12=$(run r1t2 1 2)
 t21=$(run r2t1 2 1)
 rows=$(grep -o "[0-9]* rows per layer" "$WORK/r1t1.log" | head -1)
-echo "scaling benchmark: $(nproc --all) cores, 4 layers x 16384 features, d_model 512, $rows"
+echo "scaling benchmark: $(nproc --all) cores, 4 layers x 16384 features, d_model 512, $rows, method ${METHOD:-direct}"
 printf "%-22s %10s %10s\n" "configuration" "seconds" "speed-up"
 printf "%-22s %10.2f %10.2f\n" "1 rank x 1 thread" "$t11" 1
 printf "%-22s %10.2f %10.2f\n" "1 rank x 2 threads" "$t12" "$(/usr/bin/python3 -c "print($t11 / $t12)")"

@@ -101,6 +101,13 @@ NpzFile NpzFile::open(const std::string& path) {
     const std::string name = entry.substr(0, entry.size() - kSuffixBytes);
     const std::string where = member_where(entry, path);
     SAETRAJ_CHECK(!npz.members_.count(name), FormatError, path, " holds member '", entry, "' twice");
+    // The uncompressed size decides the allocation in load(): refuse a size the stored bytes cannot hold
+    // before anything is allocated (deflate expands at most ~1032:1; a stored member is its own size).
+    if ((st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD)) {
+      const uint64_t limit = st.comp_method == ZIP_CM_STORE ? st.comp_size : st.comp_size * 1100 + 1024;
+      SAETRAJ_CHECK(st.size <= limit, FormatError, where, " claims ", st.size, " bytes uncompressed from ",
+                    st.comp_size, " stored bytes, which its compression cannot produce (corrupt archive)");
+    }
 
     MemberReader file(archive, i, where);
     uint8_t first[12];

@@ -195,13 +195,15 @@ void collect(const float* v, const float* threshold, int64_t width, int32_t firs
   }
 }
 
-// Queries in an order whose contiguous runs have balanced work (query q has q+2 rows): smallest, largest,
-// second smallest, second largest, ...
+// The first query of each group of kQueryGroup consecutive queries, in an order whose contiguous runs have
+// balanced work (query q has q+2 rows): smallest, largest, second smallest, second largest, ...
 std::vector<int64_t> balanced_order(int64_t q_begin, int64_t q_end) {
+  std::vector<int64_t> firsts;
+  for (int64_t q = q_begin; q < q_end; q += kQueryGroup) firsts.push_back(q);
   std::vector<int64_t> order;
-  for (int64_t lo = q_begin, hi = q_end - 1; lo <= hi; ++lo, --hi) {
-    order.push_back(lo);
-    if (hi != lo) order.push_back(hi);
+  for (int64_t lo = 0, hi = static_cast<int64_t>(firsts.size()) - 1; lo <= hi; ++lo, --hi) {
+    order.push_back(firsts[lo]);
+    if (hi != lo) order.push_back(firsts[hi]);
   }
   return order;
 }
@@ -276,54 +278,71 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
     const float* pthr = thr.data_ptr<float>();
     const bool first_block = c0 == 0;
     at::parallel_for(0, static_cast<int64_t>(order.size()), 1, [&](int64_t t_lo, int64_t t_hi) {
-      std::vector<float> acc(kAssemblyWidth), v(kAssemblyWidth), head_w(heads);
+      std::vector<float> acc(kQueryGroup * kAssemblyWidth), v(kAssemblyWidth), head_w(heads);
       std::vector<const float*> head_z(heads);
-      std::vector<std::vector<Candidate>> cand;
+      std::vector<std::vector<Candidate>> cand[kQueryGroup];
       for (int64_t t = t_lo; t < t_hi; ++t) {
-        const int64_t q = order[t];
-        const int64_t row0 = rows_of_prompt(q) - row_base;
-        const int64_t steps = steps_of_query(q);
-        cand.resize(steps);
-        for (int64_t s = 0; s < steps; ++s) {
-          cand[s].clear();
-          if (first_block) continue;
-          const int32_t* prev_i = indices + (row0 + s) * k;  // the best so far, from earlier column blocks
-          const float* prev_v = values + (row0 + s) * k;
-          for (int64_t i = 0; i < keep && prev_i[i] >= 0; ++i) cand[s].emplace_back(prev_v[i], prev_i[i]);
+        // A group of consecutive queries: each head projection row is read once for all of them (from
+        // cache), not once per query, which is what bounds the assembly.
+        const int64_t q_first = order[t], q_last = std::min(req.q_end, q_first + kQueryGroup);
+        const int64_t members = q_last - q_first;
+        bool finite[kQueryGroup];
+        for (int64_t g = 0; g < members; ++g) {
+          const int64_t row0 = rows_of_prompt(q_first + g) - row_base, steps = steps_of_query(q_first + g);
+          finite[g] = true;
+          cand[g].resize(steps);
+          for (int64_t s = 0; s < steps; ++s) {
+            cand[g][s].clear();
+            if (first_block) continue;
+            const int32_t* prev_i = indices + (row0 + s) * k;  // the best so far, from earlier column blocks
+            const float* prev_v = values + (row0 + s) * k;
+            for (int64_t i = 0; i < keep && prev_i[i] >= 0; ++i) cand[g][s].emplace_back(prev_v[i], prev_i[i]);
+          }
         }
-        bool finite = true;
-        const float* resid = pz + layout.resid(q) * width;
         const float* bias_row = pz + Layout::kBias * width;
         for (int64_t f0 = 0; f0 < width; f0 += kAssemblyWidth) {
           const int64_t w_len = std::min(kAssemblyWidth, width - f0);
           const auto feature0 = static_cast<int32_t>(c0 + f0);
-          std::fill(acc.begin(), acc.begin() + w_len, 0.0f);
-          finite &= assemble(v.data(), resid + f0, acc.data(), bias_row + f0, pbeta + f0, scalars[row0], w_len);
-          collect(v.data(), pthr + f0, w_len, feature0, cand[0]);
-          for (int64_t j = 0; j <= q; ++j) {
-            int64_t live = 0;  // heads that attend from q to j (sliding windows leave some out)
-            for (int64_t h = 0; h < heads; ++h) {
-              const float weight = a[(h * n + q) * n + j];
-              if (weight == 0.0f) continue;
-              head_w[live] = weight;
-              head_z[live++] = pz + layout.head(j, h) * width + f0;
+          std::fill(acc.begin(), acc.end(), 0.0f);
+          for (int64_t g = 0; g < members; ++g) {
+            const int64_t q = q_first + g, row0 = rows_of_prompt(q) - row_base;
+            finite[g] &= assemble(v.data(), pz + layout.resid(q) * width + f0, acc.data() + g * kAssemblyWidth,
+                                  bias_row + f0, pbeta + f0, scalars[row0], w_len);
+            collect(v.data(), pthr + f0, w_len, feature0, cand[g][0]);
+          }
+          for (int64_t j = 0; j < q_last; ++j) {
+            for (int64_t g = std::max<int64_t>(0, j - q_first); g < members; ++g) {  // queries q >= j
+              const int64_t q = q_first + g, row0 = rows_of_prompt(q) - row_base;
+              int64_t live = 0;  // heads that attend from q to j (sliding windows leave some out)
+              for (int64_t h = 0; h < heads; ++h) {
+                const float weight = a[(h * n + q) * n + j];
+                if (weight == 0.0f) continue;
+                head_w[live] = weight;
+                head_z[live++] = pz + layout.head(j, h) * width + f0;
+              }
+              float* acc_q = acc.data() + g * kAssemblyWidth;
+              add_heads(acc_q, head_z.data(), head_w.data(), live, w_len);
+              finite[g] &= assemble(v.data(), pz + layout.resid(q) * width + f0, acc_q, bias_row + f0, pbeta + f0,
+                                    scalars[row0 + j + 1], w_len);
+              auto& c = cand[g][j + 1];
+              collect(v.data(), pthr + f0, w_len, feature0, c);
+              if (static_cast<int64_t>(c.size()) > 4 * keep + 4096) keep_best(c, keep);
             }
-            add_heads(acc.data(), head_z.data(), head_w.data(), live, w_len);
-            finite &= assemble(v.data(), resid + f0, acc.data(), bias_row + f0, pbeta + f0, scalars[row0 + j + 1],
-                               w_len);
-            auto& c = cand[j + 1];
-            collect(v.data(), pthr + f0, w_len, feature0, c);
-            if (static_cast<int64_t>(c.size()) > 4 * keep + 4096) keep_best(c, keep);
           }
-          if (static_cast<int64_t>(cand[0].size()) > 4 * keep + 4096) keep_best(cand[0], keep);
-        }
-        if (!finite) {
-          int64_t seen = first_bad.load();
-          while (q < seen && !first_bad.compare_exchange_weak(seen, q)) {
+          for (int64_t g = 0; g < members; ++g) {
+            if (static_cast<int64_t>(cand[g][0].size()) > 4 * keep + 4096) keep_best(cand[g][0], keep);
           }
         }
-        for (int64_t s = 0; s < steps; ++s) {
-          write_ranked(cand[s], keep, k, indices + (row0 + s) * k, values + (row0 + s) * k);
+        for (int64_t g = 0; g < members; ++g) {
+          const int64_t q = q_first + g, row0 = rows_of_prompt(q) - row_base;
+          if (!finite[g]) {
+            int64_t seen = first_bad.load();
+            while (q < seen && !first_bad.compare_exchange_weak(seen, q)) {
+            }
+          }
+          for (int64_t s = 0; s < steps_of_query(q); ++s) {
+            write_ranked(cand[g][s], keep, k, indices + (row0 + s) * k, values + (row0 + s) * k);
+          }
         }
       }
     });

@@ -248,6 +248,18 @@ TEST(Npz, RefusesBrokenArchives) {
   moved[central + 42] = 5;
   write_file(path, moved);
   expect_error<FormatError>([&] { NpzFile::open(path); }, {path, "truncated or corrupt"});
+
+  // The central directory claims 2 GiB uncompressed for a member of a few stored bytes (a zip bomb's
+  // claim): refused from the sizes alone, before any allocation.
+  std::string bomb = good;
+  const size_t dir_at = bomb.find(std::string("PK\x01\x02", 4));
+  ASSERT_NE(dir_at, std::string::npos);
+  for (int b = 0; b < 4; ++b) {  // uncompressed size, in the local header and in the central directory
+    bomb[22 + b] = b == 3 ? '\x7f' : '\xf0';
+    bomb[dir_at + 24 + b] = b == 3 ? '\x7f' : '\xf0';
+  }
+  write_file(path, bomb);
+  expect_error<FormatError>([&] { NpzFile::open(path); }, {"member 'W.npy' of " + path, "bytes uncompressed from"});
 }
 
 TEST(Npz, RefusesBrokenNpyMembers) {

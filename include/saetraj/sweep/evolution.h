@@ -54,7 +54,7 @@ struct EvolutionRequest {
 // kAssemblyCost was measured with `saetraj bench` (the "assembly cost" line) on the 2-core EPYC CI machine.
 // The choice depends on the prompt length and the shapes only, never on a rank's share of the queries, so
 // every rank count picks the same method and writes the same file.
-inline constexpr double kAssemblyCost = 12.0;
+inline constexpr double kAssemblyCost = 10.0;
 Method choose_method(int64_t n_tokens, int64_t heads, int64_t d_model, int64_t d_sae);
 
 // Writes rows_of_prompt(q_end) - rows_of_prompt(q_begin) rows of k entries into indices/values.

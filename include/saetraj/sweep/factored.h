@@ -35,6 +35,8 @@ namespace saetraj::sweep {
 // assembly pass (kept in L1/L2 cache with the head projections it reads).
 inline constexpr int64_t kProjectionBlockRows = 256;
 inline constexpr int64_t kAssemblyWidth = 1024;
+// Consecutive queries assembled together, sharing each head projection row they read.
+inline constexpr int64_t kQueryGroup = 4;
 
 // The feature columns projected at once for a prompt of n tokens: all of d_sae when the projections fit
 // in chunk_rows x d_sae floats (the direct method's working set), else fewer, in multiples of 256.
