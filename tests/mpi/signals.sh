@@ -8,8 +8,8 @@ BIN=$1 WORK=$2 SRC=$3
 rm -rf "$WORK" && mkdir -p "$WORK"
 "$BIN" synth --out "$WORK/fx" --layers 2 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
 # Enough prompts that the sweep is still running when the signal comes (the first progress line is
-# printed after two seconds).
-for i in $(seq 1 400); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
+# printed after two seconds; 400 prompts took only 3 s on the 2-core machine, too close).
+for i in $(seq 1 1500); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
 common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
         --k 8 --top-t 4 --no-graphs)
 mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5" > /dev/null 2>&1
@@ -20,7 +20,7 @@ for sig in INT TERM; do
   mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" > "$WORK/$sig.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
-    grep -q "prompts [0-9]*/400" "$WORK/$sig.log" && break
+    grep -q "prompts [0-9]*/1500" "$WORK/$sig.log" && break
     sleep 0.1
   done
   kill "-$sig" "$pid"
