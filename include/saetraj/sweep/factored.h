@@ -36,7 +36,7 @@ namespace saetraj::sweep {
 inline constexpr int64_t kProjectionBlockRows = 256;
 inline constexpr int64_t kAssemblyWidth = 1024;
 // Consecutive queries assembled together, sharing each head projection row they read.
-inline constexpr int64_t kQueryGroup = 4;
+inline constexpr int64_t kQueryGroup = 8;
 
 // The feature columns projected at once for a prompt of n tokens: all of d_sae when the projections fit
 // in chunk_rows x d_sae floats (the direct method's working set), else fewer, in multiples of 256.
