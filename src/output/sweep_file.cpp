@@ -359,8 +359,14 @@ void write_blocks(hid_t dataset, hid_t dxpl, const std::vector<EvolutionSlab>& s
     const hsize_t count[3] = {1, static_cast<hsize_t>(s.rows), static_cast<hsize_t>(k)};
     h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_OR, start, nullptr, count, nullptr), what);
   }
+  // A single slab is described in memory by the shape of its file block, which lets HDF5 map it onto the
+  // chunks block by block instead of element run by element run.
   const hsize_t mem_dims = static_cast<hsize_t>(std::max<int64_t>(total, 1));
-  const auto mspace = h5_space(H5Screate_simple(1, &mem_dims, nullptr), what);
+  const hsize_t block_dims[3] = {1, slabs.size() == 1 ? static_cast<hsize_t>(slabs[0].rows) : 0,
+                                 static_cast<hsize_t>(k)};
+  const auto mspace = h5_space(slabs.size() == 1 && slabs[0].rows > 0 ? H5Screate_simple(3, block_dims, nullptr)
+                                                                      : H5Screate_simple(1, &mem_dims, nullptr),
+                               what);
   if (total == 0) h5_check_status(H5Sselect_none(mspace), what);
   errno = 0;
   const herr_t status = injected_errno != 0 ? -1 : H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, buffer);
