@@ -44,7 +44,7 @@ printf "%-22s %10.2f %10.2f\n" "2 ranks x 1 thread" "$t21" "$(/usr/bin/python3 -
 echo "memory (2 ranks):"
 grep "peak memory" "$WORK/r2t1.log" | sed 's/^saetraj: /  /'
 echo "plan (2 ranks):"
-grep -E "measured encoding cost|re-balanced|holds layers" "$WORK/r2t1.log" | sed 's/^saetraj: /  /'
+grep -E "holds layers" "$WORK/r2t1.log" | sed 's/^saetraj: /  /'
 echo "time per rank inside the sweep:"
 for label in r1t1 r2t1; do
   grep " time: start-up" "$WORK/$label.log" | sed "s/^saetraj: /  $label /"

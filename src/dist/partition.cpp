@@ -46,38 +46,6 @@ WorkPlan plan_work(int n_ranks, const std::vector<double>& layer_costs) {
   return plan;
 }
 
-WorkPlan plan_work_measured(int n_ranks, const std::vector<double>& layer_costs) {
-  SAETRAJ_CHECK(n_ranks >= 1, InputError, "need at least one rank");
-  SAETRAJ_CHECK(!layer_costs.empty(), InputError, "need at least one layer");
-  const int n_layers = static_cast<int>(layer_costs.size());
-  const int n_groups = std::min(n_ranks, n_layers);
-  // Costliest layer first, each to the group with the least cost so far (ties: the first such group).
-  std::vector<int> order(n_layers);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return layer_costs[a] > layer_costs[b]; });
-  WorkPlan plan;
-  plan.groups.resize(n_groups);
-  for (int layer : order) {
-    auto& g = *std::min_element(plan.groups.begin(), plan.groups.end(),
-                                [](const LayerGroup& a, const LayerGroup& b) { return a.cost < b.cost; });
-    g.layer_indices.push_back(layer);
-    g.cost += layer_costs[layer];
-  }
-  for (auto& g : plan.groups) std::sort(g.layer_indices.begin(), g.layer_indices.end());
-  assign_ranks(plan, n_ranks);
-  return plan;
-}
-
-double WorkPlan::slowest_rank_cost(const std::vector<double>& layer_costs) const {
-  double worst = 0.0;
-  for (const auto& g : groups) {
-    double cost = 0.0;
-    for (int l : g.layer_indices) cost += layer_costs.at(l);
-    worst = std::max(worst, cost / static_cast<double>(g.ranks.size()));
-  }
-  return worst;
-}
-
 namespace {
 
 // Ranks to groups in proportion to their cost: each group gets one, the rest go one by one to the group

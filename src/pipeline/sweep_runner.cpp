@@ -24,7 +24,6 @@
 #include "saetraj/pipeline/activation_exchange.h"
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/graph_builder.h"
-#include "saetraj/pipeline/layer_probe.h"
 #include "saetraj/pipeline/progress.h"
 #include "saetraj/pipeline/sae_sources.h"
 #include "saetraj/pipeline/prompts.h"
@@ -296,53 +295,19 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   // ---- the plan: which layers this rank owns, which query chunks it computes ----------------------------
   std::vector<double> costs;
   for (const auto& c : sae_cfgs) costs.push_back(static_cast<double>(c.d_in) * static_cast<double>(c.d_sae));
-  dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
+  const dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
 
   // ---- loading: the model on rank 0 only (NOTE in activation_exchange.h), each rank its own SAEs ---------
   std::unique_ptr<model::Model> model;
   run_on_root(comm, [&] { model = model::load_model(o.model); });
-  std::unique_ptr<ActivationExchange> exchange;
+  // The plan comes from the SAEs' shapes alone: every activation is fused into a top-k scan whose cost does
+  // not depend on the data (NOTE in sweep/topk.cpp), so a row costs d_in x d_sae whatever the layer.
+  const auto exchange = std::make_unique<ActivationExchange>(comm, *transport, plan, layers, config.d_model,
+                                                             config.n_heads, model.get());
   std::vector<sae::Sae> saes;
-  // (Re)builds the exchange and this rank's SAEs for `next`, keeping SAEs it already holds. Collective.
-  auto adopt_plan = [&](dist::WorkPlan next) {
-    std::map<int, sae::Sae> held;
-    if (exchange) {
-      const auto& old = plan.group_for(comm.rank()).layer_indices;
-      for (size_t slot = 0; slot < old.size(); ++slot) held.emplace(old[slot], std::move(saes[slot]));
-    }
-    exchange.reset();
-    saes.clear();
-    plan = std::move(next);
-    exchange = std::make_unique<ActivationExchange>(comm, *transport, plan, layers, config.d_model, config.n_heads,
-                                                    model.get());
-    for (int i : plan.group_for(comm.rank()).layer_indices) {
-      auto it = held.find(i);
-      if (it != held.end()) {
-        saes.push_back(std::move(it->second));
-        continue;
-      }
-      saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
-      if (o.sae_dtype == "bfloat16") saes.back().w_enc = saes.back().w_enc.to(torch::kBFloat16);
-    }
-  };
-  adopt_plan(plan);
-  // Layer costs differ by more than their SAEs' shapes say (NOTE in dist/partition.h): probe the first
-  // prompt to do and re-balance the groups when that makes the slowest rank clearly faster.
-  const auto first_to_do = std::find(done.begin(), done.end(), 0);
-  if (comm.size() > 1 && layers.size() > 1 && first_to_do != done.end()) {
-    const auto measured = probe_layer_costs(comm, plan, *exchange, model.get(),
-                                            header.prompts[first_to_do - done.begin()].ids, layers, saes, o.k,
-                                            o.chunk_rows);
-    if (root) {
-      std::cerr << "saetraj: measured encoding cost, ms per 1000 rows:";
-      for (size_t i = 0; i < layers.size(); ++i) std::cerr << " layer " << layers[i] << " " << std::lround(1e6 * measured[i]);
-      std::cerr << "\n";
-    }
-    dist::WorkPlan balanced = dist::plan_work_measured(comm.size(), measured);
-    if (balanced.slowest_rank_cost(measured) < 0.95 * plan.slowest_rank_cost(measured)) {
-      if (root) std::cerr << "saetraj: layer groups re-balanced by the measured cost of each layer\n";
-      adopt_plan(std::move(balanced));
-    }
+  for (int i : plan.group_for(comm.rank()).layer_indices) {
+    saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
+    if (o.sae_dtype == "bfloat16") saes.back().w_enc = saes.back().w_enc.to(torch::kBFloat16);
   }
   const dist::LayerGroup& group = plan.group_for(comm.rank());
   const int member = plan.index_in_group(comm.rank());
@@ -393,6 +358,10 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   const int64_t kill_after = rank_spec("SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS");
   const int64_t fail_write_after = rank_spec("SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS");
   int64_t computed = 0;
+  // Reused across prompts and layers: the direct method's product buffer and the rows' top-k tables.
+  torch::Tensor workspace;
+  std::vector<int32_t> indices;
+  std::vector<float> values;
   clock.lap(RankClock::kStartup);
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
@@ -420,8 +389,6 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
 
     // One collective write per layer slot, so that a rank holds one layer's rows at a time.
     for (int64_t slot = 0; slot < max_group_layers; ++slot) {
-      std::vector<int32_t> indices;
-      std::vector<float> values;
       std::vector<output::EvolutionSlab> slabs;
       if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
         const int li = group.layer_indices[slot];
@@ -437,6 +404,7 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         req.k = o.k;
         req.chunk_rows = o.chunk_rows;
         req.method = method;
+        req.workspace = &workspace;
         const int64_t q_begin = chunks[c_first].first, q_end = chunks[c_last - 1].second;
         const int64_t rows = sweep::rows_of_prompt(q_end) - sweep::rows_of_prompt(q_begin);
         indices.resize(rows * o.k);

@@ -69,14 +69,25 @@ torch::Tensor Sae::preprocess(const torch::Tensor& x) const {
 }
 
 torch::Tensor Sae::project(const torch::Tensor& x) const {
-  if (w_enc.scalar_type() == torch::kFloat32) return torch::mm(x, w_enc);
-  constexpr int64_t kColumns = 4096;  // widened per block: d_in x 4096 floats at a time
   auto out = torch::empty({x.size(0), w_enc.size(1)}, x.options().dtype(torch::kFloat32));
+  project_into(x, out);
+  return out;
+}
+
+void Sae::project_into(const torch::Tensor& x, torch::Tensor& out) const {
+  SAETRAJ_CHECK(out.dim() == 2 && out.size(0) == x.size(0) && out.size(1) == w_enc.size(1) &&
+                    out.scalar_type() == torch::kFloat32 && out.is_contiguous(),
+                InputError, "SAE projection needs a contiguous float32 [", x.size(0), ", ", w_enc.size(1),
+                "] output");
+  if (w_enc.scalar_type() == torch::kFloat32) {
+    torch::mm_out(out, x, w_enc);
+    return;
+  }
+  constexpr int64_t kColumns = 4096;  // widened per block: d_in x 4096 floats at a time
   for (int64_t c0 = 0; c0 < w_enc.size(1); c0 += kColumns) {
     const int64_t c1 = std::min<int64_t>(c0 + kColumns, w_enc.size(1));
     out.slice(1, c0, c1).copy_(torch::mm(x, w_enc.slice(1, c0, c1).to(torch::kFloat32)));
   }
-  return out;
 }
 
 torch::Tensor Sae::pre_activations(const torch::Tensor& preprocessed) const {

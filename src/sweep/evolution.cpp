@@ -1,5 +1,6 @@
 #include "saetraj/sweep/evolution.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "saetraj/core/error.h"
@@ -59,6 +60,22 @@ void compute_evolution_direct(const sae::Sae& sae, const EvolutionRequest& reque
   const model::PostAttentionNorm* norm = request.post_norm;
   const PostAttention post_attention = [norm](const torch::Tensor& x) { return norm ? norm->apply(x) : x; };
   PhaseTimes local;
+  // Every activation is fused into the top-k scan: ReLU and JumpReLU (with b_enc) through the activity
+  // test, TopK by keeping at most its own k per row. The [rows, d_sae] product is therefore the only
+  // full-width array, and one buffer serves every chunk.
+  const bool jump = sae.cfg.activation == sae::Activation::JumpReLU;
+  const int64_t keep = sae.cfg.activation == sae::Activation::TopK ? std::min(request.k, sae.cfg.topk_k) : request.k;
+  const torch::Tensor bias = sae.b_enc.to(torch::kFloat32).contiguous();
+  const torch::Tensor threshold = jump ? sae.threshold.to(torch::kFloat32).contiguous() : torch::Tensor();
+  // The largest chunk: chunk_rows, or one query's rows when a single query is longer.
+  const int64_t total_rows = rows_of_prompt(request.q_end) - rows_of_prompt(request.q_begin);
+  const int64_t last_query_rows = rows_of_prompt(request.q_end) - rows_of_prompt(request.q_end - 1);
+  const int64_t buffer_rows = std::min(total_rows, std::max(request.chunk_rows, last_query_rows));
+  torch::Tensor local_buffer;
+  torch::Tensor& buffer = request.workspace ? *request.workspace : local_buffer;
+  if (!buffer.defined() || buffer.numel() < buffer_rows * sae.cfg.d_sae) {
+    buffer = torch::empty({buffer_rows * sae.cfg.d_sae}, torch::dtype(torch::kFloat32));
+  }
   int64_t written = 0;
   for (int64_t q0 = request.q_begin; q0 < request.q_end;) {
     // Take whole queries until the chunk is full (at least one query per chunk).
@@ -70,28 +87,16 @@ void compute_evolution_direct(const sae::Sae& sae, const EvolutionRequest& reque
     const auto inputs = evolution_inputs(*request.resid_pre, *request.parts, post_attention, q0, q1);
     local.decompose += seconds_since(t0);
 
-    // ReLU and JumpReLU (with b_enc) are applied inside the top-k scan, so the [rows, d_sae] product is the
-    // only full-width pass besides the scan; TopK needs its row-wise ranking first.
     t0 = std::chrono::steady_clock::now();
     const auto preprocessed = sae.preprocess(inputs);
-    const bool fused = sae.cfg.activation != sae::Activation::TopK;
-    auto product = fused ? sae.project(preprocessed) : sae.pre_activations(preprocessed);
+    auto product = buffer.narrow(0, 0, rows * sae.cfg.d_sae).view({rows, sae.cfg.d_sae});
+    sae.project_into(preprocessed, product);
     local.encode += seconds_since(t0);
 
     t0 = std::chrono::steady_clock::now();
-    int32_t* out_i = indices + written * request.k;
-    float* out_v = values + written * request.k;
-    bool finite;
-    if (!fused) {
-      finite = torch::isfinite(product).all().item<bool>();
-      topk_active(sae.activate(std::move(product)), request.k, out_i, out_v);
-    } else {
-      const bool jump = sae.cfg.activation == sae::Activation::JumpReLU;
-      const torch::Tensor bias = sae.b_enc.to(torch::kFloat32).contiguous();
-      const torch::Tensor threshold = jump ? sae.threshold.to(torch::kFloat32).contiguous() : torch::Tensor();
-      finite = topk_active_fused(product, bias.data_ptr<float>(), jump ? threshold.data_ptr<float>() : nullptr,
-                                 request.k, out_i, out_v);
-    }
+    const bool finite = topk_active_fused(product, bias.data_ptr<float>(), jump ? threshold.data_ptr<float>() : nullptr,
+                                          keep, request.k, indices + written * request.k,
+                                          values + written * request.k);
     local.topk += seconds_since(t0);
     if (!finite) {
       throw NumericError(str("SAE pre-activations contain NaN or Inf for queries ", q0, "..", q1 - 1,

@@ -41,38 +41,63 @@ void write_ranked(std::vector<Candidate>& candidates, int64_t keep, int64_t k, i
 
 namespace {
 
-// One row: collect active features, keep the k best by (value desc, index asc), pad with -1/0.
+// One row: the `keep` best active features by (value desc, index asc), padded with -1/0 to k slots.
 // Returns false on a non-finite value.
+//
+// [NOTE] The scan's cost does not depend on how many features are active. Every feature is written to the
+// candidate buffer and the count advances only when it is active and beats the running bound, so the loop
+// has no data-dependent branch (a branch taken for a random ~5-50% of features, as with JumpReLU or dense
+// SAEs, costs several times the arithmetic). When the buffer holds kPruneFactor * keep candidates it is cut
+// to the `keep` best and the keep-th value becomes the bound that later features must beat strictly. That
+// is exact: a later feature has a larger index than every kept one, so with a value equal to the bound it
+// ranks after all of them. Before this, layers of equal shape but different activations cost up to 2x
+// differently, which unbalanced the ranks' layer groups.
+constexpr int64_t kPruneFactor = 4;
+
+int64_t prune_size(int64_t keep) { return std::max<int64_t>(kPruneFactor * keep, 64); }
+
 template <bool kThreshold>
-bool select_row(const float* row, int64_t width, const float* bias, const float* threshold, int64_t k,
-                std::vector<std::pair<float, int32_t>>& active, int32_t* out_i, float* out_v) {
-  active.clear();
+bool select_row(const float* row, int64_t width, const float* bias, const float* threshold, int64_t keep,
+                int64_t k, std::vector<Candidate>& buffer, int32_t* out_i, float* out_v) {
+  const int64_t prune_at = prune_size(keep);
+  buffer.resize(static_cast<size_t>(prune_at));
+  Candidate* c = buffer.data();
+  int64_t n = 0;
+  float bound = 0.0f;
   bool finite = true;
   for (int64_t f = 0; f < width; ++f) {
     const float v = bias ? row[f] + bias[f] : row[f];
     finite &= std::isfinite(v);
-    if (v > 0.0f && (!kThreshold || v > threshold[f])) active.emplace_back(v, static_cast<int32_t>(f));
+    c[n] = {v, static_cast<int32_t>(f)};
+    n += static_cast<int64_t>((v > bound) & (!kThreshold || v > threshold[f]));
+    if (n == prune_at) {
+      std::nth_element(c, c + keep - 1, c + n, ranks_before);
+      bound = c[keep - 1].first;
+      n = keep;
+    }
   }
-  write_ranked(active, k, k, out_i, out_v);
+  buffer.resize(static_cast<size_t>(n));
+  write_ranked(buffer, keep, k, out_i, out_v);
   return finite;
 }
 
-bool select_all(const torch::Tensor& t, const float* bias, const float* threshold, int64_t k, int32_t* indices,
-                float* values) {
+bool select_all(const torch::Tensor& t, const float* bias, const float* threshold, int64_t keep, int64_t k,
+                int32_t* indices, float* values) {
   SAETRAJ_CHECK(t.dim() == 2 && t.scalar_type() == torch::kFloat32, InputError,
                 "top-k selection expects a 2-D float32 tensor");
   SAETRAJ_CHECK(k > 0, InputError, "k must be positive, got ", k);
+  SAETRAJ_CHECK(keep > 0 && keep <= k, InputError, "keep must be in 1..", k, ", got ", keep);
   const auto contiguous = t.contiguous();
   const int64_t rows = contiguous.size(0), width = contiguous.size(1);
   const float* data = contiguous.data_ptr<float>();
   std::atomic<bool> finite{true};
   at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
-    std::vector<std::pair<float, int32_t>> active;
-    active.reserve(256);
+    std::vector<Candidate> active;
+    active.reserve(static_cast<size_t>(prune_size(keep)));
     for (int64_t r = begin; r < end; ++r) {
-      const bool ok = threshold ? select_row<true>(data + r * width, width, bias, threshold, k, active,
+      const bool ok = threshold ? select_row<true>(data + r * width, width, bias, threshold, keep, k, active,
                                                    indices + r * k, values + r * k)
-                                : select_row<false>(data + r * width, width, bias, nullptr, k, active,
+                                : select_row<false>(data + r * width, width, bias, nullptr, keep, k, active,
                                                     indices + r * k, values + r * k);
       if (!ok) finite = false;
     }
@@ -83,12 +108,12 @@ bool select_all(const torch::Tensor& t, const float* bias, const float* threshol
 }  // namespace
 
 void topk_active(const torch::Tensor& acts, int64_t k, int32_t* indices, float* values) {
-  select_all(acts, nullptr, nullptr, k, indices, values);
+  select_all(acts, nullptr, nullptr, k, k, indices, values);
 }
 
-bool topk_active_fused(const torch::Tensor& x_w_enc, const float* bias, const float* threshold, int64_t k,
-                       int32_t* indices, float* values) {
-  return select_all(x_w_enc, bias, threshold, k, indices, values);
+bool topk_active_fused(const torch::Tensor& x_w_enc, const float* bias, const float* threshold, int64_t keep,
+                       int64_t k, int32_t* indices, float* values) {
+  return select_all(x_w_enc, bias, threshold, keep, k, indices, values);
 }
 
 }  // namespace saetraj::sweep

@@ -1,7 +1,7 @@
 // The work partition: a pure function of the job's shape, tested without MPI.
 //
-// Layers are split into contiguous groups balanced by encoding cost (d_in x d_sae), or by measured cost
-// (plan_work_measured, after a probe at the start of a sweep); each rank belongs to
+// Layers are split into contiguous groups balanced by encoding cost (d_in x d_sae per row: the top-k scan
+// that follows the product costs the same whatever the data, NOTE in sweep/topk.cpp); each rank belongs to
 // one group and loads only that group's SAEs. When there are more ranks than groups, the ranks of a group
 // share its prompts' query chunks. Chunks are fixed by the prompt alone (never by the rank count), so every
 // row is computed by the same operations whatever the number of ranks: the output is identical for 1, 2
@@ -27,18 +27,10 @@ struct WorkPlan {
 
   const LayerGroup& group_for(int rank) const { return groups.at(group_of_rank.at(rank)); }
   int index_in_group(int rank) const;
-  // The largest cost per rank of any group under `layer_costs`: what the slowest rank must compute.
-  double slowest_rank_cost(const std::vector<double>& layer_costs) const;
 };
 
 // `layer_costs[i]` is the relative cost of analysed layer i (d_in x d_sae).
 WorkPlan plan_work(int n_ranks, const std::vector<double>& layer_costs);
-
-// The same from measured costs (seconds per row, pipeline/sweep_runner.cpp): the top-k scan's cost grows
-// with the number of active features, which differs between layers and SAEs (1.7x between layers in the
-// scaling benchmark) and is not known from d_in x d_sae. Groups need not be contiguous: layers go,
-// costliest first, to the group with the least cost so far; ranks are given to groups as in plan_work.
-WorkPlan plan_work_measured(int n_ranks, const std::vector<double>& layer_costs);
 
 // Query chunks [q_begin, q_end) of a prompt of n_tokens, each of at most `chunk_rows` rows (a query
 // larger than that is a chunk of its own).

@@ -50,6 +50,9 @@ struct Sae {
   // x @ W_enc in float32 for rows [rows, d_in] -> [rows, d_sae], whatever W_enc's storage: a bfloat16 W_enc
   // (sweep --sae-dtype bfloat16) is widened a block of columns at a time, never whole.
   torch::Tensor project(const torch::Tensor& x) const;
+  // The same product written into `out` ([rows, d_sae] float32, contiguous), so that a caller encoding chunk
+  // after chunk reuses one buffer instead of paying fresh pages (and their faults) for every chunk.
+  void project_into(const torch::Tensor& x, torch::Tensor& out) const;
   // Pre-activations of preprocessed rows [rows, d_in] -> [rows, d_sae].
   torch::Tensor pre_activations(const torch::Tensor& preprocessed) const;
   // The activation function on pre-activations, in place where possible.

@@ -43,6 +43,9 @@ struct EvolutionRequest {
   int64_t k = 400;
   int64_t chunk_rows = 2048;  // direct: rows per matrix product; factored: bounds its projections likewise
   Method method = Method::Auto;
+  // Optional: the direct method's [rows, d_sae] product buffer, kept by the caller across calls (layers and
+  // prompts) so that each call reuses its pages instead of faulting in fresh ones; grown when too small.
+  torch::Tensor* workspace = nullptr;
 };
 
 // [NOTE] The cost model behind Method::Auto. Counting multiply-adds of a prompt of N tokens, with

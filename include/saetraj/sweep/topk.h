@@ -27,9 +27,11 @@ void topk_active(const torch::Tensor& acts, int64_t k, int32_t* indices, float* 
 
 // The same selection straight from pre-activations, fusing the activation into the scan (one pass over
 // [rows, d_sae] instead of four elementwise ones): with v = x W_enc + bias[f] (bias nullable), feature f is
-// active when v > 0 and, when `threshold` is given (JumpReLU), v > threshold[f]. Returns false when a value
-// is NaN or Inf.
-bool topk_active_fused(const torch::Tensor& x_w_enc, const float* bias, const float* threshold, int64_t k,
-                       int32_t* indices, float* values);
+// active when v > 0 and, when `threshold` is given (JumpReLU), v > threshold[f]. At most `keep` (<= k)
+// features are kept per row: a TopK SAE passes its own k, since its activation keeps the topk_k largest
+// pre-activations and zeroes the rest (ties at the cut are broken by lower index, where torch.topk picks
+// arbitrarily). Returns false when a value is NaN or Inf.
+bool topk_active_fused(const torch::Tensor& x_w_enc, const float* bias, const float* threshold, int64_t keep,
+                       int64_t k, int32_t* indices, float* values);
 
 }  // namespace saetraj::sweep
