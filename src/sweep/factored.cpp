@@ -188,11 +188,37 @@ SAETRAJ_MULTIVERSION bool assemble(float* __restrict v, const float* __restrict 
   return bad == 0;
 }
 
-void collect(const float* v, const float* threshold, int64_t width, int32_t first_feature,
-             std::vector<Candidate>& out) {
-  for (int64_t f = 0; f < width; ++f) {
-    if (v[f] > threshold[f]) out.emplace_back(v[f], first_feature + static_cast<int32_t>(f));
+// One row's candidates while the column blocks and feature passes go by. `bound` is the keep-th best value
+// once the list has been cut to `keep`: later features must beat it strictly, which is exact because they
+// have larger indices than every kept one (NOTE in topk.cpp).
+struct RowCandidates {
+  std::vector<Candidate> list;
+  float bound = 0.0f;
+
+  void cut(int64_t keep) {
+    keep_best(list, keep);
+    if (static_cast<int64_t>(list.size()) == keep) {
+      bound = std::max(bound, std::min_element(list.begin(), list.end())->first);
+    }
   }
+};
+
+// Appends the active features of one pass that beat the row's bound, and cuts the list when it grows past
+// `prune_at`. Blocks of 16 features are tested first and skipped when none qualifies (NOTE in topk.cpp).
+void collect(const float* v, const float* threshold, int64_t width, int32_t first_feature, RowCandidates& row,
+             int64_t keep, int64_t prune_at) {
+  constexpr int64_t kBlock = 16;
+  const float bound = row.bound;
+  for (int64_t f0 = 0; f0 < width; f0 += kBlock) {
+    const int64_t len = std::min(kBlock, width - f0);
+    int hit = 0;
+    for (int64_t f = f0; f < f0 + len; ++f) hit |= (v[f] > threshold[f]) & (v[f] > bound);
+    if (!hit) continue;
+    for (int64_t f = f0; f < f0 + len; ++f) {
+      if ((v[f] > threshold[f]) & (v[f] > bound)) row.list.emplace_back(v[f], first_feature + static_cast<int32_t>(f));
+    }
+  }
+  if (static_cast<int64_t>(row.list.size()) > prune_at) row.cut(keep);
 }
 
 // The first query of each group of kQueryGroup consecutive queries, in an order whose contiguous runs have
@@ -280,7 +306,8 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
     at::parallel_for(0, static_cast<int64_t>(order.size()), 1, [&](int64_t t_lo, int64_t t_hi) {
       std::vector<float> acc(kQueryGroup * kAssemblyWidth), v(kAssemblyWidth), head_w(heads);
       std::vector<const float*> head_z(heads);
-      std::vector<std::vector<Candidate>> cand[kQueryGroup];
+      std::vector<RowCandidates> cand[kQueryGroup];
+      const int64_t prune_at = 4 * keep + kAssemblyWidth;
       for (int64_t t = t_lo; t < t_hi; ++t) {
         // A group of consecutive queries: each head projection row is read once for all of them (from
         // cache), not once per query, which is what bounds the assembly.
@@ -292,11 +319,14 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
           finite[g] = true;
           cand[g].resize(steps);
           for (int64_t s = 0; s < steps; ++s) {
-            cand[g][s].clear();
+            RowCandidates& row = cand[g][s];
+            row.list.clear();
+            row.bound = 0.0f;
             if (first_block) continue;
             const int32_t* prev_i = indices + (row0 + s) * k;  // the best so far, from earlier column blocks
             const float* prev_v = values + (row0 + s) * k;
-            for (int64_t i = 0; i < keep && prev_i[i] >= 0; ++i) cand[g][s].emplace_back(prev_v[i], prev_i[i]);
+            for (int64_t i = 0; i < keep && prev_i[i] >= 0; ++i) row.list.emplace_back(prev_v[i], prev_i[i]);
+            row.cut(keep);  // a full list's last value is already a bound for this block's features
           }
         }
         const float* bias_row = pz + Layout::kBias * width;
@@ -308,7 +338,7 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
             const int64_t q = q_first + g, row0 = rows_of_prompt(q) - row_base;
             finite[g] &= assemble(v.data(), pz + layout.resid(q) * width + f0, acc.data() + g * kAssemblyWidth,
                                   bias_row + f0, pbeta + f0, scalars[row0], w_len);
-            collect(v.data(), pthr + f0, w_len, feature0, cand[g][0]);
+            collect(v.data(), pthr + f0, w_len, feature0, cand[g][0], keep, prune_at);
           }
           for (int64_t j = 0; j < q_last; ++j) {
             for (int64_t g = std::max<int64_t>(0, j - q_first); g < members; ++g) {  // queries q >= j
@@ -324,13 +354,8 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
               add_heads(acc_q, head_z.data(), head_w.data(), live, w_len);
               finite[g] &= assemble(v.data(), pz + layout.resid(q) * width + f0, acc_q, bias_row + f0, pbeta + f0,
                                     scalars[row0 + j + 1], w_len);
-              auto& c = cand[g][j + 1];
-              collect(v.data(), pthr + f0, w_len, feature0, c);
-              if (static_cast<int64_t>(c.size()) > 4 * keep + 4096) keep_best(c, keep);
+              collect(v.data(), pthr + f0, w_len, feature0, cand[g][j + 1], keep, prune_at);
             }
-          }
-          for (int64_t g = 0; g < members; ++g) {
-            if (static_cast<int64_t>(cand[g][0].size()) > 4 * keep + 4096) keep_best(cand[g][0], keep);
           }
         }
         for (int64_t g = 0; g < members; ++g) {
@@ -341,7 +366,7 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
             }
           }
           for (int64_t s = 0; s < steps_of_query(q); ++s) {
-            write_ranked(cand[g][s], keep, k, indices + (row0 + s) * k, values + (row0 + s) * k);
+            write_ranked(cand[g][s].list, keep, k, indices + (row0 + s) * k, values + (row0 + s) * k);
           }
         }
       }
