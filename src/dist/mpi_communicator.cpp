@@ -101,6 +101,19 @@ class MpiCommunicator final : public Communicator {
     return dxpl;
   }
 
+  // [NOTE] Why the evolution rows skip collective buffering. Each rank writes whole blocks of rows x k
+  // (megabytes, contiguous within each chunk row), disjoint from every other rank's. Two-phase collective
+  // I/O would first ship every rank's block to the aggregator ranks, which then write it: a copy through
+  // MPI and serialised writing on the aggregators, for blocks that are already large and contiguous.
+  // Individual I/O under the collective call lets each rank write its own; measured on the scaling
+  // benchmark (2 ranks), rank 0's write time fell from 1.0-1.6 s to 0.8 s.
+  int64_t hdf5_bulk_transfer() const override {
+    const hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
+    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
+    H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO);
+    return dxpl;
+  }
+
  private:
   int rank_ = 0;
   int size_ = 1;

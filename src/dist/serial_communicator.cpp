@@ -43,6 +43,7 @@ class SerialCommunicator final : public Communicator {
   [[noreturn]] void abort(int code) const override { std::exit(code); }
   int64_t hdf5_file_access() const override { return H5Pcreate(H5P_FILE_ACCESS); }
   int64_t hdf5_collective_transfer() const override { return H5Pcreate(H5P_DATASET_XFER); }
+  int64_t hdf5_bulk_transfer() const override { return H5Pcreate(H5P_DATASET_XFER); }
 };
 
 }  // namespace

@@ -305,6 +305,7 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
   readout_probs_ = h5_dataset(H5Dopen2(file_, "readout/probs", H5P_DEFAULT), "readout/probs");
   done_ = h5_dataset(H5Dopen2(file_, "prompts/done", H5P_DEFAULT), "prompts/done");
   dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
+  bulk_dxpl_ = H5Handle(comm.hdf5_bulk_transfer(), H5Pclose);
 }
 
 // [NOTE] Closing a parallel HDF5 file is collective. An error that unwinds through one rank only (a failed
@@ -314,7 +315,7 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
 ParallelSweepFile::~ParallelSweepFile() {
   if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
     // A fresh empty handle built over each one ends it without running its closing destructor.
-    for (H5Handle* h : {&dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &file_}) {
+    for (H5Handle* h : {&bulk_dxpl_, &dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &file_}) {
       new (h) H5Handle();
     }
     return;
@@ -323,6 +324,7 @@ ParallelSweepFile::~ParallelSweepFile() {
 }
 
 void ParallelSweepFile::close() {
+  bulk_dxpl_.reset();
   dxpl_.reset();
   done_.reset();
   readout_probs_.reset();
@@ -379,9 +381,9 @@ void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
   std::sort(slabs.begin(), slabs.end(), [](const EvolutionSlab& a, const EvolutionSlab& b) {
     return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
   });
-  write_blocks<int32_t>(indices_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
+  write_blocks<int32_t>(indices_, bulk_dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
                         "writing evolution/indices of " + path_, path_, injected_errno_);
-  write_blocks<float>(values_, dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
+  write_blocks<float>(values_, bulk_dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
                       "writing evolution/values of " + path_, path_, injected_errno_);
 }
 

@@ -33,6 +33,9 @@ class Communicator {
   virtual int64_t hdf5_file_access() const = 0;
   // An HDF5 transfer property list for collective raw-data I/O; the caller closes it.
   virtual int64_t hdf5_collective_transfer() const = 0;
+  // The same for writes where every rank sends large blocks of its own (the evolution rows): collective
+  // calls, but each rank's data goes to the file directly instead of through MPI-IO's aggregators.
+  virtual int64_t hdf5_bulk_transfer() const = 0;
 
   // Convenience wrappers.
   void broadcast_string(std::string& s, int root) const;

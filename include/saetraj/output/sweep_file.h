@@ -103,7 +103,7 @@ class ParallelSweepFile {
   std::string path_;
   const dist::Communicator& comm_;
   int64_t k_ = 0, n_layers_ = 0;
-  H5Handle file_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_;
+  H5Handle file_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_, bulk_dxpl_;
   int injected_errno_ = 0;
 };
 
