@@ -3,17 +3,17 @@
 # threads and 2 ranks x 1 thread, timed in one run of this script, plus each rank's peak memory against
 # the SAE encoders it holds.
 #   usage: [ROUNDS=3] [METHOD=direct] jobs/bench/scaling.sh [SAETRAJ_BINARY] [WORK_DIR]
-# The fixture: 4 layers, d_model 512, SAE width 16384, three prompts of 130-138 tokens (27820 rows per
-# layer), so that encoding is ~90% of a 1-rank run; the rest (process start-up and loading LibTorch, about
-# 1.3 s, the model, HDF5 writes) does not shrink with more ranks.
+# The fixture: 8 layers, d_model 512, SAE width 16384, three prompts of 130-138 tokens (27820 rows per
+# layer), so that encoding is ~95% of a 1-rank run; the rest (starting the processes and loading LibTorch,
+# about 1.5 s, the forward passes on rank 0, HDF5 writes) does not shrink with more ranks.
 set -euo pipefail
 BIN=$(realpath "${1:-build/saetraj}")
 WORK=${2:-bench-scaling}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$WORK"
-if ! grep -qs '"n_positions": 256' "$WORK/fx/model/config.json"; then
+if ! grep -qs '"n_positions": 256' "$WORK/fx/model/config.json" || [ ! -d "$WORK/fx/saes/layer_7" ]; then
   rm -rf "$WORK/fx"
-  "$BIN" synth --out "$WORK/fx" --layers 4 --d-model 512 --heads 8 --d-mlp 1024 --vocab 512 --context 256 \
+  "$BIN" synth --out "$WORK/fx" --layers 8 --d-model 512 --heads 8 --d-mlp 1024 --vocab 512 --context 256 \
       --d-sae 16384 > /dev/null
 fi
 cat > "$WORK/prompts.txt" <<'TXT'
@@ -46,7 +46,7 @@ t11=$(best "${times[r1t1]}")
 t12=$(best "${times[r1t2]}")
 t21=$(best "${times[r2t1]}")
 rows=$(grep -o "[0-9]* rows per layer" "$WORK/r1t1.log" | head -1)
-echo "scaling benchmark: $(nproc --all) cores, 4 layers x 16384 features, d_model 512, $rows, method ${METHOD:-direct}"
+echo "scaling benchmark: $(nproc --all) cores, 8 layers x 16384 features, d_model 512, $rows, method ${METHOD:-direct}"
 echo "best of ${ROUNDS:-3} rounds (every round's seconds in the last column)"
 printf "%-22s %10s %10s   %s\n" "configuration" "seconds" "speed-up" "rounds"
 printf "%-22s %10.2f %10.2f  %s\n" "1 rank x 1 thread" "$t11" 1 "${times[r1t1]}"
@@ -63,8 +63,10 @@ for label in r1t1 r2t1; do
 done
 /usr/bin/python3 - "$WORK/r1t1.log" "$WORK/r2t1.log" <<'PY'
 import re, sys
-def encoding(path):  # the slowest rank's encoding seconds
-    return max(float(m) for m in re.findall(r" time: start-up .*?encoding ([0-9.]+) s", open(path).read()))
+def encoding(path):  # the slowest rank's decomposition + encoding + top-k seconds
+    phases = re.findall(r" time: .*?decomposition ([0-9.]+) s, encoding ([0-9.]+) s, top-k ([0-9.]+) s",
+                        open(path).read())
+    return max(sum(float(x) for x in p) for p in phases)
 one, two = encoding(sys.argv[1]), encoding(sys.argv[2])
 print(f"encoding phase alone: 1 rank {one:.2f} s, 2 ranks {two:.2f} s (slowest rank): {one / two:.2f}x")
 PY

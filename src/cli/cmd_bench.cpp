@@ -265,10 +265,10 @@ void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, con
   std::printf("\n== whole sweep of the demo model (%d layers, d_model %d, d_sae %d, %lld prompts) ==\n",
               defaults.n_layers, defaults.d_model, defaults.d_sae, (long long)o.prompt_ids.size());
   const auto& t = r.times;
-  std::printf("%.3f s: forward %.3f, exchange %.3f, decomposition %.3f, encoding %.3f, top-k %.3f, HDF5 writes "
-              "%.3f; start-up and graphs %.3f\n",
-              seconds, t.forward, t.exchange, t.decompose, t.encode, t.topk, t.write,
-              seconds - (t.forward + t.exchange + t.decompose + t.encode + t.topk + t.write));
+  std::printf("%.3f s: start-up %.3f, forward %.3f, exchange %.3f, decomposition %.3f, encoding %.3f, top-k "
+              "%.3f, HDF5 writes %.3f, other %.3f; finishing the file %.3f\n",
+              seconds, t.startup, t.forward, t.exchange, t.decompose, t.encode, t.topk, t.write, t.other,
+              seconds - (t.startup + t.measured_loop() + t.other));
   std::printf("rank 0 peak memory during the sweep %s (SAEs %s)\n", human_bytes(static_cast<double>(peak)).c_str(),
               human_bytes(static_cast<double>(r.sae_bytes)).c_str());
 }

@@ -54,10 +54,6 @@ void Progress::print(bool final_line) {
 void Progress::finish() {
   if (comm_.rank() != 0) return;
   print(true);
-  std::fprintf(stderr,
-               "saetraj: rank 0 time: forward %.2f s, exchange %.2f s, decomposition %.2f s, encoding %.2f s, "
-               "top-k %.2f s, HDF5 writes %.2f s\n",
-               times_.forward, times_.exchange, times_.decompose, times_.encode, times_.topk, times_.write);
 }
 
 }  // namespace saetraj::pipeline

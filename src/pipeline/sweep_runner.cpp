@@ -17,6 +17,7 @@
 #include <sys/resource.h>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/timing.h"
 #include "saetraj/core/strings.h"
 #include "saetraj/dist/partition.h"
 #include "saetraj/model/model.h"
@@ -38,9 +39,6 @@ namespace saetraj::pipeline {
 namespace {
 std::atomic<bool> g_stop{false};
 extern "C" void on_stop_signal(int) { g_stop.store(true); }
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 }  // namespace
 
 void install_stop_handlers() {
@@ -49,34 +47,6 @@ void install_stop_handlers() {
 }
 
 bool stop_requested() { return g_stop.load(); }
-
-namespace {
-
-// Where a rank's time goes, printed for every rank at the end: a rank that spends long in "waits" is
-// waiting for the others at the per-prompt collectives (load imbalance, rank 0's model work).
-class RankClock {
- public:
-  enum Phase { kStartup, kModel, kEncode, kWait, kPhases };
-  // Adds the time since the previous lap to `phase`.
-  void lap(Phase phase) {
-    const auto now = std::chrono::steady_clock::now();
-    seconds_[phase] += std::chrono::duration<double>(now - last_).count();
-    last_ = now;
-  }
-  const double* seconds() const { return seconds_; }
-  static std::string describe(const double* s) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "start-up %.2f s, model and exchange %.2f s, encoding %.2f s, writes and waits %.2f s",
-                  s[kStartup], s[kModel], s[kEncode], s[kWait]);
-    return buf;
-  }
-
- private:
-  double seconds_[kPhases] = {};
-  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-};
-
-}  // namespace
 
 std::string SweepOptions::to_json() const {
   nlohmann::json j;
@@ -172,7 +142,10 @@ std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& spe
 
 
 SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
-  RankClock clock;
+  const auto started = std::chrono::steady_clock::now();
+  // Where this rank's time goes, printed for every rank at the end: a rank with long "HDF5 writes and
+  // waits" waits for the others at the per-prompt collectives (load imbalance, rank 0's model work).
+  sweep::PhaseTimes times;
   const bool root = comm.rank() == 0;
   SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
   SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
@@ -362,7 +335,8 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
   torch::Tensor workspace;
   std::vector<int32_t> indices;
   std::vector<float> values;
-  clock.lap(RankClock::kStartup);
+  times.startup = seconds_since(started);
+  const auto loop_started = std::chrono::steady_clock::now();
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
     if (computed == stop_after) std::raise(SIGTERM);
@@ -372,17 +346,15 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
       result.interrupted = true;
       break;
     }
-    clock.lap(RankClock::kWait);
     const auto& prompt = header.prompts[p];
     const int64_t n = static_cast<int64_t>(prompt.ids.size());
     model::ForwardCapture capture;
     auto t0 = std::chrono::steady_clock::now();
     if (root) capture = model->forward(prompt.ids, layers);
-    progress.times().forward += seconds_since(t0);
+    times.forward += seconds_since(t0);
     t0 = std::chrono::steady_clock::now();
     auto activations = exchange->distribute(root ? &capture : nullptr, n);
-    progress.times().exchange += seconds_since(t0);
-    clock.lap(RankClock::kModel);
+    times.exchange += seconds_since(t0);
     const auto chunks = dist::query_chunks(n, o.chunk_rows);
     const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
     int64_t my_rows = 0;
@@ -412,16 +384,14 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         req.q_begin = q_begin;
         req.q_end = q_end;
         with_context(str("layer ", layer, ", prompt ", p, ", queries ", q_begin, "..", q_end - 1), [&] {
-          sweep::compute_evolution(saes[slot], req, indices.data(), values.data(), &progress.times());
+          sweep::compute_evolution(saes[slot], req, indices.data(), values.data(), &times);
         });
         slabs.push_back({li, row_offsets[p] + sweep::rows_of_prompt(q_begin), rows, indices.data(), values.data()});
         my_rows += rows;
       }
-      clock.lap(RankClock::kEncode);
       t0 = std::chrono::steady_clock::now();
       file.write_evolution(std::move(slabs));
-      progress.times().write += seconds_since(t0);
-      clock.lap(RankClock::kWait);
+      times.write += seconds_since(t0);
       if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
     }
 
@@ -436,17 +406,18 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
         readout_probs.insert(readout_probs.end(), r.probs.begin(), r.probs.end());
       }
     }
-    clock.lap(RankClock::kModel);
     t0 = std::chrono::steady_clock::now();
     file.write_readout(p, root ? readout_ids.data() : nullptr, root ? readout_probs.data() : nullptr);
     file.mark_done(p);
-    progress.times().write += seconds_since(t0);
+    times.write += seconds_since(t0);
     done[p] = 1;
     progress.add_done_prompts(1, my_rows);
     ++computed;
   }
+  auto t_close = std::chrono::steady_clock::now();
   file.close();
-  clock.lap(RankClock::kWait);
+  times.write += seconds_since(t_close);
+  times.other = std::max(0.0, seconds_since(loop_started) - times.measured_loop());
   progress.finish();
   {
     // Peak memory of every rank against the SAE encoder bytes it holds, and where its time went, printed
@@ -457,17 +428,19 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
     comm.allgather(mine.data(), sizeof(int64_t) * 2, all.data());
     result.peak_memory = mine[0];
     result.sae_bytes = sae_bytes;
-    result.times = progress.times();
-    std::vector<double> times(RankClock::kPhases * comm.size());
-    comm.allgather(clock.seconds(), sizeof(double) * RankClock::kPhases, times.data());
+    result.times = times;
+    double my_times[sweep::PhaseTimes::kCount];
+    times.to_array(my_times);
+    std::vector<double> all_times(sweep::PhaseTimes::kCount * comm.size());
+    comm.allgather(my_times, sizeof my_times, all_times.data());
     if (root) {
       for (int r = 0; r < comm.size(); ++r) {
         std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[2 * r]))
                   << " (SAE encoders " << human_bytes(static_cast<double>(all[2 * r + 1])) << ")\n";
       }
       for (int r = 0; r < comm.size(); ++r) {
-        std::cerr << "saetraj: rank " << r << " time: " << RankClock::describe(&times[RankClock::kPhases * r])
-                  << "\n";
+        std::cerr << "saetraj: rank " << r << " time: "
+                  << sweep::PhaseTimes::from_array(&all_times[sweep::PhaseTimes::kCount * r]).describe() << "\n";
       }
     }
   }

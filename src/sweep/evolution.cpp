@@ -2,19 +2,32 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/timing.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/sweep/topk.h"
 
 namespace saetraj::sweep {
-namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+void PhaseTimes::to_array(double* out) const {
+  const double values[kCount] = {startup, forward, exchange, decompose, encode, topk, write, other};
+  std::copy(values, values + kCount, out);
 }
 
-}  // namespace
+PhaseTimes PhaseTimes::from_array(const double* in) {
+  return PhaseTimes{in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7]};
+}
+
+std::string PhaseTimes::describe() const {
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                "start-up %.2f s, forward %.2f s, exchange %.2f s, decomposition %.2f s, encoding %.2f s, "
+                "top-k %.2f s, HDF5 writes and waits %.2f s, other %.2f s",
+                startup, forward, exchange, decompose, encode, topk, write, other);
+  return buf;
+}
 
 const char* method_name(Method m) {
   switch (m) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/timing.h"
 #include "saetraj/sweep/evolution.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/sweep/topk.h"
@@ -26,10 +27,6 @@
 namespace saetraj::sweep {
 
 namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Rows of the projection matrix: the b_O row, the b_dec row, then per source token i its H head rows and
 // its residual row.

@@ -5,16 +5,11 @@
 # then gives the uninterrupted result. Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
+source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
-"$BIN" synth --out "$WORK/fx" --layers 3 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
-cat > "$WORK/corpus.txt" <<'TXT'
-The final correct answer: Max, Mark and Smith are in the empty dark room.
-Anna gave the book to Ben.
-Numbers like 2024 and 42 are written with digits.
-Smith left.
-TXT
-common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
-        --k 24 --top-t 6 --chunk-rows 40 --no-graphs)
+make_fixture 3
+write_corpus
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs
 mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5"
 
 for spec in 1:2 0:1; do

@@ -9,21 +9,16 @@
 # Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
+source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK/small"
 if ! mount -t tmpfs -o size=64k saetraj-test "$WORK/small" 2> "$WORK/mount.log"; then
   echo "skipped: cannot mount a tmpfs here ($(cat "$WORK/mount.log"))"
   exit 77
 fi
 trap 'umount "$WORK/small" 2> /dev/null || true' EXIT
-"$BIN" synth --out "$WORK/fx" --layers 3 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
-cat > "$WORK/corpus.txt" <<'TXT'
-The final correct answer: Max, Mark and Smith are in the empty dark room.
-Anna gave the book to Ben.
-Numbers like 2024 and 42 are written with digits.
-Smith left.
-TXT
-common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
-        --k 24 --top-t 6 --chunk-rows 40 --no-graphs)
+make_fixture 3
+write_corpus
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs
 mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5"
 out="$WORK/small/s.h5"
 

@@ -3,8 +3,9 @@
 # interruption). Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
+source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
-"$BIN" synth --out "$WORK/fx" --layers 3 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
+make_fixture 3
 cat > "$WORK/corpus.txt" <<'TXT'
 The final correct answer: Max, Mark and Smith are in the empty dark room. Smith left. Mark gave flashlight to
 Anna gave the book to Ben.
@@ -12,8 +13,7 @@ Anna gave the book to Ben.
 Numbers like 2024 and 42 are written with digits.
 Smith left.
 TXT
-common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
-        --k 24 --top-t 6 --chunk-rows 40 --no-graphs)
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs
 for n in 1 2 3; do
   echo "== $n rank(s)"
   mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/s$n.h5"

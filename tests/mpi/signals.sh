@@ -5,13 +5,13 @@
 # --resume then gives the uninterrupted result. Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
+source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
-"$BIN" synth --out "$WORK/fx" --layers 2 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
+make_fixture 2
 # Enough prompts that the sweep is still running when the signal comes (the first progress line is
 # printed after two seconds; 400 prompts took only 3 s on the 2-core machine, too close).
 for i in $(seq 1 1500); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
-common=(sweep --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --prompt-file "$WORK/corpus.txt"
-        --k 8 --top-t 4 --no-graphs)
+sweep_args "$WORK/corpus.txt" --k 8 --top-t 4 --no-graphs
 mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5" > /dev/null 2>&1
 
 for sig in INT TERM; do

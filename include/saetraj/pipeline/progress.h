@@ -6,7 +6,6 @@
 #include <cstdint>
 
 #include "saetraj/dist/communicator.h"
-#include "saetraj/sweep/evolution.h"
 
 namespace saetraj::pipeline {
 
@@ -17,7 +16,6 @@ class Progress {
   // Collective: `prompts` more prompts are done, this rank computed `my_rows` rows (all its layers).
   void add_done_prompts(int64_t prompts, int64_t my_rows);
   void finish();
-  sweep::PhaseTimes& times() { return times_; }
 
  private:
   void print(bool final_line);
@@ -26,7 +24,6 @@ class Progress {
   int64_t done_prompts_ = 0, resumed_prompts_ = 0, rows_ = 0;
   bool first_ = true;
   std::chrono::steady_clock::time_point start_, last_print_;
-  sweep::PhaseTimes times_;
 };
 
 }  // namespace saetraj::pipeline

@@ -20,14 +20,26 @@ namespace saetraj::sweep {
 
 // Seconds spent in each phase, summed over calls. The factored method's projections through W_enc count
 // as encoding and its assembly of pre-activations as top-k selection (they are one fused pass).
-// The sweep adds the phases around them: the forward pass, the activation exchange and the HDF5 writes.
+// The sweep adds the phases around them: start-up (options, tokenizer, file, loading), the forward pass,
+// the activation exchange, the HDF5 writes (which include waiting for the other ranks at the collective
+// calls) and everything else in the prompt loop.
 struct PhaseTimes {
+  double startup = 0.0;
   double forward = 0.0;
   double exchange = 0.0;
   double decompose = 0.0;
   double encode = 0.0;
   double topk = 0.0;
   double write = 0.0;
+  double other = 0.0;
+
+  static constexpr int kCount = 8;
+  void to_array(double* out) const;  // kCount values, in declaration order
+  static PhaseTimes from_array(const double* in);
+  // The phases inside the prompt loop, `other` excluded.
+  double measured_loop() const { return forward + exchange + decompose + encode + topk + write; }
+  // "start-up 0.61 s, forward ...": one line for a rank's summary.
+  std::string describe() const;
 };
 
 enum class Method { Auto, Direct, Factored };
