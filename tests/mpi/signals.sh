@@ -9,8 +9,9 @@ source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
 make_fixture 2
 # Enough prompts that the sweep is still running when the signal comes (the first progress line is
-# printed after two seconds; 400 prompts took only 3 s on the 2-core machine, too close).
-for i in $(seq 1 1500); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
+# printed after two seconds; 1500 prompts took only 3 s on the 2-core machine once the top-k scan got
+# faster, too close; 6000 take about 12 s).
+for i in $(seq 1 6000); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
 sweep_args "$WORK/corpus.txt" --k 8 --top-t 4 --no-graphs
 mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5" > /dev/null 2>&1
 
@@ -20,7 +21,7 @@ for sig in INT TERM; do
   mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" > "$WORK/$sig.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 600); do
-    grep -q "prompts [0-9]*/1500" "$WORK/$sig.log" && break
+    grep -q "prompts [0-9]*/6000" "$WORK/$sig.log" && break
     sleep 0.1
   done
   kill "-$sig" "$pid"
