@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "bench_baseline.h"
+#include "bench_gpu.h"
 #include "options.h"
 #include "saetraj/cli/commands.h"
 #include "saetraj/core/error.h"
@@ -124,16 +125,7 @@ struct KernelOptions {
 void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64_t>& tokens, double peak) {
   c10::InferenceMode guard;
   torch::manual_seed(0);
-  // A JumpReLU SAE with about 100 active features per row, like Gemma Scope's canonical L0.
-  sae::Sae sae;
-  sae.cfg.d_in = o.d_model;
-  sae.cfg.d_sae = d_sae;
-  sae.cfg.activation = sae::Activation::JumpReLU;
-  sae.cfg.apply_b_dec_to_input = false;
-  sae.w_enc = torch::randn({o.d_model, d_sae}) / std::sqrt(static_cast<double>(o.d_model));
-  sae.b_enc = torch::zeros({d_sae});
-  sae.b_dec = torch::zeros({o.d_model});
-  sae.threshold = torch::full({d_sae}, 2.5f);
+  const sae::Sae sae = bench_sae(o.d_model, d_sae);
   const std::string sae_file = o.work + "/baseline_sae_" + std::to_string(d_sae) + ".safetensors";
   if (o.baseline) write_baseline_sae(sae, sae_file);
 
@@ -279,6 +271,8 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
   KernelOptions o{2304, 8, 400, 2048, 1, true, "bench-work"};
   std::vector<int64_t> tokens, widths;
   bool no_baseline = false, no_demo = false, no_kernel = false;
+  std::string device = "cpu";
+  GpuBenchOptions gpu;
   po::options_description options("Bench options");
   options.add_options()("d-model", po::value(&o.d_model)->default_value(o.d_model), "residual width (Gemma-2-2b: 2304)")(
       "d-sae", po::value(&widths)->multitoken(), "SAE widths (default 16384)")(
@@ -290,12 +284,29 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
       "work", po::value(&o.work)->default_value(o.work), "folder for the baseline's SAE files and the demo fixture")(
       "no-baseline", po::bool_switch(&no_baseline), "skip the original code's method (the slowest part)")(
       "no-demo", po::bool_switch(&no_demo), "skip the whole sweep of the demo model")(
-      "no-kernel", po::bool_switch(&no_kernel), "skip the Gemma-shaped kernel tables");
+      "no-kernel", po::bool_switch(&no_kernel), "skip the Gemma-shaped kernel tables")(
+      "device", po::value(&device)->default_value(device),
+      "cpu, or cuda: the GPU benchmark (26 Gemma-2-2b-shaped layers, 65k JumpReLU SAEs, N = 24 128 256; "
+      "--d-sae, --tokens, --layers, --k change it)")(
+      "gpu", po::value(&gpu.device)->default_value(gpu.device), "with --device cuda: the GPU to use");
   po::variables_map vm;
   if (!parse_command("bench", "[--d-sae W ...] [--tokens N ...] [--layers L]", options, {}, args, vm,
                      ctx.comm.rank() == 0)) {
     return 0;
   }
+  if (device == "cuda") {
+    if (ctx.comm.rank() != 0) return 0;
+    if (!tokens.empty()) gpu.tokens = tokens;
+    if (!widths.empty()) gpu.d_sae = widths.front();
+    if (!vm["layers"].defaulted()) gpu.layers = o.layers;
+    gpu.k = o.k;
+    gpu.d_model = o.d_model;
+    gpu.heads = o.heads;
+    gpu.chunk_rows = o.chunk_rows;
+    gpu.baseline = !no_baseline;
+    return bench_gpu(gpu);
+  }
+  SAETRAJ_CHECK(device == "cpu", InputError, "bench --device must be cpu or cuda, got \"", device, "\"");
   if (tokens.empty()) tokens = {24, 64, 128, 256};
   if (widths.empty()) widths = {16384};
   o.baseline = !no_baseline;

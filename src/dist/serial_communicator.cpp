@@ -57,4 +57,11 @@ bool launched_under_mpi() {
   return false;
 }
 
+int local_rank(const Communicator& comm) {
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "PMI_LOCAL_RANK"}) {
+    if (const char* v = std::getenv(var)) return std::atoi(v);
+  }
+  return comm.rank();
+}
+
 }  // namespace saetraj::dist

@@ -32,11 +32,11 @@ torch::Tensor inverse_frequencies(const ModelConfig& c) {
 
 }  // namespace
 
-RopeTables rope_tables(const ModelConfig& config, int64_t n) {
+RopeTables rope_tables(const ModelConfig& config, int64_t n, const torch::Device& device) {
   const auto positions = torch::arange(n, torch::kInt64).to(torch::kFloat32);
   const auto freqs = torch::outer(positions, inverse_frequencies(config));  // [n, hd/2]
   const auto emb = torch::cat({freqs, freqs}, -1);
-  return {emb.cos(), emb.sin()};
+  return {emb.cos().to(device), emb.sin().to(device)};
 }
 
 torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& t) {
@@ -50,9 +50,10 @@ torch::Tensor expand_kv(const torch::Tensor& kv, int64_t n_heads) {
   return group == 1 ? kv : kv.repeat_interleave(group, 0);
 }
 
-torch::Tensor attention_mask(int64_t n, int64_t window) {
-  auto mask = torch::ones({n, n}, torch::kBool).triu(1);
-  if (window > 0) mask = mask | torch::ones({n, n}, torch::kBool).tril(-window);
+torch::Tensor attention_mask(int64_t n, int64_t window, const torch::Device& device) {
+  const auto options = torch::dtype(torch::kBool).device(device);
+  auto mask = torch::ones({n, n}, options).triu(1);
+  if (window > 0) mask = mask | torch::ones({n, n}, options).tril(-window);
   return mask;
 }
 

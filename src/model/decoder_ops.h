@@ -18,7 +18,7 @@ torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, doubl
 struct RopeTables {
   torch::Tensor cos, sin;
 };
-RopeTables rope_tables(const ModelConfig& config, int64_t n);
+RopeTables rope_tables(const ModelConfig& config, int64_t n, const torch::Device& device);
 
 // x [heads, n, head_dim] rotated: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1).
 torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& tables);
@@ -27,6 +27,6 @@ torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& tables);
 torch::Tensor expand_kv(const torch::Tensor& kv, int64_t n_heads);
 
 // True where key j is hidden from query q: j > q, and, when window > 0, q - j >= window. [n, n]
-torch::Tensor attention_mask(int64_t n, int64_t window);
+torch::Tensor attention_mask(int64_t n, int64_t window, const torch::Device& device);
 
 }  // namespace saetraj::model::ops

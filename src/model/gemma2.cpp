@@ -47,7 +47,8 @@ torch::Tensor soft_cap(const torch::Tensor& x, double cap) {
 
 class Gemma2Model final : public Model {
  public:
-  Gemma2Model(const ModelConfig& config, const io::SafetensorsSet& weights) : config_(config) {
+  Gemma2Model(const ModelConfig& config, const io::SafetensorsSet& weights, const torch::Device& device)
+      : config_(config), device_(device) {
     const int64_t d = config.d_model, v = config.vocab_size, m = config.d_mlp;
     const int64_t h = config.n_heads, kv = config.n_kv_heads, hd = config.head_dim;
     SAETRAJ_CHECK(config.activation == "gelu_pytorch_tanh" || config.activation == "gelu_new" ||
@@ -56,7 +57,7 @@ class Gemma2Model final : public Model {
                   "\" is not supported (gelu_pytorch_tanh, gelu_new, gelu)");
     if (config_.query_pre_attn_scalar <= 0) config_.query_pre_attn_scalar = static_cast<double>(hd);
     auto load = [&](const std::string& name, std::vector<int64_t> shape) {
-      return weights.load(name, shape, torch::kFloat32);
+      return weights.load(name, shape, torch::kFloat32).to(device);
     };
     auto scale = [&](const std::string& name) { return load(name, {d}) + 1.0f; };
     embed_ = load(Gemma2Names::embed, {v, d});
@@ -94,13 +95,13 @@ class Gemma2Model final : public Model {
     const int64_t n = static_cast<int64_t>(ids.size());
 
     const int64_t h = config_.n_heads, kv = config_.n_kv_heads, hd = config_.head_dim;
-    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64);
+    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).to(device_);
     // transformers multiplies by sqrt(hidden_size) rounded to the compute dtype (float32 here).
     const float normalizer = static_cast<float>(std::sqrt(static_cast<double>(config_.d_model)));
     torch::Tensor x = embed_.index_select(0, id_tensor) * normalizer;
-    const auto rope = ops::rope_tables(config_, n);
-    const auto full_mask = ops::attention_mask(n, 0);
-    const auto sliding_mask = ops::attention_mask(n, config_.sliding_window);
+    const auto rope = ops::rope_tables(config_, n, device_);
+    const auto full_mask = ops::attention_mask(n, 0, device_);
+    const auto sliding_mask = ops::attention_mask(n, config_.sliding_window, device_);
     const double scaling = 1.0 / std::sqrt(config_.query_pre_attn_scalar);
     ForwardCapture out;
     out.layers.resize(config_.n_layers);
@@ -157,14 +158,16 @@ class Gemma2Model final : public Model {
 
  private:
   ModelConfig config_;
+  torch::Device device_;  // where the weights live and the forward pass runs
   torch::Tensor embed_, final_scale_, unembed_;
   std::vector<Gemma2Block> blocks_;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> load_gemma2(const ModelConfig& config, const io::SafetensorsSet& weights) {
-  return std::make_unique<Gemma2Model>(config, weights);
+std::unique_ptr<Model> load_gemma2(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                  const torch::Device& device) {
+  return std::make_unique<Gemma2Model>(config, weights, device);
 }
 
 }  // namespace saetraj::model

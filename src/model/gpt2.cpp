@@ -43,13 +43,14 @@ struct Gpt2Block {
 
 class Gpt2Model final : public Model {
  public:
-  Gpt2Model(const ModelConfig& config, const io::SafetensorsSet& weights) : config_(config) {
+  Gpt2Model(const ModelConfig& config, const io::SafetensorsSet& weights, const torch::Device& device)
+      : config_(config), device_(device) {
     const std::string prefix = weights.contains("transformer.wte.weight") ? "transformer." : "";
     SAETRAJ_CHECK(weights.contains(prefix + Gpt2Names::wte), FormatError,
                   "GPT-2 checkpoint has no tensor 'wte.weight' or 'transformer.wte.weight'");
     const int64_t d = config.d_model, v = config.vocab_size, m = config.d_mlp;
     auto load = [&](const std::string& name, std::vector<int64_t> shape) {
-      return weights.load(prefix + name, shape, torch::kFloat32);
+      return weights.load(prefix + name, shape, torch::kFloat32).to(device);
     };
     // Positions: accept a checkpoint with more rows than n_positions claims, use what config says.
     wte_ = load(Gpt2Names::wte, {v, d});
@@ -62,7 +63,7 @@ class Gpt2Model final : public Model {
     ln_f_w_ = load(Gpt2Names::ln_f_w, {d});
     ln_f_b_ = load(Gpt2Names::ln_f_b, {d});
     if (!config.tie_word_embeddings && weights.contains("lm_head.weight")) {
-      unembed_ = weights.load("lm_head.weight", {v, d}, torch::kFloat32);
+      unembed_ = weights.load("lm_head.weight", {v, d}, torch::kFloat32).to(device);
     } else {
       unembed_ = wte_;
     }
@@ -93,10 +94,10 @@ class Gpt2Model final : public Model {
     const std::vector<bool> capture = check_forward_input(config_, ids, capture_layers);
     const int64_t n = static_cast<int64_t>(ids.size());
 
-    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64);
+    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).to(device_);
     const int64_t d = config_.d_model, h = config_.n_heads, hd = config_.head_dim;
     torch::Tensor x = wte_.index_select(0, id_tensor) + wpe_.slice(0, 0, n);
-    const auto causal = torch::ones({n, n}, torch::kBool).triu(1);
+    const auto causal = torch::ones({n, n}, torch::dtype(torch::kBool).device(device_)).triu(1);
     ForwardCapture out;
     out.layers.resize(config_.n_layers);
     for (int l = 0; l < config_.n_layers; ++l) {
@@ -148,14 +149,16 @@ class Gpt2Model final : public Model {
 
  private:
   ModelConfig config_;
+  torch::Device device_;  // where the weights live and the forward pass runs
   torch::Tensor wte_, wpe_, ln_f_w_, ln_f_b_, unembed_;
   std::vector<Gpt2Block> blocks_;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> load_gpt2(const ModelConfig& config, const io::SafetensorsSet& weights) {
-  return std::make_unique<Gpt2Model>(config, weights);
+std::unique_ptr<Model> load_gpt2(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                  const torch::Device& device) {
+  return std::make_unique<Gpt2Model>(config, weights, device);
 }
 
 }  // namespace saetraj::model

@@ -48,13 +48,14 @@ struct LlamaBlock {
 
 class LlamaModel final : public Model {
  public:
-  LlamaModel(const ModelConfig& config, const io::SafetensorsSet& weights) : config_(config) {
+  LlamaModel(const ModelConfig& config, const io::SafetensorsSet& weights, const torch::Device& device)
+      : config_(config), device_(device) {
     SAETRAJ_CHECK(config.activation == "silu", InputError, "Llama hidden_act \"", config.activation,
                   "\" is not supported (silu)");
     const int64_t d = config.d_model, v = config.vocab_size, m = config.d_mlp;
     const int64_t h = config.n_heads, kv = config.n_kv_heads, hd = config.head_dim;
     auto load = [&](const std::string& name, std::vector<int64_t> shape) {
-      return weights.load(name, shape, torch::kFloat32);
+      return weights.load(name, shape, torch::kFloat32).to(device);
     };
     embed_ = load(LlamaNames::embed, {v, d});
     final_norm_ = load(LlamaNames::final_norm, {d});
@@ -97,10 +98,10 @@ class LlamaModel final : public Model {
     const int64_t n = static_cast<int64_t>(ids.size());
 
     const int64_t h = config_.n_heads, kv = config_.n_kv_heads, hd = config_.head_dim;
-    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64);
+    const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).to(device_);
     torch::Tensor x = embed_.index_select(0, id_tensor);
-    const auto rope = ops::rope_tables(config_, n);
-    const auto mask = ops::attention_mask(n, 0);
+    const auto rope = ops::rope_tables(config_, n, device_);
+    const auto mask = ops::attention_mask(n, 0, device_);
     const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
     ForwardCapture out;
     out.layers.resize(config_.n_layers);
@@ -145,14 +146,16 @@ class LlamaModel final : public Model {
 
  private:
   ModelConfig config_;
+  torch::Device device_;  // where the weights live and the forward pass runs
   torch::Tensor embed_, final_norm_, unembed_;
   std::vector<LlamaBlock> blocks_;
 };
 
 }  // namespace
 
-std::unique_ptr<Model> load_llama(const ModelConfig& config, const io::SafetensorsSet& weights) {
-  return std::make_unique<LlamaModel>(config, weights);
+std::unique_ptr<Model> load_llama(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                  const torch::Device& device) {
+  return std::make_unique<LlamaModel>(config, weights, device);
 }
 
 }  // namespace saetraj::model

@@ -7,12 +7,6 @@
 
 namespace saetraj::model {
 
-torch::Tensor PostAttentionNorm::apply(const torch::Tensor& x) const {
-  if (!enabled) return x;
-  const auto x32 = x.to(torch::kFloat32);
-  return x32 * torch::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps) * weight;
-}
-
 std::vector<bool> check_forward_input(const ModelConfig& config, const std::vector<int32_t>& ids,
                                       const std::vector<int>& capture_layers) {
   const int64_t n = static_cast<int64_t>(ids.size());
@@ -28,14 +22,14 @@ std::vector<bool> check_forward_input(const ModelConfig& config, const std::vect
   return capture;
 }
 
-std::unique_ptr<Model> load_model(const std::string& folder) {
+std::unique_ptr<Model> load_model(const std::string& folder, const torch::Device& device) {
   return with_context(str("while loading the model from ", folder), [&]() -> std::unique_ptr<Model> {
     const ModelConfig config = ModelConfig::from_folder(folder);
     const io::SafetensorsSet weights = io::SafetensorsSet::open_folder(folder);
     switch (config.arch) {
-      case Arch::GPT2: return load_gpt2(config, weights);
-      case Arch::GEMMA2: return load_gemma2(config, weights);
-      case Arch::LLAMA: return load_llama(config, weights);
+      case Arch::GPT2: return load_gpt2(config, weights, device);
+      case Arch::GEMMA2: return load_gemma2(config, weights, device);
+      case Arch::LLAMA: return load_llama(config, weights, device);
     }
     throw InputError(str("architecture ", arch_name(config.arch), " has no loader"));
   });

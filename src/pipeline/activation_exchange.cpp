@@ -40,12 +40,13 @@ bool owns(const dist::WorkPlan& plan, int rank, int layer_index) {
 
 ActivationExchange::ActivationExchange(const dist::Communicator& comm, const dist::Transport& transport,
                                        const dist::WorkPlan& plan, const std::vector<int>& layers, int64_t d_model,
-                                       int64_t n_heads, const model::Model* model)
+                                       int64_t n_heads, const model::Model* model, const torch::Device& compute_device)
     : comm_(comm),
       transport_(transport),
       device_(transport.cuda_device() < 0 ? torch::Device(torch::kCPU)
                                           : torch::Device(torch::kCUDA, transport.cuda_device())),
-      plan_(plan), layers_(layers), d_model_(d_model), n_heads_(n_heads), model_(model) {
+      compute_device_(compute_device), plan_(plan), layers_(layers), d_model_(d_model), n_heads_(n_heads),
+      model_(model) {
   c10::InferenceMode guard;
   const bool root = comm.rank() == 0;
   SAETRAJ_CHECK(!root || model, Error, "rank 0 must hold the model");
@@ -84,6 +85,12 @@ ActivationExchange::ActivationExchange(const dist::Communicator& comm, const dis
       norms_[li] = norm;
     }
   }
+  for (auto& [li, bias] : biases_) {
+    if (bias.defined()) bias = bias.to(compute_device_);
+  }
+  for (auto& [li, norm] : norms_) {
+    if (norm.weight.defined()) norm.weight = norm.weight.to(compute_device_);
+  }
 }
 
 std::map<int, LayerActivations> ActivationExchange::distribute(const model::ForwardCapture* capture,
@@ -109,10 +116,10 @@ std::map<int, LayerActivations> ActivationExchange::distribute(const model::Forw
            head_out = torch::empty({n_heads_, n, d_model_}, options);
       transport_.recv({recv_buffer(resid), recv_buffer(pattern), recv_buffer(head_out)}, 0, li);
       LayerActivations a;
-      // The encoding runs on the CPU (NOTE above): what came over NCCL returns to host memory.
-      a.resid_pre = resid.to(torch::kCPU);
-      a.parts.pattern = pattern.to(torch::kCPU);
-      a.parts.head_out = head_out.to(torch::kCPU);
+      // Onto the compute device: a no-op when NCCL delivered them to this rank's GPU.
+      a.resid_pre = resid.to(compute_device_);
+      a.parts.pattern = pattern.to(compute_device_);
+      a.parts.head_out = head_out.to(compute_device_);
       a.parts.bias = biases_.at(li);
       mine[li] = std::move(a);
     }

@@ -121,4 +121,10 @@ int64_t Sae::bytes() const {
   return total;
 }
 
+void Sae::to(const torch::Device& device) {
+  for (auto* t : {&w_enc, &b_enc, &b_dec, &threshold}) {
+    if (t->defined()) *t = t->to(device);
+  }
+}
+
 }  // namespace saetraj::sae

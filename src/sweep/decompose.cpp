@@ -27,8 +27,9 @@ torch::Tensor source_contributions_block(const AttentionParts& parts, int64_t q_
   const auto values = parts.head_out.slice(1, 0, width);                             // [H, J, d]
   auto a = torch::bmm(pattern.permute({2, 1, 0}), values.permute({1, 0, 2})).permute({1, 0, 2});  // [Q, J, d]
   if (parts.bias.defined()) {
-    const auto q = torch::arange(q_begin, q_end, torch::kFloat32);
-    const auto j = torch::arange(0, width, torch::kFloat32);
+    const auto options = parts.pattern.options().dtype(torch::kFloat32);
+    const auto q = torch::arange(q_begin, q_end, options);
+    const auto j = torch::arange(0, width, options);
     const auto share = (j.unsqueeze(0) <= q.unsqueeze(1)).to(torch::kFloat32) / (q.unsqueeze(1) + 1.0);  // [Q, J]
     a = a + share.unsqueeze(-1) * parts.bias;
   }

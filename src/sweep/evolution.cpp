@@ -53,6 +53,23 @@ Method choose_method(int64_t n_tokens, int64_t heads, int64_t d_model, int64_t d
   return factored < direct ? Method::Factored : Method::Direct;
 }
 
+void throw_non_finite(int64_t q_first, int64_t q_last, int64_t first_bad) {
+  throw NumericError(str("SAE pre-activations contain NaN or Inf for queries ", q_first, "..", q_last,
+                         first_bad >= 0 ? str(" (first at query ", first_bad, ")") : std::string(),
+                         "; check the model and SAE weights, and the residual stream, for non-finite values"));
+}
+
+std::vector<std::pair<int64_t, int64_t>> evolution_chunks(int64_t q_begin, int64_t q_end, int64_t chunk_rows) {
+  std::vector<std::pair<int64_t, int64_t>> chunks;
+  for (int64_t q0 = q_begin; q0 < q_end;) {
+    int64_t q1 = q0 + 1;
+    while (q1 < q_end && rows_of_prompt(q1 + 1) - rows_of_prompt(q0) <= chunk_rows) ++q1;
+    chunks.emplace_back(q0, q1);
+    q0 = q1;
+  }
+  return chunks;
+}
+
 void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices, float* values,
                        PhaseTimes* times) {
   Method method = request.method;
@@ -60,68 +77,12 @@ void compute_evolution(const sae::Sae& sae, const EvolutionRequest& request, int
     method = choose_method(request.parts->pattern.size(1), request.parts->pattern.size(0), sae.cfg.d_in,
                            sae.cfg.d_sae);
   }
+  // The CPU kernels, or the GPU path (LibTorch ops) for tensors on a CUDA device.
+  const bool gpu = request.device.is_cuda();
   if (method == Method::Factored) {
-    compute_evolution_factored(sae, request, indices, values, times);
+    (gpu ? compute_evolution_factored_cuda : compute_evolution_factored)(sae, request, indices, values, times);
   } else {
-    compute_evolution_direct(sae, request, indices, values, times);
-  }
-}
-
-void compute_evolution_direct(const sae::Sae& sae, const EvolutionRequest& request, int32_t* indices,
-                              float* values, PhaseTimes* times) {
-  c10::InferenceMode guard;
-  const model::PostAttentionNorm* norm = request.post_norm;
-  const PostAttention post_attention = [norm](const torch::Tensor& x) { return norm ? norm->apply(x) : x; };
-  PhaseTimes local;
-  // Every activation is fused into the top-k scan: ReLU and JumpReLU (with b_enc) through the activity
-  // test, TopK by keeping at most its own k per row. The [rows, d_sae] product is therefore the only
-  // full-width array, and one buffer serves every chunk.
-  const bool jump = sae.cfg.activation == sae::Activation::JumpReLU;
-  const int64_t keep = sae.cfg.activation == sae::Activation::TopK ? std::min(request.k, sae.cfg.topk_k) : request.k;
-  const torch::Tensor bias = sae.b_enc.to(torch::kFloat32).contiguous();
-  const torch::Tensor threshold = jump ? sae.threshold.to(torch::kFloat32).contiguous() : torch::Tensor();
-  // The largest chunk: chunk_rows, or one query's rows when a single query is longer.
-  const int64_t total_rows = rows_of_prompt(request.q_end) - rows_of_prompt(request.q_begin);
-  const int64_t last_query_rows = rows_of_prompt(request.q_end) - rows_of_prompt(request.q_end - 1);
-  const int64_t buffer_rows = std::min(total_rows, std::max(request.chunk_rows, last_query_rows));
-  torch::Tensor local_buffer;
-  torch::Tensor& buffer = request.workspace ? *request.workspace : local_buffer;
-  if (!buffer.defined() || buffer.numel() < buffer_rows * sae.cfg.d_sae) {
-    buffer = torch::empty({buffer_rows * sae.cfg.d_sae}, torch::dtype(torch::kFloat32));
-  }
-  int64_t written = 0;
-  for (int64_t q0 = request.q_begin; q0 < request.q_end;) {
-    // Take whole queries until the chunk is full (at least one query per chunk).
-    int64_t q1 = q0 + 1;
-    while (q1 < request.q_end && rows_of_prompt(q1 + 1) - rows_of_prompt(q0) <= request.chunk_rows) ++q1;
-    const int64_t rows = rows_of_prompt(q1) - rows_of_prompt(q0);
-
-    auto t0 = std::chrono::steady_clock::now();
-    const auto inputs = evolution_inputs(*request.resid_pre, *request.parts, post_attention, q0, q1);
-    local.decompose += seconds_since(t0);
-
-    t0 = std::chrono::steady_clock::now();
-    const auto preprocessed = sae.preprocess(inputs);
-    auto product = buffer.narrow(0, 0, rows * sae.cfg.d_sae).view({rows, sae.cfg.d_sae});
-    sae.project_into(preprocessed, product);
-    local.encode += seconds_since(t0);
-
-    t0 = std::chrono::steady_clock::now();
-    const bool finite = topk_active_fused(product, bias.data_ptr<float>(), jump ? threshold.data_ptr<float>() : nullptr,
-                                          keep, request.k, indices + written * request.k,
-                                          values + written * request.k);
-    local.topk += seconds_since(t0);
-    if (!finite) {
-      throw NumericError(str("SAE pre-activations contain NaN or Inf for queries ", q0, "..", q1 - 1,
-                             " (check the model and SAE weights, and the residual stream, for non-finite values)"));
-    }
-    written += rows;
-    q0 = q1;
-  }
-  if (times) {
-    times->decompose += local.decompose;
-    times->encode += local.encode;
-    times->topk += local.topk;
+    (gpu ? compute_evolution_direct_cuda : compute_evolution_direct)(sae, request, indices, values, times);
   }
 }
 

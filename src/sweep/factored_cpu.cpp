@@ -1,4 +1,5 @@
-// The factored method (derivation in factored.h).
+// The factored method's CPU kernels (derivation in factored.h): the assembly of pre-activations as a running
+// sum over sources, fused with the top-k scan, multi-threaded over query groups.
 #include "saetraj/sweep/factored.h"
 
 #include <ATen/Parallel.h>
@@ -13,6 +14,7 @@
 #include "saetraj/core/error.h"
 #include "saetraj/core/timing.h"
 #include "saetraj/sweep/evolution.h"
+#include "factored_common.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/sweep/topk.h"
 
@@ -28,70 +30,14 @@ namespace saetraj::sweep {
 
 namespace {
 
-// Rows of the projection matrix: the b_O row, the b_dec row, then per source token i its H head rows and
-// its residual row.
-struct Layout {
-  int64_t heads;
-  static constexpr int64_t kBias = 0, kDec = 1;
-  int64_t head(int64_t i, int64_t h) const { return 2 + i * (heads + 1) + h; }
-  int64_t resid(int64_t i) const { return 2 + i * (heads + 1) + heads; }
-  int64_t rows(int64_t sources) const { return 2 + sources * (heads + 1); }
-};
-
-enum class Scale { One, LayerNorm, UnitNorm };
-
-// What the SAE's preprocessing does to one residual-width vector, as (Pi, sigma) of the NOTE.
-struct Preprocessing {
-  bool centre = false;
-  Scale scale = Scale::One;
-  int64_t d = 0;
-
-  explicit Preprocessing(const sae::SaeConfig& cfg) : d(cfg.d_in) {
-    switch (cfg.normalization) {
-      case sae::Normalization::LayerNorm: centre = true, scale = Scale::LayerNorm; break;
-      case sae::Normalization::ConstantNormRescale: centre = cfg.center_residual, scale = Scale::UnitNorm; break;
-      case sae::Normalization::None:
-      case sae::Normalization::ExpectedAverageOnlyIn: centre = cfg.center_residual; break;
-    }
-  }
-
-  // sigma(x) for a vector x of d floats.
-  double sigma(const float* x) const {
-    if (scale == Scale::One) return 1.0;
-    double sum = 0.0, sumsq = 0.0;
-    for (int64_t f = 0; f < d; ++f) sum += x[f], sumsq += static_cast<double>(x[f]) * x[f];
-    const double mean = centre ? sum / d : 0.0;
-    const double norm_sq = std::max(0.0, sumsq - d * mean * mean);  // |Pi x|^2
-    if (scale == Scale::LayerNorm) return 1.0 / (std::sqrt(norm_sq / (d - 1)) + 1e-5);
-    return std::sqrt(static_cast<double>(d)) / std::sqrt(norm_sq);
-  }
-};
+using factored_detail::Layout;
+using factored_detail::Preprocessing;
+using factored_detail::Scale;
 
 // Per row: pre = resid * R_q + acc * S_j + bias * B + beta (the NOTE's scalars).
 struct RowScalars {
   float resid = 1.0f, acc = 0.0f, bias = 0.0f;
 };
-
-// The projection matrix's rows [rows(n), d]: Pi (b_O . g), b_dec (or zeros), Pi (u_h[i] . g), Pi r_i.
-torch::Tensor projection_inputs(const sae::Sae& sae, const Preprocessing& pre, const EvolutionRequest& req,
-                                const Layout& layout, int64_t n) {
-  const auto& parts = *req.parts;
-  const int64_t d = sae.cfg.d_in, heads = layout.heads;
-  const bool norm = req.post_norm && req.post_norm->enabled;
-  const auto g = norm ? req.post_norm->weight.to(torch::kFloat32) : torch::ones({d});
-  auto x = torch::zeros({layout.rows(n), d});
-  if (parts.bias.defined()) x[Layout::kBias] = parts.bias.to(torch::kFloat32) * g;
-  if (sae.cfg.apply_b_dec_to_input) x[Layout::kDec] = sae.b_dec.to(torch::kFloat32);
-  auto per_source = x.slice(0, 2).view({n, heads + 1, d});
-  per_source.slice(1, 0, heads).copy_(parts.head_out.slice(1, 0, n).to(torch::kFloat32).transpose(0, 1) * g);
-  per_source.select(1, heads).copy_(req.resid_pre->slice(0, 0, n).to(torch::kFloat32));
-  if (pre.centre) {
-    auto centred = x.narrow(0, Layout::kBias, 1);
-    centred.sub_(centred.mean(-1, true));
-    per_source.sub_(per_source.mean(-1, true));
-  }
-  return x;
-}
 
 // The NOTE's scalars for every row of queries [q_begin, q_end), rows ordered by q then step.
 std::vector<RowScalars> row_scalars(const Preprocessing& pre, const EvolutionRequest& req) {
@@ -376,9 +322,7 @@ void compute_evolution_factored(const sae::Sae& sae, const EvolutionRequest& req
     times->topk += t_assemble;
   }
   if (first_bad.load() != std::numeric_limits<int64_t>::max()) {
-    throw NumericError(str("SAE pre-activations contain NaN or Inf for queries ", req.q_begin, "..", req.q_end - 1,
-                           " (first at query ", first_bad.load(),
-                           "; check the model and SAE weights, and the residual stream, for non-finite values)"));
+    throw_non_finite(req.q_begin, req.q_end - 1, first_bad.load());
   }
 }
 

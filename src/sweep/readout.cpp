@@ -8,11 +8,12 @@ Readout layer_readout(const model::Model& model, const torch::Tensor& resid_post
   const auto probs = torch::softmax(logits.to(torch::kFloat64), 0);
   // Ties resolved by lower token id: stable sort of descending probabilities.
   const auto order = std::get<1>(probs.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  const auto best = order.slice(0, 0, top);
+  const auto ids = best.to(torch::kCPU), best_probs = probs.index_select(0, best).to(torch::kCPU);
   Readout r;
-  for (int i = 0; i < top && i < order.size(0); ++i) {
-    const int64_t id = order[i].item<int64_t>();
-    r.token_ids.push_back(static_cast<int32_t>(id));
-    r.probs.push_back(static_cast<float>(probs[id].item<double>()));
+  for (int64_t i = 0; i < ids.size(0); ++i) {
+    r.token_ids.push_back(static_cast<int32_t>(ids[i].item<int64_t>()));
+    r.probs.push_back(static_cast<float>(best_probs[i].item<double>()));
   }
   return r;
 }

@@ -1,7 +1,7 @@
 // The NCCL transport on real GPUs, outside the sweep: under `mpirun -n R` (R >= 2, one GPU per rank, or
 // ranks sharing GPUs), rank 0 sends every other rank three buffers of known bytes in one grouped call
 // and each receiver checks them. CI only compiles and links this (no GPU there); run it by hand on a GPU
-// node after building with -DSAETRAJ_CUDA=ON: `mpirun -n 2 build/saetraj_nccl_roundtrip`.
+// node (built with the CUDA parts, the default with the torch wheel): `mpirun -n 2 build/saetraj_nccl_roundtrip`.
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -44,8 +44,11 @@ int main() {
   try {
     SAETRAJ_CHECK(comm->size() >= 2, InputError, "run under mpirun with at least 2 ranks");
     int n_devices = 0;
-    check(cudaGetDeviceCount(&n_devices), "cudaGetDeviceCount");
-    SAETRAJ_CHECK(n_devices > 0, InputError, "no CUDA device is visible");
+    // No GPU (CI): exit 77, which ctest counts as skipped; every rank sees the same machine.
+    if (cudaGetDeviceCount(&n_devices) != cudaSuccess || n_devices == 0) {
+      if (comm->rank() == 0) std::fprintf(stderr, "nccl_roundtrip: no CUDA device is visible; skipped\n");
+      return 77;
+    }
     const auto transport = dist::make_nccl_transport(*comm, comm->rank() % n_devices);
     // Sizes of the exchange's three messages for N = 256, d = 2304, H = 8 (Gemma-2-2b): resid_pre,
     // pattern, head outputs.

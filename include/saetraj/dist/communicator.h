@@ -50,4 +50,8 @@ std::unique_ptr<Communicator> make_world_communicator();
 // True when this process was started by mpirun/srun (OMPI_/PMI_/PMIX_ environment present).
 bool launched_under_mpi();
 
+// This process's index among the ranks on its node, as the launcher tells it (Open MPI, SLURM, MPICH, PMI);
+// the rank itself when no launcher variable is set (one node).
+int local_rank(const Communicator& comm);
+
 }  // namespace saetraj::dist

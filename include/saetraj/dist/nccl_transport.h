@@ -1,7 +1,7 @@
 // GPU-to-GPU transfers for the activation exchange over NCCL (NOTE in pipeline/activation_exchange.h).
-// Built only with -DSAETRAJ_CUDA=ON, which defines SAETRAJ_WITH_CUDA; the implementation uses the CUDA
-// runtime and nccl.h alone (no LibTorch CUDA headers), so it compiles wherever the CUDA toolkit and
-// NCCL are installed, with or without a GPU.
+// Built with the CUDA parts (SAETRAJ_CUDA, on by default with a CUDA LibTorch and NCCL), which define
+// SAETRAJ_WITH_CUDA; the implementation uses the CUDA runtime and nccl.h alone (no LibTorch CUDA
+// headers), so it compiles wherever the CUDA toolkit and NCCL are installed, with or without a GPU.
 #pragma once
 
 #include <memory>

@@ -10,7 +10,8 @@
 
 namespace saetraj::model {
 
-std::unique_ptr<Model> load_gemma2(const ModelConfig& config, const io::SafetensorsSet& weights);
+std::unique_ptr<Model> load_gemma2(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                  const torch::Device& device);
 
 // Whether transformers' Gemma-2 uses sliding-window attention on `layer` (even layers: 0, 2, ...).
 inline bool gemma2_layer_is_sliding(int layer) { return layer % 2 == 0; }

@@ -9,6 +9,7 @@
 
 namespace saetraj::model {
 
-std::unique_ptr<Model> load_gpt2(const ModelConfig& config, const io::SafetensorsSet& weights);
+std::unique_ptr<Model> load_gpt2(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                  const torch::Device& device);
 
 }  // namespace saetraj::model

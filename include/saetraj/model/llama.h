@@ -10,6 +10,7 @@
 
 namespace saetraj::model {
 
-std::unique_ptr<Model> load_llama(const ModelConfig& config, const io::SafetensorsSet& weights);
+std::unique_ptr<Model> load_llama(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                  const torch::Device& device);
 
 }  // namespace saetraj::model

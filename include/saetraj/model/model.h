@@ -66,7 +66,8 @@ class Model {
 std::vector<bool> check_forward_input(const ModelConfig& config, const std::vector<int32_t>& ids,
                                       const std::vector<int>& capture_layers);
 
-// Loads a Hugging Face checkpoint folder (config.json + safetensors) as float32.
-std::unique_ptr<Model> load_model(const std::string& folder);
+// Loads a Hugging Face checkpoint folder (config.json + safetensors) as float32, onto `device` (where its
+// forward pass then runs and its captures live).
+std::unique_ptr<Model> load_model(const std::string& folder, const torch::Device& device = torch::kCPU);
 
 }  // namespace saetraj::model

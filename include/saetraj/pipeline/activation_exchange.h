@@ -8,21 +8,19 @@
 // other ranks hold only their SAEs. Per prompt and layer that is 4 N d (1 + H) + 4 H N^2 bytes: 22 MiB for
 // Gemma-2-2b at N = 256, against ~10 TFLOP of encoding for the same layer.
 //
-// [NOTE] The transports (--device). These per-prompt tensors are the only bulk transfers, so they alone
+// [NOTE] The transports (--exchange). These per-prompt tensors are the only bulk transfers, so they alone
 // go through a dist::Transport; the once-per-sweep constants, the collectives and the HDF5 file stay on
-// the communicator. --device cpu (default): the host transport, one MPI send per tensor from host memory,
-// exactly as before the transport existed. --device cuda (builds with -DSAETRAJ_CUDA=ON and a CUDA
-// LibTorch): rank 0 moves each tensor to its GPU (tensor.to(device)) and the three tensors of a layer go
+// the communicator. --exchange mpi (the default on CPUs): the host transport, one MPI send per tensor from
+// host memory. --exchange nccl (the default with --device cuda; builds with the NCCL transport): rank 0's
+// tensors are on its GPU already (it runs the model there) and the three tensors of a layer go
 // to each owner in one grouped ncclSend/ncclRecv, GPU to GPU (NVLink, or GPUDirect RDMA / host staging
 // inside NCCL between nodes); the NCCL communicator is set up once, its id broadcast over MPI. Cost per
 // prompt and layer: the same 4 N d (1 + H) + 4 H N^2 bytes per owner (22 MiB for Gemma-2-2b at
 // N = 256), plus a stream synchronisation per transfer. Over MPI from host memory each byte crosses the
 // node's memory bus on both sides (and PCIe twice when the data lives on a GPU: device to host on rank
 // 0, host to device on the owner); NCCL moves it once over the fastest link between the GPUs, 22 MiB
-// in ~0.1 ms on NVLink against ~2-4 ms through a 100 Gb/s host path. While the SAE encoding runs on
-// the CPU (sweep/evolution.cpp), owners copy what they receive back to host memory, so with a CPU
-// model the cuda path adds a host-to-device and a device-to-host copy per tensor and gains nothing: it
-// is for GPU-resident models and encoders, where the activations already live on the GPU.
+// in ~0.1 ms on NVLink against ~2-4 ms through a 100 Gb/s host path, and the owner computes on them where
+// they land.
 #pragma once
 
 #include <map>
@@ -46,12 +44,13 @@ struct LayerActivations {
 class ActivationExchange {
  public:
   // Collective. `model` is non-null on rank 0 only. Sends each layer's constants to its owners (over
-  // `comm`); the per-prompt tensors go over `transport`.
+  // `comm`); the per-prompt tensors go over `transport`. What a rank keeps lives on `compute_device`.
   ActivationExchange(const dist::Communicator& comm, const dist::Transport& transport, const dist::WorkPlan& plan,
-                     const std::vector<int>& layers, int64_t d_model, int64_t n_heads, const model::Model* model);
+                     const std::vector<int>& layers, int64_t d_model, int64_t n_heads, const model::Model* model,
+                     const torch::Device& compute_device);
 
   // Collective, once per prompt of n tokens: rank 0 passes its forward capture (others nullptr). Returns the
-  // activations of this rank's layers in host memory, keyed by layer index (position in `layers`).
+  // activations of this rank's layers on its compute device, keyed by layer index (position in `layers`).
   std::map<int, LayerActivations> distribute(const model::ForwardCapture* capture, int64_t n) const;
 
   // The post-attention norm of a layer this rank owns.
@@ -61,6 +60,7 @@ class ActivationExchange {
   const dist::Communicator& comm_;
   const dist::Transport& transport_;
   torch::Device device_;  // where the transport's buffers live
+  torch::Device compute_device_;
   const dist::WorkPlan& plan_;
   std::vector<int> layers_;
   int64_t d_model_, n_heads_;
@@ -68,10 +68,5 @@ class ActivationExchange {
   std::map<int, torch::Tensor> biases_;               // own layers (undefined when the model has no b_O)
   std::map<int, model::PostAttentionNorm> norms_;     // own layers
 };
-
-// The transport of --device: "cpu" (host memory over `comm`) or "cuda" (NCCL between GPUs; collective).
-// InputError, saying what to do, for another name, for cuda in a build without SAETRAJ_WITH_CUDA, and
-// where torch::cuda::is_available() is false on any rank.
-std::unique_ptr<dist::Transport> make_exchange_transport(const std::string& device, const dist::Communicator& comm);
 
 }  // namespace saetraj::pipeline

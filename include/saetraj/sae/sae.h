@@ -61,6 +61,8 @@ struct Sae {
   torch::Tensor encode(const torch::Tensor& x) const;
 
   int64_t bytes() const;  // memory held by the tensors
+  // Moves the tensors to `device` (a rank's GPU), keeping their dtypes.
+  void to(const torch::Device& device);
 };
 
 // Hook layer and kind from a TransformerLens hook name ("blocks.12.hook_resid_post").

@@ -34,4 +34,17 @@ void topk_active(const torch::Tensor& acts, int64_t k, int32_t* indices, float* 
 bool topk_active_fused(const torch::Tensor& x_w_enc, const float* bias, const float* threshold, int64_t keep,
                        int64_t k, int32_t* indices, float* values);
 
+// The same selection in LibTorch ops, for the GPU path (topk_cuda.cpp; runs on any device): `pre` holds
+// pre-activations with b_enc added [rows, d_sae] float32 and is overwritten (inactive entries zeroed);
+// `threshold` is JumpReLU's [d_sae] or undefined. Returns int32 indices and float32 values [rows, k] on
+// pre's device, ranked and padded exactly as above (ties at the cut of `keep` go to the lower indices,
+// whatever order torch::topk returns them in); `finite` is false when some pre-activation is NaN or Inf.
+struct TopkTensors {
+  torch::Tensor indices, values;
+  bool finite = true;
+};
+TopkTensors topk_active_tensors(torch::Tensor& pre, const torch::Tensor& threshold, int64_t keep, int64_t k);
+// Copies the [rows, k] lists into host tables of rows x k entries.
+void copy_lists_to_host(const TopkTensors& lists, int32_t* indices, float* values);
+
 }  // namespace saetraj::sweep
