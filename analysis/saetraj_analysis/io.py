@@ -6,6 +6,8 @@ the layer readout, the graph tables of one prompt and feature explanations. Laye
 their model layer number (the values of the root attribute `layers`), never by their axis index.
 """
 
+import os
+import re
 from dataclasses import dataclass
 
 import h5py
@@ -71,15 +73,29 @@ class ReadoutEntry:
     prob: float
 
 
+def _open_failure(err):
+    """HDF5's reason in a few words: not an HDF5 file, truncated (with the sizes), or h5py's message."""
+    text = str(err)
+    truncated = re.search(r"truncated file: eof = (\d+), sblock->base_addr = \d+, stored_eof = (\d+)", text)
+    if truncated:
+        return f"truncated: {truncated.group(1)} of {truncated.group(2)} bytes"
+    if "file signature not found" in text:
+        return "not an HDF5 file"
+    return text
+
+
 class Sweep:
     """An open, validated sweep file. Use as a context manager or call close()."""
 
     def __init__(self, path):
         self.path = str(path)
+        if not os.path.exists(self.path):
+            raise SweepFormatError(f"{self.path}: no such file; check the path")
         try:
             self._file = h5py.File(self.path, "r")
         except OSError as err:
-            raise SweepFormatError(f"{self.path}: cannot open as an HDF5 file ({err})") from err
+            raise SweepFormatError(f"{self.path}: cannot open as an HDF5 file ({_open_failure(err)}); "
+                                   f"give a sweep file written by saetraj sweep") from err
         try:
             self._validate()
         except Exception:
@@ -135,6 +151,10 @@ class Sweep:
 
     def _validate(self):
         root = self._file
+        if "format" not in root.attrs:
+            # As `saetraj graph` says it: any HDF5 file opens, only a sweep has this attribute.
+            self._fail(f"an HDF5 file but not a saetraj sweep file (no root attribute format = "
+                       f"\"{FORMAT_NAME}\"); give a sweep file written by saetraj sweep")
         fmt = _text(self._attr(root, "format", "/"))
         if fmt != FORMAT_NAME:
             self._fail(f"attribute 'format' is '{fmt}'; expected '{FORMAT_NAME}'")

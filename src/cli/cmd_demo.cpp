@@ -40,6 +40,15 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
                 "--arch must be gpt2, gemma2 or llama, got \"", arch, "\"");
   const bool gemma = arch == "gemma2";
   const bool llama = arch == "llama";
+  // Before anything is written or printed: a file where the folder (or one above it) should be.
+  for (fs::path p = out; !p.empty() && p != p.parent_path(); p = p.parent_path()) {
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    SAETRAJ_CHECK(!fs::exists(st) || fs::is_directory(st), InputError, "--out ", out,
+                  p == fs::path(out) ? std::string() : ": " + p.string(),
+                  " is a file, not a folder; the demo writes a folder of files: choose a folder for --out (it is "
+                  "created if missing)");
+  }
 
   // 1. The synthetic fixture, made once by rank 0.
   const std::string fixtures = out + (gemma ? "/fixtures-gemma2" : llama ? "/fixtures-llama" : "/fixtures");

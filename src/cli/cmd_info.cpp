@@ -1,11 +1,17 @@
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
 
 #include "options.h"
 #include "saetraj/cli/commands.h"
 #include "saetraj/core/error.h"
 #include "saetraj/core/strings.h"
+#include "saetraj/dist/memory_plan.h"
 #include "saetraj/dist/partition.h"
+#include "saetraj/pipeline/compute_device.h"
+#include "saetraj/io/npz.h"
 #include "saetraj/io/safetensors.h"
 #include "saetraj/model/config.h"
 #include "saetraj/output/h5.h"
@@ -13,6 +19,8 @@
 #include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/rows.h"
+#include "saetraj/tokenizer/byte_level_bpe.h"
+#include "saetraj/tokenizer/sentencepiece_tokenizer.h"
 
 namespace saetraj::cli {
 
@@ -47,9 +55,7 @@ void describe_sae(const std::string& dir) {
 
 void describe_sweep(const std::string& path) {
   using namespace output;
-  const H5Handle f = h5_file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "opening " + path);
-  SAETRAJ_CHECK(has_attr(f, "format") && read_attr_string(f, "format") == kSweepFormat, FormatError, path,
-                " is not a saetraj sweep file");
+  const H5Handle f = open_sweep_file(path, false, "give a sweep file written by saetraj sweep");
   const auto layers = read_attr_ints(f, "layers");
   const auto done = read_vector<uint8_t>(f, "prompts/done");
   int64_t n_done = 0;
@@ -69,12 +75,119 @@ void describe_sweep(const std::string& path) {
             << "created:      " << read_attr_string(f, "created_utc") << "\n";
 }
 
+// [NOTE] What `info` takes a single file for. By name first (a damaged file still has its name), then by its
+// first bytes: an HDF5 signature, a zip archive (npz), or a safetensors header (an 8-byte little-endian
+// length followed by '{'). Each kind is then read by the reader a sweep uses, so a damaged file is described
+// by the same one-line message a sweep would stop with.
+enum class FileKind { Sweep, Safetensors, Npz, TokenizerJson, VocabMerges, SentencePiece, Unknown };
+
+FileKind file_kind(const std::string& path) {
+  const std::string name = fs::path(path).filename().string();
+  auto ends_with = [&](const std::string& suffix) {
+    return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
+  };
+  if (ends_with(".safetensors")) return FileKind::Safetensors;
+  if (ends_with(".npz")) return FileKind::Npz;
+  if (ends_with("tokenizer.json")) return FileKind::TokenizerJson;
+  if (name == "vocab.json" || name == "merges.txt") return FileKind::VocabMerges;
+  if (ends_with(".model")) return FileKind::SentencePiece;
+  if (ends_with(".h5") || ends_with(".hdf5")) return FileKind::Sweep;
+  unsigned char head[9] = {};
+  std::ifstream in(path, std::ios::binary);
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  const auto got = in.gcount();
+  if (got >= 8 && std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) == 0) return FileKind::Sweep;
+  if (got >= 4 && std::memcmp(head, "PK\x03\x04", 4) == 0) return FileKind::Npz;
+  if (got == 9 && head[8] == '{') {
+    // A damaged file may claim more header than it holds; the reader then says so. 100 MB is the format's
+    // limit on a header.
+    uint64_t header_len = 0;
+    for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | head[i];
+    if (header_len >= 2 && header_len <= 100'000'000) return FileKind::Safetensors;
+  }
+  return FileKind::Unknown;
+}
+
+void describe_safetensors(const std::string& path) {
+  const auto f = io::SafetensorsFile::open(path);
+  int64_t params = 0;
+  std::map<std::string, int64_t> dtypes;
+  for (const auto& [name, info] : f->tensors()) {
+    params += info.numel();
+    ++dtypes[io::dtype_name(info.dtype)];
+  }
+  std::string dtype_list;
+  for (const auto& [d, n] : dtypes) dtype_list += (dtype_list.empty() ? "" : ", ") + std::to_string(n) + " " + d;
+  std::cout << "safetensors:  " << path << "\n"
+            << "tensors:      " << f->tensors().size() << (dtype_list.empty() ? "" : " (" + dtype_list + ")")
+            << "\n"
+            << "parameters:   " << params << "\n";
+  int shown = 0;
+  for (const auto& [name, info] : f->tensors()) {
+    if (shown++ == 8) {
+      std::cout << "  ... and " << f->tensors().size() - 8 << " more\n";
+      break;
+    }
+    std::cout << "  " << name << " " << io::dtype_name(info.dtype) << " " << shape_str(info.shape) << "\n";
+  }
+}
+
+void describe_npz(const std::string& path) {
+  const auto f = io::NpzFile::open(path);
+  const auto names = f.names();
+  std::cout << "npz:          " << path << "\n"
+            << "arrays:       " << names.size() << "\n";
+  for (const auto& name : names) std::cout << "  " << name << " " << shape_str(f.shape(name)) << "\n";
+}
+
+void describe_tokenizer(const std::string& path, FileKind kind) {
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  if (kind == FileKind::SentencePiece) {
+    tok = std::make_unique<tokenizer::SentencePieceTokenizer>(path, std::nullopt);
+  } else if (kind == FileKind::VocabMerges) {
+    const auto dir = fs::path(path).parent_path();
+    const std::string vocab = (dir / "vocab.json").string(), merges = (dir / "merges.txt").string();
+    SAETRAJ_CHECK(fs::is_regular_file(vocab) && fs::is_regular_file(merges), FormatError, path,
+                  ": a byte-level BPE tokenizer needs vocab.json and merges.txt side by side; ",
+                  fs::is_regular_file(vocab) ? merges : vocab, " is missing");
+    tok = std::make_unique<tokenizer::ByteLevelBpe>(
+        tokenizer::ByteLevelBpe::from_vocab_merges(vocab, merges, std::nullopt));
+  } else {
+    SAETRAJ_CHECK(tokenizer::is_byte_level_tokenizer_json(path), FormatError, path,
+                  " is not a byte-level BPE tokenizer.json (saetraj reads the tokenizer.model beside such a file)");
+    tok = std::make_unique<tokenizer::ByteLevelBpe>(
+        tokenizer::ByteLevelBpe::from_tokenizer_json(path, std::nullopt));
+  }
+  std::cout << "tokenizer:    " << path << "\n"
+            << "kind:         " << tok->kind() << "\n"
+            << "vocabulary:   " << tok->vocab_size() << "\n"
+            << "BOS:          " << (tok->bos_id() ? std::to_string(*tok->bos_id()) : std::string("none"))
+            << (tok->adds_bos_by_default() ? " (added by default)" : "") << "\n";
+}
+
+void describe_file(const std::string& path) {
+  switch (const FileKind kind = file_kind(path)) {
+    case FileKind::Sweep: return describe_sweep(path);
+    case FileKind::Safetensors: return describe_safetensors(path);
+    case FileKind::Npz: return describe_npz(path);
+    case FileKind::TokenizerJson:
+    case FileKind::VocabMerges:
+    case FileKind::SentencePiece: return describe_tokenizer(path, kind);
+    case FileKind::Unknown: break;
+  }
+  throw InputError(str("saetraj info: ", path, " is none of the files info reads: a sweep file (HDF5), a "
+                       ".safetensors file, an .npz archive, or a tokenizer file (tokenizer.json, vocab.json, "
+                       "merges.txt, tokenizer.model)"));
+}
+
 }  // namespace
 
 int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
   std::string path;
   po::options_description options("Info options");
-  options.add_options()("path", po::value(&path), "a checkpoint folder, an SAE-Lens folder or a sweep file");
+  options.add_options()("path", po::value(&path),
+                        "a checkpoint folder, an SAE folder, a sweep file, or one .safetensors, .npz or "
+                        "tokenizer file");
   po::positional_options_description pos;
   pos.add("path", 1);
   po::variables_map vm;
@@ -86,7 +199,9 @@ int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
   } else if ((fs::is_directory(path) && fs::exists(path + "/cfg.json")) || sae::is_gemma_scope(path)) {
     describe_sae(path);
   } else if (fs::is_regular_file(path)) {
-    describe_sweep(path);
+    describe_file(path);
+  } else if (!fs::exists(path)) {
+    throw IoError(str("saetraj info: ", path, ": no such file or folder; check the path"));
   } else {
     throw InputError(str("saetraj info: ", path, " is neither a checkpoint folder (config.json), an SAE-Lens folder ",
                          "(cfg.json), a Gemma Scope params.npz nor a sweep file"));
@@ -95,7 +210,7 @@ int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
 }
 
 int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
-  std::string model_dir, layers_spec = "all";
+  std::string model_dir, layers_spec = "all", device = "cpu", gpu_memory, sae_dtype = "float32";
   std::vector<std::string> saes;
   int ranks = 0;
   int64_t n_tokens = 25, chunk_rows = 2048;
@@ -105,25 +220,39 @@ int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
       "layers", po::value(&layers_spec)->default_value(layers_spec), "analysed layers")(
       "ranks,n", po::value(&ranks), "number of ranks to plan for (default: this job's)")(
       "tokens", po::value(&n_tokens)->default_value(n_tokens), "prompt length to show the query split for")(
-      "chunk-rows", po::value(&chunk_rows)->default_value(chunk_rows), "rows per matrix product");
+      "chunk-rows", po::value(&chunk_rows)->default_value(chunk_rows), "rows per matrix product")(
+      "sae-dtype", po::value(&sae_dtype)->default_value(sae_dtype), "storage of W_enc: float32 or bfloat16")(
+      "device", po::value(&device)->default_value(device), "cpu, or cuda: also print each GPU's memory need")(
+      "gpu-memory", po::value(&gpu_memory),
+      "with --device cuda: memory of one GPU (80GiB, 141G, ...; powers of 1024), to check the split against");
   po::variables_map vm;
-  if (!parse_command("plan", "--model DIR --sae PATTERN [--ranks N]", options, {}, args, vm, ctx.comm.rank() == 0)) {
+  if (!parse_command("plan", "--model DIR --sae PATTERN [--ranks N] [--device cuda --gpu-memory 80GiB]", options,
+                     {}, args, vm, ctx.comm.rank() == 0)) {
     return 0;
   }
   if (ctx.comm.rank() != 0) return 0;
   SAETRAJ_CHECK(!model_dir.empty(), InputError, "saetraj plan: --model is required");
+  SAETRAJ_CHECK(sae_dtype == "float32" || sae_dtype == "bfloat16", InputError, "--sae-dtype must be float32 or bfloat16");
+  const bool cuda = pipeline::parse_device(device) == pipeline::DeviceKind::Cuda;
+  SAETRAJ_CHECK(cuda || gpu_memory.empty(), InputError, "--gpu-memory goes with --device cuda");
   if (ranks <= 0) ranks = ctx.comm.size();
   const auto config = model::ModelConfig::from_folder(model_dir);
   const auto layers = pipeline::parse_layers(layers_spec, config.n_layers);
   const auto folders = pipeline::resolve_sae_folders(saes, layers);
   std::vector<double> costs;
-  std::vector<double> bytes;
+  dist::MemoryPlanInput mp;
+  mp.bf16 = sae_dtype == "bfloat16";
+  mp.chunk_rows = chunk_rows;
+  mp.max_tokens = n_tokens;
+  mp.heads = config.n_heads;
+  mp.model_bytes = model::weight_bytes(config);
   for (size_t i = 0; i < folders.size(); ++i) {
     const auto c = sae::read_sae_config(folders[i], layers[i], {});
     costs.push_back(double(c.d_in) * double(c.d_sae));
-    bytes.push_back(4.0 * (c.d_in + 2) * c.d_sae + 4.0 * c.d_in);
+    mp.layers.push_back({c.d_in, c.d_sae});
   }
   const auto plan = dist::plan_work(ranks, costs);
+  const auto memory = dist::plan_memory(plan, mp);
   const auto chunks = dist::query_chunks(n_tokens, chunk_rows);
   std::cout << "plan for " << ranks << " rank(s), " << layers.size() << " layer(s), a prompt of " << n_tokens
             << " tokens (" << sweep::rows_of_prompt(n_tokens) << " rows per layer, " << chunks.size() << " chunk(s))\n";
@@ -131,14 +260,26 @@ int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
     const auto& g = plan.group_for(r);
     const auto [c0, c1] = dist::chunks_for_member(chunks, static_cast<int>(g.ranks.size()), plan.index_in_group(r));
     const int64_t rows = c0 < c1 ? sweep::rows_of_prompt(chunks[c1 - 1].second) - sweep::rows_of_prompt(chunks[c0].first) : 0;
-    double held = 0;
     std::string names;
-    for (int i : g.layer_indices) {
-      held += bytes[i];
-      names += " " + std::to_string(layers[i]);
-    }
+    for (int i : g.layer_indices) names += " " + std::to_string(layers[i]);
     std::cout << "  rank " << r << ": layers" << names << "; rows per layer " << rows << "; SAE encoders "
-              << human_bytes(held) << "\n";
+              << human_bytes(static_cast<double>(memory[r].encoders));
+    if (cuda) {
+      std::cout << "; GPU: working set " << human_bytes(static_cast<double>(memory[r].working))
+                << (r == 0 ? "; model " + human_bytes(static_cast<double>(memory[r].model)) : std::string())
+                << "; total " << human_bytes(static_cast<double>(memory[r].total()));
+    }
+    std::cout << "\n";
+  }
+  if (cuda && !gpu_memory.empty()) {
+    const int64_t capacity = dist::parse_bytes(gpu_memory);
+    const std::string shortfall = dist::memory_shortfall(plan, mp, layers, capacity);
+    if (shortfall.empty()) {
+      std::cout << "every rank fits in " << human_bytes(static_cast<double>(capacity)) << " of GPU memory\n";
+    } else {
+      std::cout << "does not fit: " << shortfall << "\n";
+      return 2;
+    }
   }
   return 0;
 }

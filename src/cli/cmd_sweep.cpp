@@ -20,10 +20,14 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "the width_W folder taken from --gemmascope-root (16k, 65k, ...)")
     ("gemmascope-l0", po::value(&o.gemmascope_l0)->default_value(o.gemmascope_l0),
      "target L0: the average_l0_X closest to it is taken (0: gemma-2-2b's canonical 65k L0 of the layer)")
+    ("gemmascope-l0-layer", po::value(&o.gemmascope_l0_layers)->composing(),
+     "LAYER=L0: that layer's target L0 instead (e.g. 3=193, as the original study took); repeatable")
     ("layers", po::value(&o.layers)->default_value(o.layers), "analysed layers: all, a range 0-11, or a list 0,3,5")
     ("prompt", po::value(&o.prompts)->composing(), "prompt text; repeatable")
     ("prompt-ids", po::value(&o.prompt_ids)->composing(), "a prompt as comma-separated token ids; repeatable")
     ("prompt-file", po::value(&o.prompt_file), "prompts from a .txt file (one per line) or .jsonl ({\"id\", \"text\"})")
+    ("strict-input", po::bool_switch(&o.strict_input),
+     "stop at the first malformed line of a .jsonl --prompt-file (default: skip it and list it under /skipped)")
     ("k", po::value(&o.k)->default_value(o.k), "top active features recorded per step")
     ("top-t", po::value(&o.top_t)->default_value(o.top_t), "graph filter: newcomers with final rank <= T")
     ("bos", po::value(&o.bos)->default_value(o.bos),
@@ -51,8 +55,14 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "storage of each SAE's W_enc: float32, or bfloat16 (half the memory; products still accumulate in float32, "
      "top-k lists change slightly, see the README)")
     ("device", po::value(&o.device)->default_value(o.device),
-     "how rank 0 sends activations to the other ranks: cpu (MPI from host memory) or cuda (NCCL between "
-     "GPUs; needs a build with -DSAETRAJ_CUDA=ON and a CUDA LibTorch)");
+     "where each rank computes: cpu, or cuda (one GPU per rank: its SAEs, the model on rank 0, both methods "
+     "and top-k run there; only top-k lists come back to the host)")
+    ("gpu", po::value(&o.gpu)->default_value(o.gpu),
+     "with --device cuda: the GPU index of this rank (-1: local rank modulo the GPUs it sees, which respects "
+     "SLURM's CUDA_VISIBLE_DEVICES)")
+    ("exchange", po::value(&o.exchange)->default_value(o.exchange),
+     "how rank 0 sends activations to the ranks owning each layer: auto (nccl with --device cuda, else mpi), "
+     "mpi (from host memory), or nccl (GPU to GPU)");
   po::variables_map vm;
   if (!parse_command("sweep", "--model DIR --sae PATTERN --prompt TEXT [options]", options, {}, args, vm,
                      ctx.comm.rank() == 0)) {

@@ -119,7 +119,24 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     c.n_ctx = optional_field<int64_t>(j, "max_position_embeddings", 8192, origin);
     c.norm_eps = optional_field<double>(j, "rms_norm_eps", 1e-6, origin);
     c.head_dim = optional_field<int64_t>(j, "head_dim", 0, origin);
+    // [NOTE] Two generations of RoPE fields. transformers 4 (the files on the Hub) writes a top-level
+    // rope_theta and, for scaled RoPE, a rope_scaling object; transformers 5 writes one rope_parameters
+    // object holding rope_theta, rope_type and the scaling fields, and no top-level rope_theta. Reading only
+    // the first would silently run a re-saved Llama-3 with theta 10000 and no llama3 scaling.
+    const json* rope = nullptr;
+    const char* rope_field = "";  // where the RoPE fields came from, for messages
+    for (const char* field : {"rope_parameters", "rope_scaling"}) {
+      if (!rope && j.contains(field) && j[field].is_object()) {
+        rope = &j[field];
+        rope_field = field;
+      }
+    }
     c.rope_theta = optional_field<double>(j, "rope_theta", 10000.0, origin);
+    if (rope) {
+      c.rope_theta = optional_field<double>(*rope, "rope_theta", c.rope_theta, origin);
+      c.rope_type = optional_field<std::string>(
+          *rope, "rope_type", optional_field<std::string>(*rope, "type", "default", origin), origin);
+    }
     c.tie_word_embeddings =
         optional_field<bool>(j, "tie_word_embeddings", c.arch == Arch::GEMMA2, origin);
     if (c.arch == Arch::GEMMA2) {
@@ -129,16 +146,27 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
       c.final_logit_softcap = optional_field<double>(j, "final_logit_softcapping", 0.0, origin);
       c.query_pre_attn_scalar = optional_field<double>(j, "query_pre_attn_scalar", 0.0, origin);
       c.sliding_window = optional_field<int64_t>(j, "sliding_window", 0, origin);
+      SAETRAJ_CHECK(c.rope_type == "default", InputError, origin, ": ", rope_field, " type \"", c.rope_type,
+                    "\" is not supported for Gemma-2 (default)");
+      // transformers 5 spells the attention kind of each layer out; saetraj runs Gemma-2's fixed pattern
+      // (sliding on even layers), so a config that says otherwise is refused rather than run differently.
+      if (j.contains("layer_types") && j["layer_types"].is_array()) {
+        const json& types = j["layer_types"];
+        for (size_t l = 0; l < types.size(); ++l) {
+          const std::string expected = l % 2 == 0 ? "sliding_attention" : "full_attention";
+          SAETRAJ_CHECK(types[l].is_string() && types[l].get<std::string>() == expected, InputError, origin,
+                        ": layer_types[", l, "] is ", types[l].dump(), "; Gemma-2 is supported with \"", expected,
+                        "\" there (sliding window on even layers)");
+        }
+      }
     } else {
       c.activation = optional_field<std::string>(j, "hidden_act", "silu", origin);
       c.attention_bias = optional_field<bool>(j, "attention_bias", false, origin);
       c.mlp_bias = optional_field<bool>(j, "mlp_bias", false, origin);
-      if (j.contains("rope_scaling") && j["rope_scaling"].is_object()) {
-        const json& rs = j["rope_scaling"];
-        c.rope_type = optional_field<std::string>(
-            rs, "rope_type", optional_field<std::string>(rs, "type", "default", origin), origin);
+      if (rope) {
+        const json& rs = *rope;
         SAETRAJ_CHECK(c.rope_type == "llama3" || c.rope_type == "default", InputError, origin,
-                      ": rope_scaling type \"", c.rope_type, "\" is not supported (llama3, default)");
+                      ": ", rope_field, " type \"", c.rope_type, "\" is not supported (llama3, default)");
         c.rope_factor = optional_field<double>(rs, "factor", 1.0, origin);
         c.rope_low_freq_factor = optional_field<double>(rs, "low_freq_factor", 1.0, origin);
         c.rope_high_freq_factor = optional_field<double>(rs, "high_freq_factor", 4.0, origin);
@@ -176,6 +204,13 @@ ModelConfig ModelConfig::from_folder(const std::string& folder) {
   std::stringstream text;
   text << in.rdbuf();
   return from_json_text(text.str(), path);
+}
+
+int64_t weight_bytes(const ModelConfig& c) {
+  const int64_t attention = c.d_model * c.head_dim * (2 * c.n_heads + 2 * c.n_kv_heads);
+  const int64_t mlp = c.d_model * c.d_mlp * (c.arch == Arch::GPT2 ? 2 : 3);
+  const int64_t embeddings = c.vocab_size * c.d_model * (c.tie_word_embeddings ? 1 : 2) + c.n_ctx * c.d_model;
+  return 4 * (embeddings + c.n_layers * (attention + mlp));
 }
 
 }  // namespace saetraj::model

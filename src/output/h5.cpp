@@ -1,17 +1,64 @@
 #include "saetraj/output/h5.h"
 
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <regex>
+
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 
 namespace saetraj::output {
 
+void h5_quiet_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+namespace {
+
+// The descriptions on the current error stack, innermost (most specific) first.
+std::vector<std::string> h5_error_descriptions() {
+  std::vector<std::string> out;
+  H5Ewalk2(
+      H5E_DEFAULT, H5E_WALK_UPWARD,
+      [](unsigned, const H5E_error2_t* e, void* data) -> herr_t {
+        if (e && e->desc) static_cast<std::vector<std::string>*>(data)->emplace_back(e->desc);
+        return 0;
+      },
+      &out);
+  return out;
+}
+
+// HDF5's file drivers say why the OS refused: "..., errno = 28, error message = 'No space left on device', ...".
+std::string os_message(const std::string& desc) {
+  static const std::regex re(R"(error message = '([^']*)')");
+  std::smatch m;
+  return std::regex_search(desc, m, re) ? m[1].str() : std::string();
+}
+
+}  // namespace
+
+std::string h5_error_summary() {
+  const auto descs = h5_error_descriptions();
+  for (const auto& d : descs) {
+    const std::string os = os_message(d);
+    if (!os.empty()) return os;
+  }
+  if (descs.empty()) return "";
+  std::string s = sanitize_utf8(descs.front());
+  for (char& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s.size() > 200 ? s.substr(0, 200) + "..." : s;
+}
+
 hid_t h5_check(hid_t id, const std::string& what) {
-  SAETRAJ_CHECK(id >= 0, IoError, what, ": HDF5 call failed");
+  if (id < 0) {
+    const std::string why = h5_error_summary();
+    throw IoError(str(what, ": HDF5 call failed", why.empty() ? "" : " (" + why + ")"));
+  }
   return id;
 }
 
-void h5_check_status(herr_t status, const std::string& what) {
-  SAETRAJ_CHECK(status >= 0, IoError, what, ": HDF5 call failed");
-}
+void h5_check_status(herr_t status, const std::string& what) { h5_check(status < 0 ? -1 : 0, what); }
 
 H5Handle h5_file(hid_t id, const std::string& what) { return {h5_check(id, what), H5Fclose}; }
 H5Handle h5_group(hid_t id, const std::string& what) { return {h5_check(id, what), H5Gclose}; }
@@ -20,6 +67,39 @@ H5Handle h5_space(hid_t id, const std::string& what) { return {h5_check(id, what
 H5Handle h5_type(hid_t id, const std::string& what) { return {h5_check(id, what), H5Tclose}; }
 H5Handle h5_plist(hid_t id, const std::string& what) { return {h5_check(id, what), H5Pclose}; }
 H5Handle h5_attr(hid_t id, const std::string& what) { return {h5_check(id, what), H5Aclose}; }
+
+H5Handle h5_open_file(const std::string& path, unsigned flags, hid_t fapl, const std::string& advice) {
+  namespace fs = std::filesystem;
+  h5_quiet_errors();
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  SAETRAJ_CHECK(fs::exists(status), IoError, path, ": no such file; ", advice);
+  SAETRAJ_CHECK(!fs::is_directory(status), IoError, path, " is a folder, not a file; ", advice);
+  {
+    std::ifstream probe(path, std::ios::binary);
+    SAETRAJ_CHECK(probe.good(), IoError, path, ": cannot be read (", std::strerror(errno), "); ", advice);
+  }
+  // HDF5 would take an empty file for a new one when opened for writing.
+  SAETRAJ_CHECK(fs::file_size(path, ec) != 0 || ec, FormatError, path, " is not an HDF5 file (it is empty); ",
+                advice);
+  const hid_t id = H5Fopen(path.c_str(), flags, fapl);
+  if (id >= 0) return {id, H5Fclose};
+  const auto descs = h5_error_descriptions();
+  static const std::regex truncated(
+      R"(truncated file: eof = (\d+), sblock->base_addr = (\d+), stored_eof = (\d+))");
+  for (const auto& d : descs) {
+    std::smatch m;
+    if (std::regex_search(d, m, truncated)) {
+      throw FormatError(str(path, " is truncated: ", m[1].str(), " of ", m[3].str(),
+                            " bytes (an unfinished copy or a full disk cut it short); ", advice));
+    }
+    if (d.find("file signature not found") != std::string::npos) {
+      throw FormatError(str(path, " is not an HDF5 file (no HDF5 signature); ", advice));
+    }
+  }
+  const std::string why = h5_error_summary();
+  throw IoError(str(path, " cannot be opened", why.empty() ? "" : ": " + why, "; ", advice));
+}
 
 template <> hid_t native_type<int32_t>() { return H5T_NATIVE_INT32; }
 template <> hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }

@@ -84,17 +84,22 @@ void create_empty_strings(hid_t file, const std::string& name, const std::vector
 }
 
 H5Handle open_serial(const std::string& path, unsigned flags) {
-  SAETRAJ_CHECK(std::filesystem::exists(path), IoError, "sweep file ", path, " does not exist");
-  H5Handle f = h5_file(H5Fopen(path.c_str(), flags, H5P_DEFAULT), "opening " + path);
+  return open_sweep_file(path, flags == H5F_ACC_RDWR, "give a sweep file written by saetraj sweep");
+}
+
+}  // namespace
+
+H5Handle open_sweep_file(const std::string& path, bool writable, const std::string& advice) {
+  H5Handle f = h5_open_file(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT, advice);
   SAETRAJ_CHECK(has_attr(f, "format") && read_attr_string(f, "format") == kSweepFormat, FormatError, path,
-                " is not a saetraj sweep file (root attribute format != \"", kSweepFormat, "\")");
+                " is an HDF5 file but not a saetraj sweep file (no root attribute format = \"", kSweepFormat,
+                "\"); ", advice);
+  SAETRAJ_CHECK(has_attr(f, "format_version"), FormatError, path, " has no format_version; ", advice);
   const int64_t version = read_attr_int(f, "format_version");
   SAETRAJ_CHECK(version == kSweepFormatVersion, FormatError, path, " has format_version ", version,
                 "; this saetraj reads version ", kSweepFormatVersion);
   return f;
 }
-
-}  // namespace
 
 namespace {
 
@@ -244,6 +249,7 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
                        static_cast<double>(h.prompts.size()) * layers * kReadoutTop * 8 + tokens * 72 + text_bytes * 2,
                    "the sweep file " + path + " (its evolution tables are reserved at creation)",
                    "Free space or choose an --out on another file system, then run the same command again.");
+  h5_quiet_errors();
   errno = 0;
   const hid_t id = H5Fcreate(path.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   SAETRAJ_CHECK(id >= 0, IoError, "cannot create the output file ", path, ": ", storage_failure(path, errno),
@@ -264,7 +270,9 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
 }
 
 void check_resumable(const std::string& path, const SweepHeader& h) {
-  const H5Handle f = open_serial(path, H5F_ACC_RDONLY);
+  const H5Handle f = open_sweep_file(path, false,
+                                     "--resume continues a sweep file: pass --overwrite instead to replace it, or "
+                                     "choose another --out");
   auto differs = [&](const std::string& what, const std::string& in_file, const std::string& now) {
     throw InputError(str("cannot resume ", path, ": its ", what, " (", in_file, ") differs from this run's (", now,
                          "); use another --out or --overwrite"));
@@ -296,7 +304,7 @@ std::vector<uint8_t> read_done_flags(const std::string& path) {
 ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Communicator& comm)
     : path_(path), comm_(comm) {
   const H5Handle fapl(comm.hdf5_file_access(), H5Pclose);
-  file_ = h5_file(H5Fopen(path.c_str(), H5F_ACC_RDWR, fapl), "opening " + path + " for parallel writing");
+  file_ = h5_open_file(path, H5F_ACC_RDWR, fapl, "every rank must see the sweep file on a shared file system");
   k_ = read_attr_int(file_, "k");
   n_layers_ = static_cast<int64_t>(read_attr_ints(file_, "layers").size());
   indices_ = h5_dataset(H5Dopen2(file_, "evolution/indices", H5P_DEFAULT), "evolution/indices");

@@ -41,6 +41,8 @@ void run_on_root(const dist::Communicator& comm, const std::function<void()>& st
       kind = kIo, message = e.what();
     } catch (const NumericError& e) {
       kind = kNumeric, message = e.what();
+    } catch (const std::filesystem::filesystem_error& e) {
+      kind = kIo, message = describe_filesystem_error(e);
     } catch (const std::exception& e) {
       kind = kOther, message = e.what();
     }
@@ -49,6 +51,17 @@ void run_on_root(const dist::Communicator& comm, const std::function<void()>& st
   if (kind == kOk) return;
   comm.broadcast_string(message, 0);
   rethrow(static_cast<Kind>(kind), message);
+}
+
+std::string describe_filesystem_error(const std::filesystem::filesystem_error& e) {
+  std::string op = e.what();
+  const std::string prefix = "filesystem error: ";
+  if (op.rfind(prefix, 0) == 0) op = op.substr(prefix.size());
+  const auto cut = op.find(": " + e.code().message());
+  if (cut != std::string::npos) op = op.substr(0, cut);
+  std::string paths = e.path1().string();
+  if (!e.path2().empty()) paths += " and " + e.path2().string();
+  return op + (paths.empty() ? "" : " " + paths) + ": " + e.code().message() + "; check the path";
 }
 
 }  // namespace saetraj::pipeline

@@ -47,9 +47,7 @@ graph::NeuronpediaSource parse_source(const std::string& id, int layer) {
 }  // namespace
 
 ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions& options) {
-  H5Handle file = output::h5_file(H5Fopen(sweep_path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "opening " + sweep_path);
-  SAETRAJ_CHECK(output::has_attr(file, "format") && output::read_attr_string(file, "format") == output::kSweepFormat,
-                FormatError, sweep_path, " is not a saetraj sweep file");
+  H5Handle file = output::open_sweep_file(sweep_path, true, "give a sweep file written by saetraj sweep");
   const auto layers = output::read_attr_ints(file, "layers");
   const auto sae_ids = output::read_attr_strings(file, "sae_ids");
   std::map<int, std::set<int64_t>> wanted;

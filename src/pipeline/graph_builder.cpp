@@ -111,9 +111,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   GraphBuildResult result;
   result.json_dir = options.json_dir.empty() ? default_graphs_dir(sweep_path) : options.json_dir;
 
-  H5Handle file = output::h5_file(H5Fopen(sweep_path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "opening " + sweep_path);
-  SAETRAJ_CHECK(output::has_attr(file, "format") && output::read_attr_string(file, "format") == output::kSweepFormat,
-                FormatError, sweep_path, " is not a saetraj sweep file");
+  H5Handle file = output::open_sweep_file(sweep_path, true, "give a sweep file written by saetraj sweep");
   const auto layers32 = output::read_attr_ints(file, "layers");
   const std::vector<int> layers(layers32.begin(), layers32.end());
   const int64_t k = output::read_attr_int(file, "k");

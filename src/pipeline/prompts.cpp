@@ -13,9 +13,46 @@ namespace {
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+// Offset of the first byte that does not start a valid UTF-8 sequence (overlong forms, surrogates and
+// code points past U+10FFFF included), or npos.
+size_t first_invalid_utf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (n == 0 || i + n > s.size() || !is_valid_utf8(s.substr(i, n))) return i;
+    i += n;
+  }
+  return std::string::npos;
+}
+
+// Why one JSONL line cannot be a prompt ("" when it can), with the prompt it holds.
+std::string parse_jsonl_line(const std::string& line, RawPrompt& p) {
+  const size_t bad = first_invalid_utf8(line);
+  if (bad != std::string::npos) return str("not valid UTF-8 (byte offset ", bad, " of the line)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(line);
+  } catch (const nlohmann::json::exception& e) {
+    // "[json.exception.parse_error.101] parse error at line 1, column 9: ..." -> "parse error at column 9: ..."
+    std::string why = e.what();
+    if (const auto b = why.find("] "); why.rfind("[json.exception", 0) == 0 && b != std::string::npos) {
+      why = why.substr(b + 2);
+    }
+    if (const auto at = why.find("at line 1, column"); at != std::string::npos) why.replace(at, 17, "at column");
+    return str("not valid JSON (", why, ")");
+  }
+  if (!(j.is_object() && j.contains("text") && j["text"].is_string())) {
+    return "expected an object with a string \"text\"";
+  }
+  p.text = j["text"].get<std::string>();
+  if (j.contains("id")) p.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
+  return "";
+}
 }  // namespace
 
-std::vector<RawPrompt> read_prompt_file(const std::string& path) {
+std::vector<RawPrompt> read_prompt_file(const std::string& path, bool strict) {
   std::ifstream in(path, std::ios::binary);
   SAETRAJ_CHECK(in.good(), IoError, "cannot open prompt file ", path);
   const bool jsonl = ends_with(path, ".jsonl") || ends_with(path, ".json");
@@ -30,18 +67,16 @@ std::vector<RawPrompt> read_prompt_file(const std::string& path) {
       continue;
     }
     if (line.find_first_not_of(" \t") == std::string::npos) continue;  // blank JSONL lines carry nothing
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-      throw FormatError(str(path, ":", line_no, ": not valid JSON (", e.what(), ")"));
-    }
-    SAETRAJ_CHECK(j.is_object() && j.contains("text") && j["text"].is_string(), FormatError, path, ":", line_no,
-                  ": expected an object with a string \"text\"");
     RawPrompt p;
-    p.text = j["text"].get<std::string>();
-    if (j.contains("id")) p.id = j["id"].is_string() ? j["id"].get<std::string>() : j["id"].dump();
-    else p.id = std::to_string(line_no);
+    p.id = std::to_string(line_no);
+    const std::string why = parse_jsonl_line(line, p);
+    if (!why.empty()) {
+      SAETRAJ_CHECK(!strict, FormatError, path, ":", line_no, ": ", why,
+                    "; fix the line, or run without --strict-input to skip such lines");
+      // One bad line of a large corpus costs that line only: it is listed under /skipped, as its id the line.
+      p.text = sanitize_utf8(line);
+      p.unusable = str("line ", line_no, ": ", why);
+    }
     prompts.push_back(std::move(p));
   }
   return prompts;
@@ -79,6 +114,10 @@ PreparedPrompts prepare_prompts(const std::vector<RawPrompt>& raw, const tokeniz
     auto skip = [&](const std::string& reason) {
       out.skipped.push_back({static_cast<int64_t>(i), r.id, r.text, reason});
     };
+    if (!r.unusable.empty()) {
+      skip(r.unusable);
+      continue;
+    }
     std::vector<int32_t> ids;
     if (r.ids) {
       ids = *r.ids;

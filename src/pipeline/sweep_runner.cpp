@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <thread>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -15,15 +17,19 @@
 #include <set>
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "saetraj/core/error.h"
 #include "saetraj/core/timing.h"
 #include "saetraj/core/strings.h"
+#include "saetraj/dist/memory_plan.h"
 #include "saetraj/dist/partition.h"
 #include "saetraj/model/model.h"
 #include "saetraj/output/sweep_file.h"
 #include "saetraj/pipeline/activation_exchange.h"
 #include "saetraj/pipeline/collective.h"
+#include "saetraj/pipeline/compute_device.h"
+#include "saetraj/pipeline/gpu_memory.h"
 #include "saetraj/pipeline/graph_builder.h"
 #include "saetraj/pipeline/progress.h"
 #include "saetraj/pipeline/sae_sources.h"
@@ -56,6 +62,7 @@ std::string SweepOptions::to_json() const {
   j["prompt"] = prompts;
   j["prompt_file"] = prompt_file;
   j["prompt_ids"] = prompt_ids;
+  j["strict_input"] = strict_input;
   j["k"] = k;
   j["top_t"] = top_t;
   j["bos"] = bos;
@@ -64,6 +71,7 @@ std::string SweepOptions::to_json() const {
   j["gemmascope_root"] = gemmascope_root;
   j["gemmascope_width"] = gemmascope_width;
   j["gemmascope_l0"] = gemmascope_l0;
+  j["gemmascope_l0_layer"] = gemmascope_l0_layers;
   j["max_tokens"] = max_tokens;
   j["shard"] = shard;
   j["out"] = out;
@@ -73,6 +81,8 @@ std::string SweepOptions::to_json() const {
   j["dtype"] = dtype;
   j["sae_dtype"] = sae_dtype;
   j["device"] = device;
+  j["exchange"] = exchange;
+  j["gpu"] = gpu;
   return j.dump();
 }
 
@@ -141,16 +151,14 @@ std::vector<std::string> resolve_sae_folders(const std::vector<std::string>& spe
 }
 
 
-SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
-  const auto started = std::chrono::steady_clock::now();
-  // Where this rank's time goes, printed for every rank at the end: a rank with long "HDF5 writes and
-  // waits" waits for the others at the per-prompt collectives (load imbalance, rank 0's model work).
-  sweep::PhaseTimes times;
-  const bool root = comm.rank() == 0;
+namespace {
+
+// ---- the steps of a sweep (run_sweep at the end lists them in order) --------------------------------------
+
+void check_options(const SweepOptions& o) {
   SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
   SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
   SAETRAJ_CHECK(o.chunk_rows > 0, InputError, "--chunk-rows must be positive, got ", o.chunk_rows);
-  const sweep::Method method = sweep::parse_method(o.method);
   SAETRAJ_CHECK(o.dtype == "float32", InputError, "--dtype ", o.dtype, " is not supported; computation is float32");
   SAETRAJ_CHECK(o.sae_dtype == "float32" || o.sae_dtype == "bfloat16", InputError, "--sae-dtype ", o.sae_dtype,
                 " is not supported; use float32 or bfloat16");
@@ -159,101 +167,127 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
                 "--center must be auto, on or off");
   SAETRAJ_CHECK(!(o.resume && o.overwrite), InputError, "--resume and --overwrite exclude each other");
   SAETRAJ_CHECK(!o.model.empty(), InputError, "--model is required (a Hugging Face checkpoint folder)");
-  const std::unique_ptr<dist::Transport> transport = make_exchange_transport(o.device, comm);
+  SAETRAJ_CHECK(o.gpu >= -1, InputError, "--gpu must be a device index (0, 1, ...), got ", o.gpu);
+}
 
-  // ---- what every rank knows before any heavy loading --------------------------------------------------
-  const auto config = model::ModelConfig::from_folder(o.model);
-  const auto tok = tokenizer::load_tokenizer(o.model, config.bos_token_id);
-  const std::vector<int> layers = parse_layers(o.layers, config.n_layers);
-  const std::vector<std::string> sae_folders = sweep_sae_paths(o, layers);
-  const sae::SaeSourceOptions sae_options = sweep_sae_options(o, config);
+// What every rank knows before any heavy loading: the model's config, the tokenizer, the layers, the SAEs'
+// configs, the prompts, and the file header they make.
+struct SweepInputs {
+  model::ModelConfig config;
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  std::vector<int> layers;
+  std::vector<std::string> sae_folders;
+  sae::SaeSourceOptions sae_options;
   std::vector<sae::SaeConfig> sae_cfgs;
-  for (size_t i = 0; i < layers.size(); ++i) {
-    auto cfg = sae::read_sae_config(sae_folders[i], layers[i], sae_options);
-    SAETRAJ_CHECK(cfg.d_in == config.d_model, InputError, "the SAE for layer ", layers[i], " (", sae_folders[i],
-                  ") reads vectors of size ", cfg.d_in, " but the model's d_model is ", config.d_model);
-    SAETRAJ_CHECK(cfg.hook_layer == layers[i] || o.allow_hook_mismatch, InputError, "the SAE in ", sae_folders[i],
-                  " hooks '", cfg.hook_name, "' (layer ", cfg.hook_layer, ") but is assigned to layer ", layers[i],
-                  "; fix --sae or pass --allow-hook-mismatch");
+  output::SweepHeader header;
+  std::vector<int64_t> row_offsets;
+};
+
+std::vector<sae::SaeConfig> read_sae_configs(const SweepOptions& o, const SweepInputs& in) {
+  std::vector<sae::SaeConfig> cfgs;
+  for (size_t i = 0; i < in.layers.size(); ++i) {
+    auto cfg = sae::read_sae_config(in.sae_folders[i], in.layers[i], in.sae_options);
+    SAETRAJ_CHECK(cfg.d_in == in.config.d_model, InputError, "the SAE for layer ", in.layers[i], " (",
+                  in.sae_folders[i], ") reads vectors of size ", cfg.d_in, " but the model's d_model is ",
+                  in.config.d_model);
+    SAETRAJ_CHECK(cfg.hook_layer == in.layers[i] || o.allow_hook_mismatch, InputError, "the SAE in ",
+                  in.sae_folders[i], " hooks '", cfg.hook_name, "' (layer ", cfg.hook_layer,
+                  ") but is assigned to layer ", in.layers[i], "; fix --sae or pass --allow-hook-mismatch");
     SAETRAJ_CHECK(o.k <= cfg.d_sae, InputError, "--k ", o.k, " is larger than the SAE's width d_sae = ", cfg.d_sae,
-                  " (layer ", layers[i], ")");
-    sae_cfgs.push_back(std::move(cfg));
+                  " (layer ", in.layers[i], ")");
+    cfgs.push_back(std::move(cfg));
   }
+  return cfgs;
+}
 
-  // BOS (SPEC 1.1): auto follows the SAEs' training (prepend_bos), else the tokenizer's default.
-  bool prepend_bos = false;
-  if (o.bos == "on") {
-    prepend_bos = true;
-  } else if (o.bos == "auto") {
-    std::optional<bool> from_saes;
-    for (const auto& c : sae_cfgs) {
-      if (c.prepend_bos) from_saes = from_saes.value_or(false) || *c.prepend_bos;
-    }
-    prepend_bos = from_saes.value_or(tok->adds_bos_by_default());
+// BOS (SPEC 1.1): auto follows the SAEs' training (prepend_bos), else the tokenizer's default.
+bool decide_bos(const SweepOptions& o, const SweepInputs& in) {
+  if (o.bos != "auto") return o.bos == "on";
+  std::optional<bool> from_saes;
+  for (const auto& c : in.sae_cfgs) {
+    if (c.prepend_bos) from_saes = from_saes.value_or(false) || *c.prepend_bos;
   }
-  const std::optional<int32_t> bos_id = tok->bos_id() ? tok->bos_id() : config.bos_token_id;
-  SAETRAJ_CHECK(!prepend_bos || bos_id, InputError,
-                "a BOS token is wanted but neither the tokenizer nor config.json names one; pass --bos off");
+  return from_saes.value_or(in.tok->adds_bos_by_default());
+}
 
+// The input prompts in order (--prompt, --prompt-ids, --prompt-file), then this shard's share of them.
+std::vector<RawPrompt> collect_prompts(const SweepOptions& o) {
   std::vector<RawPrompt> raw;
   for (const auto& p : o.prompts) raw.push_back({std::to_string(raw.size()), p, std::nullopt});
   for (const auto& p : o.prompt_ids) raw.push_back({std::to_string(raw.size()), "", parse_token_ids(p)});
   if (!o.prompt_file.empty()) {
-    for (auto& p : read_prompt_file(o.prompt_file)) raw.push_back(std::move(p));
+    for (auto& p : read_prompt_file(o.prompt_file, o.strict_input)) raw.push_back(std::move(p));
   }
   SAETRAJ_CHECK(!raw.empty(), InputError, "no prompt given: use --prompt TEXT, --prompt-ids or --prompt-file FILE");
-  if (!o.shard.empty()) {
-    // Job arrays: shard I of N takes input positions I, I+N, I+2N, ... and keeps their ids.
-    static const std::regex shard_re(R"(^(\d+)/(\d+)$)");
-    std::smatch m;
-    SAETRAJ_CHECK(std::regex_match(o.shard, m, shard_re), InputError, "--shard \"", o.shard, "\": expected I/N");
-    const int64_t index = std::stoll(m[1].str()), count = std::stoll(m[2].str());
-    SAETRAJ_CHECK(count >= 1 && index < count, InputError, "--shard ", o.shard, ": need 0 <= I < N");
-    std::vector<RawPrompt> kept;
-    for (size_t i = 0; i < raw.size(); ++i) {
-      if (static_cast<int64_t>(i) % count == index) kept.push_back(std::move(raw[i]));
-    }
-    raw = std::move(kept);
-    SAETRAJ_CHECK(!raw.empty(), InputError, "--shard ", o.shard, " selects no prompt");
+  if (o.shard.empty()) return raw;
+  // Job arrays: shard I of N takes input positions I, I+N, I+2N, ... and keeps their ids.
+  static const std::regex shard_re(R"(^(\d+)/(\d+)$)");
+  std::smatch m;
+  SAETRAJ_CHECK(std::regex_match(o.shard, m, shard_re), InputError, "--shard \"", o.shard, "\": expected I/N");
+  const int64_t index = std::stoll(m[1].str()), count = std::stoll(m[2].str());
+  SAETRAJ_CHECK(count >= 1 && index < count, InputError, "--shard ", o.shard, ": need 0 <= I < N");
+  std::vector<RawPrompt> kept;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (static_cast<int64_t>(i) % count == index) kept.push_back(std::move(raw[i]));
   }
+  SAETRAJ_CHECK(!kept.empty(), InputError, "--shard ", o.shard, " selects no prompt");
+  return kept;
+}
+
+SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
+  SweepInputs in;
+  in.config = model::ModelConfig::from_folder(o.model);
+  in.tok = tokenizer::load_tokenizer(o.model, in.config.bos_token_id);
+  in.layers = parse_layers(o.layers, in.config.n_layers);
+  in.sae_folders = sweep_sae_paths(o, in.layers);
+  in.sae_options = sweep_sae_options(o, in.config);
+  in.sae_cfgs = read_sae_configs(o, in);
+
+  const bool prepend_bos = decide_bos(o, in);
+  const std::optional<int32_t> bos_id = in.tok->bos_id() ? in.tok->bos_id() : in.config.bos_token_id;
+  SAETRAJ_CHECK(!prepend_bos || bos_id, InputError,
+                "a BOS token is wanted but neither the tokenizer nor config.json names one; pass --bos off");
   TokenizeSettings ts;
   ts.prepend_bos = prepend_bos;
   ts.bos_id = bos_id.value_or(-1);
   ts.max_tokens = o.max_tokens;
-  ts.context_length = config.n_ctx;
-  ts.vocab_size = config.vocab_size;
-  PreparedPrompts prepared = prepare_prompts(raw, *tok, ts);
-  if (root) {
+  ts.context_length = in.config.n_ctx;
+  ts.vocab_size = in.config.vocab_size;
+  PreparedPrompts prepared = prepare_prompts(collect_prompts(o), *in.tok, ts);
+  if (comm.rank() == 0) {
     for (const auto& s : prepared.skipped) {
       std::cerr << "saetraj: skipping prompt " << s.line << (s.id.empty() ? "" : " (id " + s.id + ")") << ": "
                 << s.reason << "\n";
     }
   }
-  SAETRAJ_CHECK(!prepared.prompts.empty(), InputError, "no prompt can be analysed (",
-                prepared.skipped.size(), " skipped: ", prepared.skipped.front().reason, ")");
+  SAETRAJ_CHECK(!prepared.prompts.empty(), InputError, "no prompt can be analysed (", prepared.skipped.size(),
+                " skipped: ", prepared.skipped.front().reason, ")");
 
-  output::SweepHeader header;
-  header.model = std::filesystem::path(o.model).lexically_normal().string();
-  header.architecture = model::arch_name(config.arch);
-  header.d_model = config.d_model;
-  header.n_model_layers = config.n_layers;
-  header.layers.assign(layers.begin(), layers.end());
-  header.k = o.k;
-  for (const auto& c : sae_cfgs) {
-    header.sae_ids.push_back(c.id);
-    header.sae_hooks.push_back(c.hook_name);
-    header.sae_preprocessing.push_back(c.preprocessing_summary());
+  output::SweepHeader& h = in.header;
+  h.model = std::filesystem::path(o.model).lexically_normal().string();
+  h.architecture = model::arch_name(in.config.arch);
+  h.d_model = in.config.d_model;
+  h.n_model_layers = in.config.n_layers;
+  h.layers.assign(in.layers.begin(), in.layers.end());
+  h.k = o.k;
+  for (const auto& c : in.sae_cfgs) {
+    h.sae_ids.push_back(c.id);
+    h.sae_hooks.push_back(c.hook_name);
+    h.sae_preprocessing.push_back(c.preprocessing_summary());
   }
-  header.bos = prepend_bos ? "prepended" : "not prepended";
-  header.command_line = o.command_line;
-  header.config_json = o.to_json();
-  header.created_utc = output::utc_now_iso8601();
-  header.prompts = std::move(prepared.prompts);
-  header.skipped = std::move(prepared.skipped);
-  const auto row_offsets = header.row_offsets();
-  const int64_t n_prompts = static_cast<int64_t>(header.prompts.size());
+  h.bos = prepend_bos ? "prepended" : "not prepended";
+  h.command_line = o.command_line;
+  h.config_json = o.to_json();
+  h.created_utc = output::utc_now_iso8601();
+  h.prompts = std::move(prepared.prompts);
+  h.skipped = std::move(prepared.skipped);
+  in.row_offsets = h.row_offsets();
+  return in;
+}
 
-  // ---- the file: created (or checked for resume) by rank 0, then opened by all --------------------------
+// The file, created (or checked for --resume) by rank 0; returns every rank's copy of the done flags.
+std::vector<uint8_t> open_output(const SweepOptions& o, const output::SweepHeader& header,
+                                 const dist::Communicator& comm) {
   run_on_root(comm, [&] {
     if (o.resume && std::filesystem::exists(o.out)) {
       output::check_resumable(o.out, header);
@@ -261,196 +295,317 @@ SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
       output::create_sweep_file(o.out, header, o.overwrite);
     }
   });
-  std::vector<uint8_t> done(n_prompts, 0);
+  std::vector<uint8_t> done(header.prompts.size(), 0);
   run_on_root(comm, [&] { done = output::read_done_flags(o.out); });
   comm.broadcast(done.data(), done.size(), 0);
+  return done;
+}
 
-  // ---- the plan: which layers this rank owns, which query chunks it computes ----------------------------
-  std::vector<double> costs;
-  for (const auto& c : sae_cfgs) costs.push_back(static_cast<double>(c.d_in) * static_cast<double>(c.d_sae));
-  const dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
+// On a GPU, before anything is loaded: does this rank's share fit? (NOTE in dist/memory_plan.h.) Every rank
+// measures its own GPU; all refuse together with the first shortfall's message.
+void check_gpu_memory(const SweepOptions& o, const SweepInputs& in, const dist::WorkPlan& plan,
+                      const torch::Device& device, const dist::Communicator& comm) {
+  if (!device.is_cuda()) return;
+  dist::MemoryPlanInput mp;
+  for (const auto& c : in.sae_cfgs) mp.layers.push_back({c.d_in, c.d_sae});
+  mp.bf16 = o.sae_dtype == "bfloat16";
+  mp.chunk_rows = o.chunk_rows;
+  for (const auto& p : in.header.prompts) mp.max_tokens = std::max<int64_t>(mp.max_tokens, p.ids.size());
+  mp.heads = in.config.n_heads;
+  mp.model_bytes = model::weight_bytes(in.config);
+  const int64_t capacity = gpu_memory(device.index()).free;
+  // Ranks that share a GPU (same node, same device) share its memory: each may use its share of what is free.
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  const uint64_t mine = std::hash<std::string>{}(host) * 31 + static_cast<uint64_t>(device.index());
+  std::vector<uint64_t> devices(comm.size());
+  comm.allgather(&mine, sizeof mine, devices.data());
+  const auto sharing = std::count(devices.begin(), devices.end(), mine);
+  const std::string mine_message =
+      dist::memory_shortfall(plan, mp, in.layers, capacity / std::max<int64_t>(1, sharing), comm.rank());
+  if (comm.any(!mine_message.empty())) {
+    throw InputError(mine_message.empty() ? "another rank's GPU cannot hold its share (its message says which)"
+                                          : "--device cuda: " + mine_message);
+  }
+}
 
-  // ---- loading: the model on rank 0 only (NOTE in activation_exchange.h), each rank its own SAEs ---------
+// What this rank holds for the whole sweep: its place in the plan, the model (rank 0), the exchange and
+// its own layers' SAEs on its device.
+struct RankWork {
+  const dist::WorkPlan* plan = nullptr;  // run_sweep's, which outlives this
+  int rank = 0;
   std::unique_ptr<model::Model> model;
-  run_on_root(comm, [&] { model = model::load_model(o.model); });
-  // The plan comes from the SAEs' shapes alone: every activation is fused into a top-k scan whose cost does
-  // not depend on the data (NOTE in sweep/topk.cpp), so a row costs d_in x d_sae whatever the layer.
-  const auto exchange = std::make_unique<ActivationExchange>(comm, *transport, plan, layers, config.d_model,
-                                                             config.n_heads, model.get());
-  std::vector<sae::Sae> saes;
-  for (int i : plan.group_for(comm.rank()).layer_indices) {
-    saes.push_back(sae::load_sae(sae_folders[i], layers[i], sae_options));
-    if (o.sae_dtype == "bfloat16") saes.back().w_enc = saes.back().w_enc.to(torch::kBFloat16);
-  }
-  const dist::LayerGroup& group = plan.group_for(comm.rank());
-  const int member = plan.index_in_group(comm.rank());
-  int64_t max_group_layers = 0;
-  for (const auto& g : plan.groups) max_group_layers = std::max<int64_t>(max_group_layers, g.layer_indices.size());
+  std::unique_ptr<ActivationExchange> exchange;
+  std::vector<sae::Sae> saes;  // one per layer of its group, in the group's order
   int64_t sae_bytes = 0;
-  for (const auto& s : saes) sae_bytes += s.bytes();
-  if (root) {
-    std::cerr << "saetraj: " << comm.size() << " rank(s), " << plan.groups.size() << " layer group(s); "
-              << n_prompts << " prompt(s), " << header.total_rows() << " rows per layer, "
-              << layers.size() << " layer(s), k = " << o.k << "\n";
-  }
-  std::cerr << "saetraj: rank " << comm.rank() << " holds layers";
-  for (int i : group.layer_indices) std::cerr << " " << layers[i];
-  std::cerr << " (SAE encoders " << human_bytes(static_cast<double>(sae_bytes)) << ")\n";
+  int64_t max_group_layers = 0;
+  const dist::LayerGroup& group() const { return plan->group_for(rank); }
+};
 
-  output::ParallelSweepFile file(o.out, comm);
-  int64_t already_done = 0, rows_to_do = 0;
-  for (int64_t p = 0; p < n_prompts; ++p) {
-    already_done += done[p];
-    if (!done[p]) {
-      rows_to_do += sweep::rows_of_prompt(static_cast<int64_t>(header.prompts[p].ids.size())) *
-                    static_cast<int64_t>(layers.size());
+RankWork load_rank_work(const SweepOptions& o, const SweepInputs& in, const dist::WorkPlan& plan,
+                        const torch::Device& device, const dist::Transport& transport, const dist::Communicator& comm) {
+  RankWork w;
+  w.plan = &plan;
+  w.rank = comm.rank();
+  // The model on rank 0 only (NOTE in activation_exchange.h), on its compute device.
+  run_on_root(comm, [&] { w.model = model::load_model(o.model, device); });
+  w.exchange = std::make_unique<ActivationExchange>(comm, transport, plan, in.layers, in.config.d_model,
+                                                    in.config.n_heads, w.model.get(), device);
+  for (int i : w.group().layer_indices) {
+    sae::Sae s = sae::load_sae(in.sae_folders[i], in.layers[i], in.sae_options);
+    if (o.sae_dtype == "bfloat16") s.w_enc = s.w_enc.to(torch::kBFloat16);
+    s.to(device);
+    w.sae_bytes += s.bytes();
+    w.saes.push_back(std::move(s));
+  }
+  for (const auto& g : plan.groups) w.max_group_layers = std::max<int64_t>(w.max_group_layers, g.layer_indices.size());
+  return w;
+}
+
+void announce(const SweepInputs& in, const RankWork& w, const torch::Device& device, const SweepOptions& o,
+              const dist::Communicator& comm) {
+  if (comm.rank() == 0) {
+    std::cerr << "saetraj: " << comm.size() << " rank(s), " << w.plan->groups.size() << " layer group(s); "
+              << in.header.prompts.size() << " prompt(s), " << in.header.total_rows() << " rows per layer, "
+              << in.layers.size() << " layer(s), k = " << o.k << "\n";
+  }
+  std::cerr << "saetraj: rank " << comm.rank() << " computes on " << device.str() << ", holds layers";
+  for (int i : w.group().layer_indices) std::cerr << " " << in.layers[i];
+  std::cerr << " (SAE encoders " << human_bytes(static_cast<double>(w.sae_bytes)) << ")\n";
+}
+
+// Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts, have one
+// rank die by SIGKILL (a killed process or lost node) after this many prompts, or have one rank's writes
+// fail as on a full disk after this many prompts (both "RANK:PROMPTS"). And a pause point for tests that
+// send real signals: SAETRAJ_TEST_PAUSE="PROMPTS:DIR" makes every rank, after that many prompts, create
+// DIR/paused.RANK and wait until DIR/continue exists, so that the signal lands mid-sweep whatever the
+// machine's speed; a rank that receives SIGINT/SIGTERM while waiting stops waiting.
+struct FaultInjection {
+  int64_t stop_after = -1, kill_after = -1, fail_write_after = -1, pause_after = -1;
+  std::string pause_dir;
+  int rank = 0;
+
+  explicit FaultInjection(int rank_) : rank(rank_) {
+    const char* stop_env = std::getenv("SAETRAJ_TEST_STOP_AFTER_PROMPTS");
+    stop_after = stop_env ? std::atoll(stop_env) : -1;
+    if (const char* pause = std::getenv("SAETRAJ_TEST_PAUSE")) {
+      const std::string spec = pause;
+      const auto colon = spec.find(':');
+      if (colon != std::string::npos) {
+        pause_after = std::atoll(spec.substr(0, colon).c_str());
+        pause_dir = spec.substr(colon + 1);
+      }
     }
+    kill_after = for_rank("SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS", rank);
+    fail_write_after = for_rank("SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS", rank);
   }
-  Progress progress(comm, n_prompts, rows_to_do);
-  progress.add_done_prompts(already_done, 0);
-
-  SweepResult result;
-  result.out = o.out;
-  result.prompts = n_prompts;
-  result.skipped = static_cast<int64_t>(header.skipped.size());
-  result.rows = header.total_rows();
-
-  // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts, have one
-  // rank die by SIGKILL (a killed process or lost node) after this many prompts, or have one rank's writes
-  // fail as on a full disk after this many prompts (both "RANK:PROMPTS").
-  const char* stop_after_env = std::getenv("SAETRAJ_TEST_STOP_AFTER_PROMPTS");
-  const int64_t stop_after = stop_after_env ? std::atoll(stop_after_env) : -1;
-  auto rank_spec = [&](const char* name) -> int64_t {
+  static int64_t for_rank(const char* name, int rank) {
     const char* env = std::getenv(name);
     if (!env) return -1;
     const std::string spec = env;
     const auto colon = spec.find(':');
-    if (colon == std::string::npos || std::atoi(spec.substr(0, colon).c_str()) != comm.rank()) return -1;
+    if (colon == std::string::npos || std::atoi(spec.substr(0, colon).c_str()) != rank) return -1;
     return std::atoll(spec.substr(colon + 1).c_str());
-  };
-  const int64_t kill_after = rank_spec("SAETRAJ_TEST_KILL_RANK_AFTER_PROMPTS");
-  const int64_t fail_write_after = rank_spec("SAETRAJ_TEST_FAIL_WRITE_AFTER_PROMPTS");
-  int64_t computed = 0;
-  // Reused across prompts and layers: the direct method's product buffer and the rows' top-k tables.
+  }
+  void before_prompt(int64_t computed, output::ParallelSweepFile& file) const {
+    if (computed == pause_after) {
+      std::ofstream(pause_dir + "/paused." + std::to_string(rank)).put('\n');
+      while (!std::filesystem::exists(pause_dir + "/continue") && !stop_requested()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
+    if (computed == stop_after) std::raise(SIGTERM);
+    if (computed == kill_after) std::raise(SIGKILL);
+    if (computed == fail_write_after) file.inject_write_failure(ENOSPC);
+  }
+};
+
+// Buffers reused across prompts and layers: the direct method's product buffer and the rows' top-k tables.
+struct Scratch {
   torch::Tensor workspace;
   std::vector<int32_t> indices;
   std::vector<float> values;
+};
+
+// One prompt: forward (rank 0), exchange, this rank's rows of each of its layers, one collective write per
+// layer slot (so a rank holds one layer's rows at a time). Returns the rows this rank computed.
+int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, RankWork& w, sweep::Method method,
+                     const torch::Device& device, output::ParallelSweepFile& file, Scratch& scratch,
+                     sweep::PhaseTimes& times, const dist::Communicator& comm, model::ForwardCapture& capture) {
+  const bool root = comm.rank() == 0;
+  const auto& prompt = in.header.prompts[p];
+  const int64_t n = static_cast<int64_t>(prompt.ids.size());
+  auto t0 = std::chrono::steady_clock::now();
+  if (root) capture = w.model->forward(prompt.ids, in.layers);
+  times.forward += seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  auto activations = w.exchange->distribute(root ? &capture : nullptr, n);
+  times.exchange += seconds_since(t0);
+  const dist::LayerGroup& group = w.group();
+  const auto chunks = dist::query_chunks(n, o.chunk_rows);
+  const auto [c_first, c_last] =
+      dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), w.plan->index_in_group(comm.rank()));
+  int64_t my_rows = 0;
+  for (int64_t slot = 0; slot < w.max_group_layers; ++slot) {
+    std::vector<output::EvolutionSlab> slabs;
+    if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
+      const int li = group.layer_indices[slot];
+      const LayerActivations& act = activations.at(li);
+      // One call for this rank's whole run of chunks: both methods go through it chunk by chunk with the
+      // same boundaries (query_chunks), so rows never depend on the rank count.
+      sweep::EvolutionRequest req;
+      req.resid_pre = &act.resid_pre;
+      req.parts = &act.parts;
+      req.post_norm = &w.exchange->post_attention(li);
+      req.k = o.k;
+      req.chunk_rows = o.chunk_rows;
+      req.method = method;
+      req.workspace = &scratch.workspace;
+      req.device = device;
+      req.q_begin = chunks[c_first].first;
+      req.q_end = chunks[c_last - 1].second;
+      const int64_t rows = sweep::rows_of_prompt(req.q_end) - sweep::rows_of_prompt(req.q_begin);
+      scratch.indices.resize(rows * o.k);
+      scratch.values.resize(rows * o.k);
+      with_context(str("layer ", in.layers[li], ", prompt ", p, ", queries ", req.q_begin, "..", req.q_end - 1), [&] {
+        sweep::compute_evolution(w.saes[slot], req, scratch.indices.data(), scratch.values.data(), &times);
+      });
+      slabs.push_back({li, in.row_offsets[p] + sweep::rows_of_prompt(req.q_begin), rows, scratch.indices.data(),
+                       scratch.values.data()});
+      my_rows += rows;
+    }
+    t0 = std::chrono::steady_clock::now();
+    file.write_evolution(std::move(slabs));
+    times.write += seconds_since(t0);
+    if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
+  }
+  return my_rows;
+}
+
+// The layer readout of the prompt (SPEC 1.6), computed by rank 0 and written collectively, then the done flag.
+void write_readout_and_done(int64_t p, const SweepInputs& in, const RankWork& w, const model::ForwardCapture& capture,
+                            output::ParallelSweepFile& file, sweep::PhaseTimes& times, const dist::Communicator& comm) {
+  const bool root = comm.rank() == 0;
+  std::vector<int32_t> ids;
+  std::vector<float> probs;
+  if (root) {
+    const int64_t n = static_cast<int64_t>(in.header.prompts[p].ids.size());
+    for (int layer : in.layers) {
+      const auto r = sweep::layer_readout(*w.model, capture.layers[layer].resid_post.select(0, n - 1),
+                                          output::kReadoutTop);
+      ids.insert(ids.end(), r.token_ids.begin(), r.token_ids.end());
+      probs.insert(probs.end(), r.probs.begin(), r.probs.end());
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  file.write_readout(p, root ? ids.data() : nullptr, root ? probs.data() : nullptr);
+  file.mark_done(p);
+  times.write += seconds_since(t0);
+}
+
+// Every rank's peak memory (host and, on GPUs, device) against the SAE bytes it holds, and where its time
+// went, printed by rank 0.
+void report_resources(const RankWork& w, const torch::Device& device, const sweep::PhaseTimes& times,
+                      SweepResult& result, const dist::Communicator& comm) {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  const int64_t gpu_peak = device.is_cuda() ? gpu_peak_allocated(device.index()) : -1;
+  std::vector<int64_t> mine = {static_cast<int64_t>(usage.ru_maxrss) * 1024, w.sae_bytes, gpu_peak},
+                       all(3 * comm.size());
+  comm.allgather(mine.data(), sizeof(int64_t) * 3, all.data());
+  result.peak_memory = mine[0];
+  result.sae_bytes = w.sae_bytes;
+  result.times = times;
+  double my_times[sweep::PhaseTimes::kCount];
+  times.to_array(my_times);
+  std::vector<double> all_times(sweep::PhaseTimes::kCount * comm.size());
+  comm.allgather(my_times, sizeof my_times, all_times.data());
+  if (comm.rank() != 0) return;
+  for (int r = 0; r < comm.size(); ++r) {
+    std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[3 * r]))
+              << (all[3 * r + 2] >= 0 ? " (GPU " + human_bytes(static_cast<double>(all[3 * r + 2])) + ")" : "")
+              << " (SAE encoders " << human_bytes(static_cast<double>(all[3 * r + 1])) << ")\n";
+  }
+  for (int r = 0; r < comm.size(); ++r) {
+    std::cerr << "saetraj: rank " << r << " time: "
+              << sweep::PhaseTimes::from_array(&all_times[sweep::PhaseTimes::kCount * r]).describe() << "\n";
+  }
+}
+
+}  // namespace
+
+SweepResult run_sweep(const SweepOptions& o, const dist::Communicator& comm) {
+  const auto started = std::chrono::steady_clock::now();
+  // Where this rank's time goes, printed for every rank at the end: a rank with long "HDF5 writes and
+  // waits" waits for the others at the per-prompt collectives (load imbalance, rank 0's model work).
+  sweep::PhaseTimes times;
+  check_options(o);
+  const sweep::Method method = sweep::parse_method(o.method);
+  const torch::Device device = select_compute_device(parse_device(o.device), o.gpu, comm);
+  const auto transport = make_exchange_transport(parse_exchange(o.exchange), device, comm);
+
+  const SweepInputs in = read_inputs(o, comm);
+  std::vector<uint8_t> done = open_output(o, in.header, comm);
+  // The plan comes from the SAEs' shapes alone: every activation is fused into a top-k scan whose cost does
+  // not depend on the data (NOTE in sweep/topk_cpu.cpp), so a row costs d_in x d_sae whatever the layer.
+  std::vector<double> costs;
+  for (const auto& c : in.sae_cfgs) costs.push_back(static_cast<double>(c.d_in) * static_cast<double>(c.d_sae));
+  const dist::WorkPlan plan = dist::plan_work(comm.size(), costs);
+  check_gpu_memory(o, in, plan, device, comm);
+  if (device.is_cuda()) gpu_reset_peak(device.index());
+  RankWork work = load_rank_work(o, in, plan, device, *transport, comm);
+  announce(in, work, device, o, comm);
+
+  output::ParallelSweepFile file(o.out, comm);
+  const int64_t n_prompts = static_cast<int64_t>(in.header.prompts.size());
+  int64_t already_done = 0, rows_to_do = 0;
+  for (int64_t p = 0; p < n_prompts; ++p) {
+    already_done += done[p];
+    if (!done[p]) {
+      rows_to_do += sweep::rows_of_prompt(static_cast<int64_t>(in.header.prompts[p].ids.size())) *
+                    static_cast<int64_t>(in.layers.size());
+    }
+  }
+  Progress progress(comm, n_prompts, rows_to_do);
+  progress.add_done_prompts(already_done, 0);
+  SweepResult result;
+  result.out = o.out;
+  result.prompts = n_prompts;
+  result.skipped = static_cast<int64_t>(in.header.skipped.size());
+  result.rows = in.header.total_rows();
+
+  const FaultInjection faults(comm.rank());
+  Scratch scratch;
+  int64_t computed = 0;
   times.startup = seconds_since(started);
   const auto loop_started = std::chrono::steady_clock::now();
   for (int64_t p = 0; p < n_prompts; ++p) {
     if (done[p]) continue;
-    if (computed == stop_after) std::raise(SIGTERM);
-    if (computed == kill_after) std::raise(SIGKILL);
-    if (computed == fail_write_after) file.inject_write_failure(ENOSPC);
+    faults.before_prompt(computed, file);
     if (comm.any(stop_requested())) {
       result.interrupted = true;
       break;
     }
-    const auto& prompt = header.prompts[p];
-    const int64_t n = static_cast<int64_t>(prompt.ids.size());
     model::ForwardCapture capture;
-    auto t0 = std::chrono::steady_clock::now();
-    if (root) capture = model->forward(prompt.ids, layers);
-    times.forward += seconds_since(t0);
-    t0 = std::chrono::steady_clock::now();
-    auto activations = exchange->distribute(root ? &capture : nullptr, n);
-    times.exchange += seconds_since(t0);
-    const auto chunks = dist::query_chunks(n, o.chunk_rows);
-    const auto [c_first, c_last] = dist::chunks_for_member(chunks, static_cast<int>(group.ranks.size()), member);
-    int64_t my_rows = 0;
-
-    // One collective write per layer slot, so that a rank holds one layer's rows at a time.
-    for (int64_t slot = 0; slot < max_group_layers; ++slot) {
-      std::vector<output::EvolutionSlab> slabs;
-      if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
-        const int li = group.layer_indices[slot];
-        const int layer = layers[li];
-        const LayerActivations& act = activations.at(li);
-        const model::PostAttentionNorm& norm = exchange->post_attention(li);
-        // One call for this rank's whole run of chunks: the direct method encodes it chunk by chunk with the
-        // same boundaries (query_chunks), the factored one projects the sources once for all of it.
-        sweep::EvolutionRequest req;
-        req.resid_pre = &act.resid_pre;
-        req.parts = &act.parts;
-        req.post_norm = &norm;
-        req.k = o.k;
-        req.chunk_rows = o.chunk_rows;
-        req.method = method;
-        req.workspace = &workspace;
-        const int64_t q_begin = chunks[c_first].first, q_end = chunks[c_last - 1].second;
-        const int64_t rows = sweep::rows_of_prompt(q_end) - sweep::rows_of_prompt(q_begin);
-        indices.resize(rows * o.k);
-        values.resize(rows * o.k);
-        req.q_begin = q_begin;
-        req.q_end = q_end;
-        with_context(str("layer ", layer, ", prompt ", p, ", queries ", q_begin, "..", q_end - 1), [&] {
-          sweep::compute_evolution(saes[slot], req, indices.data(), values.data(), &times);
-        });
-        slabs.push_back({li, row_offsets[p] + sweep::rows_of_prompt(q_begin), rows, indices.data(), values.data()});
-        my_rows += rows;
-      }
-      t0 = std::chrono::steady_clock::now();
-      file.write_evolution(std::move(slabs));
-      times.write += seconds_since(t0);
-      if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
-    }
-
-    // The layer readout, from rank 0.
-    std::vector<int32_t> readout_ids;
-    std::vector<float> readout_probs;
-    if (root) {
-      for (int layer : layers) {
-        const auto r = sweep::layer_readout(*model, capture.layers[layer].resid_post.select(0, n - 1),
-                                            output::kReadoutTop);
-        readout_ids.insert(readout_ids.end(), r.token_ids.begin(), r.token_ids.end());
-        readout_probs.insert(readout_probs.end(), r.probs.begin(), r.probs.end());
-      }
-    }
-    t0 = std::chrono::steady_clock::now();
-    file.write_readout(p, root ? readout_ids.data() : nullptr, root ? readout_probs.data() : nullptr);
-    file.mark_done(p);
-    times.write += seconds_since(t0);
+    const int64_t my_rows = sweep_prompt(p, o, in, work, method, device, file, scratch, times, comm, capture);
+    write_readout_and_done(p, in, work, capture, file, times, comm);
     done[p] = 1;
     progress.add_done_prompts(1, my_rows);
     ++computed;
   }
-  auto t_close = std::chrono::steady_clock::now();
+  const auto t_close = std::chrono::steady_clock::now();
   file.close();
   times.write += seconds_since(t_close);
   times.other = std::max(0.0, seconds_since(loop_started) - times.measured_loop());
   progress.finish();
-  {
-    // Peak memory of every rank against the SAE encoder bytes it holds, and where its time went, printed
-    // by rank 0.
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    std::vector<int64_t> mine = {static_cast<int64_t>(usage.ru_maxrss) * 1024, sae_bytes}, all(2 * comm.size());
-    comm.allgather(mine.data(), sizeof(int64_t) * 2, all.data());
-    result.peak_memory = mine[0];
-    result.sae_bytes = sae_bytes;
-    result.times = times;
-    double my_times[sweep::PhaseTimes::kCount];
-    times.to_array(my_times);
-    std::vector<double> all_times(sweep::PhaseTimes::kCount * comm.size());
-    comm.allgather(my_times, sizeof my_times, all_times.data());
-    if (root) {
-      for (int r = 0; r < comm.size(); ++r) {
-        std::cerr << "saetraj: rank " << r << " peak memory " << human_bytes(static_cast<double>(all[2 * r]))
-                  << " (SAE encoders " << human_bytes(static_cast<double>(all[2 * r + 1])) << ")\n";
-      }
-      for (int r = 0; r < comm.size(); ++r) {
-        std::cerr << "saetraj: rank " << r << " time: "
-                  << sweep::PhaseTimes::from_array(&all_times[sweep::PhaseTimes::kCount * r]).describe() << "\n";
-      }
-    }
-  }
+  report_resources(work, device, times, result, comm);
 
   int64_t n_done = 0;
   for (uint8_t d : done) n_done += d;
   result.prompts_done = n_done;
   result.complete = n_done == n_prompts;
-  if (root) {
-    output::finalize_sweep_file(o.out, [&](int32_t id) { return tok->token_text(id); }, result.complete);
+  if (comm.rank() == 0) {
+    output::finalize_sweep_file(o.out, [&](int32_t id) { return in.tok->token_text(id); }, result.complete);
     if (result.complete && o.graphs) {
       GraphBuildOptions g;
       g.top_t = {o.top_t};

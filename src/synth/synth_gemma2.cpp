@@ -111,7 +111,7 @@ sae::Sae calibrated_sae(const torch::Tensor& x, int64_t d_sae, double firing_rat
 }  // namespace
 
 SynthResult synth_gemma2_fixture(const SynthOptions& o) {
-  SAETRAJ_CHECK(!o.out.empty(), InputError, "synth needs an output folder");
+  support::check_options(o);
   SAETRAJ_CHECK(o.head_dim > 0 || o.d_model % o.n_heads == 0, InputError,
                 "d_model must be a multiple of n_heads (or give head_dim)");
   const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);

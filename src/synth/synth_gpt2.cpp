@@ -116,7 +116,7 @@ ojson sae_cfg(const Flavour& f, int layer, int64_t d_in, int64_t d_sae, const st
 }  // namespace
 
 SynthResult synth_gpt2_fixture(const SynthOptions& o) {
-  SAETRAJ_CHECK(!o.out.empty(), InputError, "synth needs an output folder");
+  support::check_options(o);
   SAETRAJ_CHECK(o.d_model % o.n_heads == 0, InputError, "d_model must be a multiple of n_heads");
   c10::InferenceMode guard;
   Rng rng(o.seed);

@@ -79,7 +79,7 @@ ojson llama_config(const SynthOptions& o, const LlamaShape& s, int32_t bos, int3
 }  // namespace
 
 SynthResult synth_llama_fixture(const SynthOptions& o) {
-  SAETRAJ_CHECK(!o.out.empty(), InputError, "synth needs an output folder");
+  support::check_options(o);
   SAETRAJ_CHECK(o.d_model % o.n_heads == 0, InputError, "d_model must be a multiple of n_heads");
   const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);
   SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "n_heads ", o.n_heads, " is not a multiple of n_kv_heads ", kv);

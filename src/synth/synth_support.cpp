@@ -34,6 +34,29 @@ torch::Tensor Rng::normal(std::vector<int64_t> shape, double std, double mean) {
   return torch::from_blob(v.data(), shape, torch::kFloat32).clone();
 }
 
+void check_options(const SynthOptions& o) {
+  SAETRAJ_CHECK(!o.out.empty(), InputError, "synth needs an output folder: give --out DIR");
+  const std::pair<const char*, int> sizes[] = {{"--layers", o.n_layers},  {"--d-model", o.d_model},
+                                               {"--heads", o.n_heads},    {"--d-mlp", o.d_mlp},
+                                               {"--vocab", o.vocab_size}, {"--context", o.n_ctx},
+                                               {"--d-sae", o.d_sae},      {"--sliding-window", o.sliding_window}};
+  for (const auto& [option, value] : sizes) {
+    SAETRAJ_CHECK(value >= 1, InputError, "synth: ", option, " must be at least 1, got ", value);
+  }
+  SAETRAJ_CHECK(o.n_kv_heads >= 0, InputError, "synth: --kv-heads must be 0 (automatic) or more, got ",
+                o.n_kv_heads);
+  // create_directories would fail half-way with "Not a directory": say which path is in the way.
+  namespace fs = std::filesystem;
+  for (fs::path p = fs::path(o.out); !p.empty(); p = p.parent_path()) {
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    SAETRAJ_CHECK(!fs::exists(st) || fs::is_directory(st), InputError, "--out ", o.out,
+                  p == fs::path(o.out) ? std::string() : ": " + p.string(),
+                  " is a file, not a folder; choose a folder for --out (it is created if missing)");
+    if (p == p.parent_path()) break;
+  }
+}
+
 void write_json(const std::string& path, const nlohmann::ordered_json& j) {
   std::ofstream out(path);
   out << j.dump(2) << "\n";

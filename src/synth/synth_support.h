@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "saetraj/model/model.h"
+#include "saetraj/synth/synth.h"
 #include "saetraj/tokenizer/tokenizer.h"
 
 namespace saetraj::synth::support {
@@ -36,6 +37,11 @@ struct Calibration {
   std::vector<std::string> row_prev;      // the token before it ("" at the start of a line)
 };
 Calibration calibrate(const model::Model& model, const tokenizer::Tokenizer& tok, int32_t bos, int64_t n_ctx);
+
+// Refuses, before anything is written, options that would make a fixture its own loaders reject (a size
+// that is not positive) or a folder that cannot be created (--out, or a folder above it, is a file).
+// Messages name the synth command-line option.
+void check_options(const SynthOptions& o);
 
 void write_json(const std::string& path, const nlohmann::ordered_json& j);
 void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines);

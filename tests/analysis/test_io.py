@@ -147,6 +147,30 @@ def test_not_hdf5_is_refused(tmp_path):
         Sweep(path)
 
 
+def test_hdf5_file_that_is_not_a_sweep_is_named_so(tmp_path):
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as h5:
+        h5.create_dataset("x", data=[1, 2, 3])
+    with pytest.raises(SweepFormatError) as err:
+        Sweep(path)
+    assert str(err.value) == (f"{path}: an HDF5 file but not a saetraj sweep file (no root attribute format = "
+                              f"\"saetraj-sweep\"); give a sweep file written by saetraj sweep")
+
+
+def test_missing_and_truncated_files_are_named_so(tmp_path):
+    with pytest.raises(SweepFormatError, match=r"nothing\.h5: no such file; check the path$"):
+        Sweep(tmp_path / "nothing.h5")
+    whole = tmp_path / "whole.h5"
+    with h5py.File(whole, "w") as h5:
+        h5.create_dataset("x", data=np.zeros(4096))
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SweepFormatError, match=rf"cannot open as an HDF5 file \(truncated: {len(data) // 2} of "
+                                               rf"{len(data)} bytes\)"):
+        Sweep(cut)
+
+
 def test_rank_paths_follow_each_feature():
     paths = rank_paths(np.array([[1, 2, -1], [2, 5, 1]]))
     assert sorted(paths) == [1, 2, 5]

@@ -49,4 +49,9 @@ struct ModelConfig {
   static ModelConfig from_json_text(const std::string& text, const std::string& origin);
 };
 
+// The float32 bytes of a model's weights as saetraj holds them (embeddings, untied unembedding, attention
+// and MLP matrices; norms and biases are negligible), plus one prompt's activations are not counted: for
+// the memory plan of rank 0's device.
+int64_t weight_bytes(const ModelConfig& config);
+
 }  // namespace saetraj::model

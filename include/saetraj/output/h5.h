@@ -41,7 +41,17 @@ class H5Handle {
   herr_t (*close_)(hid_t) = nullptr;
 };
 
-// Throws IoError("<what>: HDF5 call failed") when id < 0.
+// Stops HDF5 from printing its own error stack on stderr: saetraj reports every failure itself, in one
+// line. Called early in every process (main, after MPI is started) and again wherever a file is opened or
+// created (tests do not go through main); calling it again is harmless.
+void h5_quiet_errors();
+
+// The current HDF5 error stack in one line (walked with H5Ewalk2): the operating system's reason when a file
+// driver reports one ("No space left on device"), else the innermost error's description ("file signature
+// not found"); "" when the stack is empty.
+std::string h5_error_summary();
+
+// Throws IoError("<what>: HDF5 call failed (<innermost HDF5 error>)") when id < 0.
 hid_t h5_check(hid_t id, const std::string& what);
 void h5_check_status(herr_t status, const std::string& what);
 
@@ -52,6 +62,12 @@ H5Handle h5_space(hid_t id, const std::string& what);
 H5Handle h5_type(hid_t id, const std::string& what);
 H5Handle h5_plist(hid_t id, const std::string& what);
 H5Handle h5_attr(hid_t id, const std::string& what);
+
+// Opens an existing HDF5 file (H5Fopen with `flags` and the file access list `fapl`), or throws one line
+// that says what is wrong and ends with `advice`: "<path>: no such file; <advice>", "is a folder", "cannot
+// be read" (IoError); "not an HDF5 file" (no signature, or empty), "truncated: 4096 of 10240 bytes" (the
+// sizes HDF5 found and expected) (FormatError); else HDF5's innermost message (IoError).
+H5Handle h5_open_file(const std::string& path, unsigned flags, hid_t fapl, const std::string& advice);
 
 // Variable-length UTF-8 string type.
 H5Handle vlen_utf8_type();

@@ -70,6 +70,11 @@ struct EvolutionSlab {
 // file is marked complete = 0 until finalize).
 void create_sweep_file(const std::string& path, const SweepHeader& header, bool overwrite);
 
+// Serial. Opens an existing sweep file, or throws one line that says what is wrong and ends with `advice`:
+// no such file, a folder, not an HDF5 file, truncated (h5_open_file), or an HDF5 file that is not a sweep
+// (FormatError), or of another format version.
+H5Handle open_sweep_file(const std::string& path, bool writable, const std::string& advice);
+
 // Serial. Throws InputError naming the first difference when `path` was not made by the same run
 // settings (model, layers, k, SAEs, prompts), so that --resume never mixes two sweeps.
 void check_resumable(const std::string& path, const SweepHeader& header);

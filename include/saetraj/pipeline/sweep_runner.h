@@ -19,6 +19,7 @@ struct SweepOptions {
   std::vector<std::string> prompts;   // prompt texts
   std::string prompt_file;            // .txt (one per line) or .jsonl
   std::vector<std::string> prompt_ids;  // "1,2,3" token id lists
+  bool strict_input = false;          // stop at the first malformed --prompt-file line instead of skipping it
   int64_t k = 400;                    // top features kept per step
   int top_t = 15;                     // graph filter on final rank
   std::string bos = "auto";           // auto | on | off
@@ -27,6 +28,7 @@ struct SweepOptions {
   std::string gemmascope_root;        // Gemma Scope tree layer_L/width_W/average_l0_X (not with --sae)
   std::string gemmascope_width = "65k";  // the width taken from it
   double gemmascope_l0 = 0;           // target L0 (0: the canonical one, sae/gemma_scope_release.h)
+  std::vector<std::string> gemmascope_l0_layers;  // "LAYER=L0": that layer's target L0 instead
   int64_t max_tokens = 0;             // truncate prompts to this many tokens (0: no truncation)
   std::string shard;                  // "I/N": keep prompts whose input position p has p % N == I
   std::string out = "sweep.h5";
@@ -38,7 +40,9 @@ struct SweepOptions {
   std::string graphs_dir;             // JSON/GraphML output (default: OUT without .h5 + "_graphs")
   std::string dtype = "float32";
   std::string sae_dtype = "float32";  // storage of W_enc: float32 | bfloat16 (half the memory)
-  std::string device = "cpu";         // the activation exchange: cpu (MPI) | cuda (NCCL; NOTE in activation_exchange.h)
+  std::string device = "cpu";         // where ranks compute: cpu | cuda (one GPU per rank; pipeline/compute_device.h)
+  std::string exchange = "auto";      // how activations move: auto | mpi | nccl (NOTE in activation_exchange.h)
+  int gpu = -1;                       // the GPU of this rank (-1: local rank modulo the visible GPUs)
   std::string command_line;           // for the file's attributes
 
   std::string to_json() const;
