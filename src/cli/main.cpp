@@ -3,11 +3,14 @@
 #include <torch/torch.h>
 
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <map>
 
 #include "saetraj/cli/commands.h"
 #include "saetraj/core/error.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/pipeline/collective.h"
 
 namespace {
 
@@ -23,6 +26,8 @@ const std::map<std::string, std::pair<Command, const char*>>& commands() {
       {"bench", {saetraj::cli::cmd_bench, "time the encoding kernel on Gemma-shaped random data against sgemm"}},
       {"synth", {saetraj::cli::cmd_synth, "write a synthetic GPT-2 checkpoint with SAEs in the real formats"}},
       {"demo", {saetraj::cli::cmd_demo, "synth + sweep + graphs + explanations + pictures, end to end"}},
+      {"forward", {saetraj::cli::cmd_forward, "run the model on token ids; write logits and residuals (safetensors)"}},
+      {"tokenize", {saetraj::cli::cmd_tokenize, "tokenize a file line by line; write the ids as JSON lines"}},
   };
   return table;
 }
@@ -70,6 +75,8 @@ int main(int argc, char** argv) {
   // the same product with different thread counts, so byte-identical output across rank counts needs the
   // same threads per rank in every run; use one rank per core (or per GPU) for parallelism.
   if (!std::getenv("OMP_NUM_THREADS")) torch::set_num_threads(1);
+  // saetraj reports every HDF5 failure itself, in one line: HDF5's own error stack would only add noise.
+  saetraj::output::h5_quiet_errors();
   try {
     const std::vector<std::string> rest(args.begin() + 1, args.end());
     return it->second.first(rest, {*comm, argv[0], command_line});
@@ -81,6 +88,12 @@ int main(int argc, char** argv) {
     // A failure on one rank alone would leave the others waiting in a collective call: end them all.
     if (comm->size() > 1 && !e.collective()) comm->abort(exit_code(e));
     return exit_code(e);
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A file-system call that no step reworded: which path, and why, as an I/O error (exit 4).
+    std::cerr << "saetraj: error" << (comm->size() > 1 ? " (rank " + std::to_string(comm->rank()) + ")" : "")
+              << ": " << saetraj::pipeline::describe_filesystem_error(e) << "\n";
+    if (comm->size() > 1) comm->abort(4);
+    return 4;
   } catch (const std::exception& e) {
     std::cerr << "saetraj: internal error (rank " << comm->rank() << "): " << e.what() << "\n";
     if (comm->size() > 1) comm->abort(1);

@@ -19,7 +19,15 @@
 namespace saetraj::graph {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+class SteadyClock final : public ApiClock {
+ public:
+  double now() override {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  }
+  void sleep_for(double seconds) override {
+    if (seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  }
+};
 
 struct CurlEasyDeleter {
   void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
@@ -66,6 +74,8 @@ bool is_transient(CURLcode code) {
 
 }  // namespace
 
+std::shared_ptr<ApiClock> steady_api_clock() { return std::make_shared<SteadyClock>(); }
+
 struct FeatureApiClient::Impl {
   FeatureApiOptions options;
   ExplanationLimits limits;
@@ -74,7 +84,8 @@ struct FeatureApiClient::Impl {
   std::unique_ptr<curl_slist, CurlListDeleter> headers;
   char error_buffer[CURL_ERROR_SIZE] = {};
   Attempt* current = nullptr;
-  Clock::time_point last_start;
+  std::shared_ptr<ApiClock> clock;
+  double last_start = 0.0;
   int requests = 0;
 
   std::string redact(std::string text) const {
@@ -104,10 +115,10 @@ struct FeatureApiClient::Impl {
 
   void wait_for_turn() {
     if (requests > 0) {
-      std::this_thread::sleep_until(last_start + std::chrono::duration_cast<Clock::duration>(
-                                                     std::chrono::duration<double>(options.min_interval_s)));
+      const double wait = last_start + options.min_interval_s - clock->now();
+      if (wait > 0) clock->sleep_for(wait);
     }
-    last_start = Clock::now();
+    last_start = clock->now();
     ++requests;
   }
 
@@ -166,6 +177,7 @@ FeatureApiClient::FeatureApiClient(FeatureApiOptions options, ExplanationLimits 
     : impl_(std::make_unique<Impl>()) {
   Impl& s = *impl_;
   s.options = std::move(options);
+  s.clock = s.options.clock ? s.options.clock : steady_api_clock();
   s.limits = limits;
   const std::string& base = s.options.base_url;
   SAETRAJ_CHECK(base.rfind("http://", 0) == 0 || base.rfind("https://", 0) == 0, InputError,
@@ -265,7 +277,7 @@ std::optional<std::string> FeatureApiClient::fetch(const NeuronpediaSource& sour
       s.fail<IoError>(
           str("giving up on ", url, " after ", attempt_number, " attempts; last: ", last_problem));
     }
-    std::this_thread::sleep_for(std::chrono::duration<double>(delay));
+    s.clock->sleep_for(delay);
   }
 }
 

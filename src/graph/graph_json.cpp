@@ -76,11 +76,18 @@ Edge edge_from_json(const json& j, int prompt_length, const std::string& where) 
   SAETRAJ_CHECK(e.num_trajectories == static_cast<int>(e.trajectories.size()), FormatError, where,
                 ": num_trajectories is ", e.num_trajectories, " but all_trajectories holds ",
                 e.trajectories.size(), " entries");
-  int best = -1;
-  for (const auto& [rank, feature] : e.trajectories) best = best < 0 ? rank : std::min(best, rank);
+  if (e.trajectories.empty()) {
+    // The original code's 0 (what saetraj writes), or the -1 that older saetraj versions wrote.
+    SAETRAJ_CHECK(e.best_final_position == 0 || e.best_final_position == -1, FormatError, where,
+                  ": best_final_position is ", e.best_final_position,
+                  " but an edge without trajectories carries 0 (or -1, as older saetraj files do)");
+    e.best_final_position = -1;
+    return e;
+  }
+  int best = e.trajectories.front().first;
+  for (const auto& [rank, feature] : e.trajectories) best = std::min(best, rank);
   SAETRAJ_CHECK(e.best_final_position == best, FormatError, where, ": best_final_position is ",
-                e.best_final_position, " but the trajectories give ", best,
-                " (the smallest final_position, -1 when there are none)");
+                e.best_final_position, " but the trajectories give ", best, " (the smallest final_position)");
   return e;
 }
 
@@ -98,7 +105,7 @@ json graph_to_json(const GraphDocument& doc) {
     edges.push_back({{"from", vertex_json(e.from_token, e.from_layer)},
                      {"to", vertex_json(e.to_token, e.to_layer)},
                      {"num_trajectories", e.num_trajectories},
-                     {"best_final_position", e.best_final_position},
+                     {"best_final_position", e.trajectories.empty() ? 0 : e.best_final_position},
                      {"all_trajectories", std::move(all)}});
   }
   return {{"prompt_length", doc.prompt_length},

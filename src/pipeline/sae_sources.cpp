@@ -1,5 +1,9 @@
 #include "saetraj/pipeline/sae_sources.h"
 
+#include <algorithm>
+#include <map>
+#include <regex>
+
 #include "saetraj/core/error.h"
 #include "saetraj/sae/gemma_scope_release.h"
 
@@ -11,11 +15,25 @@ std::vector<std::string> sweep_sae_paths(const SweepOptions& o, const std::vecto
                 "--gemmascope-root supplies every layer's SAE; do not also give --sae");
   SAETRAJ_CHECK(o.gemmascope_l0 >= 0, InputError, "--gemmascope-l0 must be >= 0 (0: canonical), got ",
                 o.gemmascope_l0);
+  // Per-layer targets (--gemmascope-l0-layer 3=193) win over --gemmascope-l0 and the canonical L0.
+  std::map<int, double> per_layer;
+  static const std::regex assignment(R"(^\s*(\d+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*$)");
+  for (const auto& spec : o.gemmascope_l0_layers) {
+    std::smatch m;
+    SAETRAJ_CHECK(std::regex_match(spec, m, assignment), InputError, "--gemmascope-l0-layer \"", spec,
+                  "\": expected LAYER=L0, e.g. 3=193");
+    const int layer = std::stoi(m[1].str());
+    SAETRAJ_CHECK(std::find(layers.begin(), layers.end(), layer) != layers.end(), InputError,
+                  "--gemmascope-l0-layer ", spec, ": layer ", layer, " is not among the analysed layers");
+    SAETRAJ_CHECK(per_layer.emplace(layer, std::stod(m[2].str())).second, InputError, "--gemmascope-l0-layer: layer ",
+                  layer, " is given more than once");
+  }
   std::vector<std::string> paths;
   for (int l : layers) {
-    paths.push_back(sae::resolve_gemma_scope(
-        o.gemmascope_root, l, o.gemmascope_width,
-        o.gemmascope_l0 > 0 ? std::optional<double>(o.gemmascope_l0) : std::nullopt));
+    std::optional<double> target;
+    if (o.gemmascope_l0 > 0) target = o.gemmascope_l0;
+    if (per_layer.count(l)) target = per_layer.at(l);
+    paths.push_back(sae::resolve_gemma_scope(o.gemmascope_root, l, o.gemmascope_width, target));
   }
   return paths;
 }

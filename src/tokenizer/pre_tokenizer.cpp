@@ -27,9 +27,42 @@ std::string pcre2_message(int code) {
   return reinterpret_cast<const char*>(buffer);
 }
 
-Code compile(const std::string& pattern) {
+// [NOTE] Whitespace as Hugging Face tokenizers sees it. Its regexes (Oniguruma) take \s to be Unicode's
+// White_Space property; PCRE2 with UCP also counts everything in its \h list, which keeps U+180E (MONGOLIAN
+// VOWEL SEPARATOR, a format character since Unicode 6.3). Left alone, "\u180e\n" split differently from
+// Hugging Face (tests/fidelity found it), so \s and \S are spelled out as White_Space before compiling.
+// The patterns keep their published text, which is how tokenizer.json files are recognised.
+std::string with_unicode_white_space(const std::string& pattern) {
+  static const std::string white_space =
+      R"(\t\n\x{0B}\f\r\x{20}\x{85}\x{A0}\x{1680}\x{2000}-\x{200A}\x{2028}\x{2029}\x{202F}\x{205F}\x{3000})";
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    const char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      const char next = pattern[++i];
+      if (next == 's') {
+        out += in_class ? white_space : "[" + white_space + "]";
+      } else if (next == 'S' && !in_class) {
+        out += "[^" + white_space + "]";
+      } else {
+        if (next == 'S') throw std::logic_error("\\S inside a character class in '" + pattern + "'");
+        out += c;
+        out += next;
+      }
+      continue;
+    }
+    if (c == '[') in_class = true;
+    if (c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+Code compile(const std::string& published) {
   int error = 0;
   PCRE2_SIZE error_offset = 0;
+  const std::string pattern = with_unicode_white_space(published);
   Code code(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.c_str()), pattern.size(),
                           PCRE2_UTF | PCRE2_UCP, &error, &error_offset, nullptr));
   // The patterns are constants of this file: failing to compile them is a build problem, not user input.

@@ -8,26 +8,32 @@ BIN=$1 WORK=$2 SRC=$3
 source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
 make_fixture 2
-# Enough prompts that the sweep is still running when the signal comes (the first progress line is
-# printed after two seconds; 1500 prompts took only 3 s on the 2-core machine once the top-k scan got
-# faster, too close; 6000 take about 12 s).
-for i in $(seq 1 6000); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
+# The sweep pauses after 3 prompts (SAETRAJ_TEST_PAUSE) and the signal is sent while it waits there, so it
+# lands mid-sweep whatever the machine's speed.
+for i in $(seq 1 12); do echo "Prompt $i: Mark gave the flashlight to Max in the dark room."; done > "$WORK/corpus.txt"
 sweep_args "$WORK/corpus.txt" --k 8 --top-t 4 --no-graphs
 mpirun -n 1 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/ref.h5" > /dev/null 2>&1
 
 for sig in INT TERM; do
   echo "== SIG$sig to mpirun -n 2 mid-sweep, then resumed"
   out="$WORK/$sig.h5"
-  mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" > "$WORK/$sig.log" 2>&1 &
+  pause="$WORK/pause.$sig" && rm -rf "$pause" && mkdir -p "$pause"
+  SAETRAJ_TEST_PAUSE="3:$pause" mpirun -n 2 --oversubscribe -x SAETRAJ_TEST_PAUSE "$BIN" "${common[@]}" \
+      --out "$out" > "$WORK/$sig.log" 2>&1 &
   pid=$!
-  for _ in $(seq 1 600); do
-    grep -q "prompts [0-9]*/6000" "$WORK/$sig.log" && break
-    sleep 0.1
+  # Both ranks wait at the pause point (after 3 of 12 prompts) when the signal arrives; a rank stops waiting
+  # when the signal reaches it. (Should it never, the pause ends after a minute and the check below fails.)
+  until [ -e "$pause/paused.0" ] && [ -e "$pause/paused.1" ]; do
+    kill -0 "$pid" 2> /dev/null || { cat "$WORK/$sig.log"; echo "the sweep ended before the pause point"; exit 1; }
+    sleep 0.05
   done
   kill "-$sig" "$pid"
+  (sleep 60 && touch "$pause/continue") > /dev/null 2>&1 &
+  watchdog=$!
   set +e
   wait "$pid"
   status=$?
+  pkill -P "$watchdog" 2> /dev/null; kill "$watchdog" 2> /dev/null
   set -e
   cat "$WORK/$sig.log"
   [ "$status" -ne 0 ] || { echo "a sweep stopped by SIG$sig must exit non-zero"; exit 1; }
@@ -39,7 +45,7 @@ f = h5py.File(sys.argv[1], "r")
 done = f["prompts/done"][()]
 assert f.attrs["complete"] == 0, f.attrs["complete"]
 n = int(done.sum())
-assert 0 < n < len(done) and list(done) == [1] * n + [0] * (len(done) - n), list(done)
+assert n == 3 and list(done) == [1] * n + [0] * (len(done) - n), list(done)
 print(f"file after the signal: readable, complete=0, {n}/{len(done)} prompts done")
 PY
   mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$out" --resume > /dev/null 2>&1

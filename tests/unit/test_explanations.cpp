@@ -395,9 +395,21 @@ class FeatureApi : public ::testing::Test {
   }
 };
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+// A clock that never sleeps: each wait is recorded and advances its time, so the tests check what the
+// client waited for, not how long the machine took.
+class RecordingClock final : public ApiClock {
+ public:
+  double now() override { return time_; }
+  void sleep_for(double seconds) override {
+    waits_.push_back(seconds);
+    time_ += seconds;
+  }
+  const std::vector<double>& waits() const { return waits_; }
+
+ private:
+  double time_ = 1000.0;
+  std::vector<double> waits_;
+};
 
 TEST_F(FeatureApi, ReturnsTheFirstExplanationWithoutAKeyWhenNoneIsSet) {
   ScriptedHttpServer server({reply(200, "OK", kFeature42)});
@@ -464,10 +476,12 @@ TEST_F(FeatureApi, GivesUpAfterMaxAttempts) {
 TEST_F(FeatureApi, HonoursRetryAfterOn429) {
   ScriptedHttpServer server(
       {reply(429, "Too Many Requests", "", "Retry-After: 1\r\n"), reply(200, "OK", kFeatureOk)});
-  FeatureApiClient client(options(server));
-  const auto start = std::chrono::steady_clock::now();
+  FeatureApiOptions o = options(server);
+  const auto clock = std::make_shared<RecordingClock>();
+  o.clock = clock;
+  FeatureApiClient client(o);
   EXPECT_EQ(client.fetch(kSource, 7), std::optional<std::string>("ok"));
-  EXPECT_GE(seconds_since(start), 0.95);
+  EXPECT_EQ(clock->waits(), std::vector<double>{1.0});  // the server's Retry-After, not the back-off
   EXPECT_EQ(client.requests_sent(), 2);
 }
 
@@ -476,20 +490,21 @@ TEST_F(FeatureApi, CapsRetryAfter) {
       {reply(429, "Too Many Requests", "", "Retry-After: 3600\r\n"), reply(200, "OK", kFeatureOk)});
   FeatureApiOptions o = options(server);
   o.retry_after_max_s = 0.3;
+  const auto clock = std::make_shared<RecordingClock>();
+  o.clock = clock;
   FeatureApiClient client(o);
-  const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(client.fetch(kSource, 7), std::optional<std::string>("ok"));
-  const double elapsed = seconds_since(start);
-  EXPECT_GE(elapsed, 0.29);
-  EXPECT_LT(elapsed, 2.0);
+  EXPECT_EQ(clock->waits(), std::vector<double>{0.3});  // an hour asked, the cap granted
 }
 
 TEST_F(FeatureApi, RetriesAfterATimeout) {
   ScriptedHttpServer server({{Kind::hang, ""}, reply(200, "OK", kFeatureOk)});
-  FeatureApiClient client(options(server));
-  const auto start = std::chrono::steady_clock::now();
+  FeatureApiOptions o = options(server);
+  const auto clock = std::make_shared<RecordingClock>();
+  o.clock = clock;
+  FeatureApiClient client(o);
   EXPECT_EQ(client.fetch(kSource, 7), std::optional<std::string>("ok"));
-  EXPECT_GE(seconds_since(start), 0.39);
+  EXPECT_EQ(clock->waits(), std::vector<double>{o.backoff_initial_s});  // one back-off before the retry
   EXPECT_EQ(client.requests_sent(), 2);
 }
 
@@ -497,11 +512,13 @@ TEST_F(FeatureApi, FailsCleanlyWhenEveryAttemptTimesOut) {
   ScriptedHttpServer server({{Kind::hang, ""}, {Kind::hang, ""}});
   FeatureApiOptions o = options(server);
   o.max_attempts = 2;
+  const auto clock = std::make_shared<RecordingClock>();
+  o.clock = clock;
   FeatureApiClient client(o);
-  const auto start = std::chrono::steady_clock::now();
   const std::string message = error_of([&] { client.fetch(kSource, 7); });
   EXPECT_THAT(message, HasSubstr("after 2 attempts; last: Operation timed out"));
-  EXPECT_LT(seconds_since(start), 3.0);
+  EXPECT_EQ(clock->waits(), std::vector<double>{o.backoff_initial_s});  // no wait after the last attempt
+  EXPECT_EQ(client.requests_sent(), 2);
 }
 
 TEST_F(FeatureApi, RetriesAfterAConnectionReset) {
@@ -551,11 +568,14 @@ TEST_F(FeatureApi, KeepsTheMinimumIntervalBetweenRequests) {
       {reply(200, "OK", kFeatureOk), reply(200, "OK", kFeatureOk), reply(200, "OK", kFeatureOk)});
   FeatureApiOptions o = options(server);
   o.min_interval_s = 0.2;
+  const auto clock = std::make_shared<RecordingClock>();
+  o.clock = clock;
   FeatureApiClient client(o);
-  const auto start = std::chrono::steady_clock::now();
   for (int index = 0; index < 3; ++index)
     EXPECT_EQ(client.fetch(kSource, index), std::optional<std::string>("ok"));
-  EXPECT_GE(seconds_since(start), 0.39);
+  // The recording clock does not move while a request runs: each later request waits the whole gap.
+  ASSERT_EQ(clock->waits().size(), 2u);
+  for (double w : clock->waits()) EXPECT_NEAR(w, 0.2, 1e-9);
 }
 
 TEST_F(FeatureApi, RefusesABaseUrlThatIsNotHttp) {

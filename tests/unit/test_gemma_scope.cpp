@@ -132,6 +132,31 @@ TEST(GemmaScope, ReleaseTreeResolution) {
               ThrowsMessage<IoError>(HasSubstr("is not a folder")));
 }
 
+// The original study's setting: canonical L0 everywhere except layer 3, which took average_l0_193
+// (jobs/gemma-2-2b-gemmascope-65k.cfg).
+TEST(GemmaScope, PerLayerL0OverridesTheCanonicalOne) {
+  saetraj::testing::TempDir tmp;
+  const std::string root = tmp.path();
+  for (int l0 : {89, 193}) write_params(root + "/layer_3/width_65k/average_l0_" + std::to_string(l0));
+  for (int l0 : {73, 150}) write_params(root + "/layer_0/width_65k/average_l0_" + std::to_string(l0));
+  pipeline::SweepOptions o;
+  o.gemmascope_root = root;
+  o.gemmascope_width = "65k";
+  o.gemmascope_l0_layers = {"3=193"};
+  EXPECT_EQ(pipeline::sweep_sae_paths(o, {0, 3}), (std::vector<std::string>{
+                                                       root + "/layer_0/width_65k/average_l0_73",
+                                                       root + "/layer_3/width_65k/average_l0_193"}));
+  o.gemmascope_l0_layers = {"3=lots"};
+  EXPECT_THAT([&] { pipeline::sweep_sae_paths(o, {0, 3}); },
+              ThrowsMessage<InputError>(HasSubstr("--gemmascope-l0-layer \"3=lots\": expected LAYER=L0")));
+  o.gemmascope_l0_layers = {"5=193"};
+  EXPECT_THAT([&] { pipeline::sweep_sae_paths(o, {0, 3}); },
+              ThrowsMessage<InputError>(HasSubstr("layer 5 is not among the analysed layers")));
+  o.gemmascope_l0_layers = {"3=193", "3=89"};
+  EXPECT_THAT([&] { pipeline::sweep_sae_paths(o, {0, 3}); },
+              ThrowsMessage<InputError>(HasSubstr("layer 3 is given more than once")));
+}
+
 TEST(GemmaScope, BadFilesAreClearErrors) {
   saetraj::testing::TempDir tmp;
   // Not a zip at all.

@@ -301,6 +301,8 @@ TEST(Partition, ChunksCoverEveryRowOnceAndAreRankIndependent) {
         expect_q = b;
       }
       EXPECT_EQ(expect_q, n);
+      int64_t largest_chunk = 0;
+      for (const auto& [a, b] : chunks) largest_chunk = std::max(largest_chunk, sweep::rows_of_prompt(b) - sweep::rows_of_prompt(a));
       for (int parts = 1; parts <= 5; ++parts) {
         size_t next = 0;
         int64_t biggest = 0, total = 0;
@@ -315,6 +317,8 @@ TEST(Partition, ChunksCoverEveryRowOnceAndAreRankIndependent) {
         }
         EXPECT_EQ(next, chunks.size());
         EXPECT_EQ(total, sweep::rows_of_prompt(n));
+        // A member's share is cut at whole chunks: at most an equal share plus one chunk.
+        EXPECT_LE(biggest, total / parts + largest_chunk) << "n " << n << ", chunk_rows " << chunk_rows << ", parts " << parts;
       }
     }
   }

@@ -3,6 +3,8 @@
 // requests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <limits>
@@ -114,22 +116,47 @@ TEST(Sweep, FileLayoutAndValues) {
   const auto sae = sae::load_sae_lens(fixture().sae_dirs[1]);
   sweep::AttentionParts parts{cap.layers[1].pattern, model->head_outputs(1, cap.layers[1].values),
                               model->attention_output_bias(1)};
-  sweep::EvolutionRequest req;
-  req.resid_pre = &cap.layers[1].resid_pre;
-  req.parts = &parts;
-  req.q_begin = 1;
-  req.q_end = n_tokens[1];
-  req.k = 16;
-  req.chunk_rows = 1 << 20;
+  // The independent computation: per query, the contributions a_j = sum_h A_h[q, j] v_h[j] W_O[h] + b_O/(q+1)
+  // summed one by one in double precision, each step encoded by the SAE's own (unfused) encode, and every
+  // active feature ranked by a full sort. Nothing of compute_evolution or the top-k scan is used.
+  const auto pattern = parts.pattern.to(torch::kFloat64), head_out = parts.head_out.to(torch::kFloat64);
+  const auto bias = parts.bias.to(torch::kFloat64);
+  const auto resid = cap.layers[1].resid_pre.to(torch::kFloat64);
+  std::vector<int32_t> expect_i;
+  std::vector<float> expect_v;
+  for (int64_t q = 1; q < n_tokens[1]; ++q) {
+    std::vector<torch::Tensor> steps = {resid[q]};
+    auto sum = torch::zeros_like(resid[q]);
+    for (int64_t j = 0; j <= q; ++j) {
+      for (int64_t h = 0; h < pattern.size(0); ++h) sum = sum + pattern[h][q][j] * head_out[h][j];
+      sum = sum + bias / static_cast<double>(q + 1);
+      steps.push_back(resid[q] + sum);
+    }
+    const auto acts = sae.encode(torch::stack(steps).to(torch::kFloat32));
+    for (int64_t s = 0; s < acts.size(0); ++s) {
+      std::vector<std::pair<float, int32_t>> active;
+      for (int32_t f = 0; f < acts.size(1); ++f) {
+        const float v = acts[s][f].item<float>();
+        if (v > 0) active.emplace_back(-v, f);
+      }
+      std::sort(active.begin(), active.end());
+      for (size_t r = 0; r < 16; ++r) {
+        expect_i.push_back(r < active.size() ? active[r].second : -1);
+        expect_v.push_back(r < active.size() ? -active[r].first : 0.0f);
+      }
+    }
+  }
   const int64_t r1 = sweep::rows_of_prompt(n_tokens[1]);
-  std::vector<int32_t> expect_i(r1 * 16);
-  std::vector<float> expect_v(r1 * 16);
-  sweep::compute_evolution(sae, req, expect_i.data(), expect_v.data());
+  ASSERT_EQ(static_cast<int64_t>(expect_i.size()), r1 * 16);
   const int64_t base = (1 * rows + row_offset[1]) * 16;
   int mismatched = 0;
   for (int64_t i = 0; i < r1 * 16; ++i) {
-    mismatched += indices[base + i] != expect_i[i];
-    EXPECT_NEAR(values[base + i], expect_v[i], 1e-5);
+    EXPECT_NEAR(values[base + i], expect_v[i], 1e-4);
+    if (indices[base + i] == expect_i[i]) continue;
+    // Only a tie closer than float rounding may swap two neighbours.
+    const bool tie = (i % 16 > 0 && std::fabs(expect_v[i - 1] - expect_v[i]) < 1e-4) ||
+                     (i % 16 < 15 && std::fabs(expect_v[i + 1] - expect_v[i]) < 1e-4);
+    mismatched += !tie;
   }
   EXPECT_EQ(mismatched, 0);
   // Lists are sorted descending, active only, padded with -1/0.

@@ -23,5 +23,7 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx);
+int cmd_forward(const std::vector<std::string>& args, const CommandContext& ctx);
+int cmd_tokenize(const std::vector<std::string>& args, const CommandContext& ctx);
 
 }  // namespace saetraj::cli

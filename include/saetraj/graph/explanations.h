@@ -74,6 +74,17 @@ class ExplanationCache {
 
 // ---- the feature API: GET <base_url>/api/feature/<modelId>/<sourceId>/<index> -------------------------
 
+// The client's time: a monotonic now() and waiting. The default is the steady clock and real sleeps; tests
+// pass a clock of their own that records each wait instead of sleeping, so that no test waits for or
+// measures the wall clock.
+class ApiClock {
+ public:
+  virtual ~ApiClock() = default;
+  virtual double now() = 0;                  // seconds, monotonic
+  virtual void sleep_for(double seconds) = 0;
+};
+std::shared_ptr<ApiClock> steady_api_clock();
+
 struct FeatureApiOptions {
   std::string base_url = "https://www.neuronpedia.org";
   std::string api_key_env = "NEURONPEDIA_API_KEY";  // sent as x-api-key only when this variable is set
@@ -84,6 +95,7 @@ struct FeatureApiOptions {
   double backoff_initial_s = 1.0;  // wait before the first retry, doubled at each further one
   double backoff_max_s = 30.0;
   double retry_after_max_s = 60.0;  // a server's Retry-After is honoured up to this
+  std::shared_ptr<ApiClock> clock;  // null: steady_api_clock()
 };
 
 // One client keeps its connection and rate limit across requests. Retries timeouts, dropped

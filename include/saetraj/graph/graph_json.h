@@ -5,8 +5,10 @@
 //    "edges": [{"from": [token, layer], "to": [token, layer], "num_trajectories": m,
 //               "best_final_position": b, "all_trajectories": [{"final_position": r, "sae_index": f}]}]}
 //
-// Layers are model layer numbers. Unlike the original code, 0-trajectory edges carry
-// best_final_position -1 and an empty all_trajectories list rather than a placeholder trajectory.
+// Layers are model layer numbers. A 0-trajectory edge carries best_final_position 0 and an empty
+// all_trajectories list, exactly as the original code wrote it, so its plotting code reads these files
+// unchanged; in memory and in the HDF5 tables it is -1 (Edge), and the reader maps 0 (or the -1 that
+// saetraj wrote before) back to it.
 #pragma once
 
 #include <string>
