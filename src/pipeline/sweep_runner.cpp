@@ -305,7 +305,9 @@ std::vector<uint8_t> open_output(const SweepOptions& o, const output::SweepHeade
 // measures its own GPU; all refuse together with the first shortfall's message.
 void check_gpu_memory(const SweepOptions& o, const SweepInputs& in, const dist::WorkPlan& plan,
                       const torch::Device& device, const dist::Communicator& comm) {
-  if (!device.is_cuda()) return;
+  // A build without the CUDA parts (no NCCL found) cannot query GPU memory; the allocator then reports
+  // an out-of-memory error itself.
+  if (!device.is_cuda() || !gpu_memory_supported()) return;
   dist::MemoryPlanInput mp;
   for (const auto& c : in.sae_cfgs) mp.layers.push_back({c.d_in, c.d_sae});
   mp.bf16 = o.sae_dtype == "bfloat16";
