@@ -27,6 +27,7 @@ const std::map<std::string, std::pair<Command, const char*>>& commands() {
       {"synth", {saetraj::cli::cmd_synth, "write a synthetic GPT-2 checkpoint with SAEs in the real formats"}},
       {"demo", {saetraj::cli::cmd_demo, "synth + sweep + graphs + explanations + pictures, end to end"}},
       {"forward", {saetraj::cli::cmd_forward, "run the model on token ids; write logits and residuals (safetensors)"}},
+      {"encode", {saetraj::cli::cmd_encode, "encode given vectors with one SAE; write the top-k active lists (safetensors)"}},
       {"tokenize", {saetraj::cli::cmd_tokenize, "tokenize a file line by line; write the ids as JSON lines"}},
   };
   return table;

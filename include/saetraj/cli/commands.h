@@ -25,5 +25,6 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_forward(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_tokenize(const std::vector<std::string>& args, const CommandContext& ctx);
+int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx);
 
 }  // namespace saetraj::cli
