@@ -1,0 +1,173 @@
+"""The whole method (SPEC 1.1-1.5) against a reference built the way the original research code was
+(reference_method.py: TransformerLens hooks + SAE-Lens encode), on the GPT-2, Gemma-2 and Llama checkpoints
+that transformers writes (make_checkpoints.py), with one SAE-Lens SAE per layer saved by SAE-Lens itself.
+
+saetraj sweeps two prompts (12 tokens, past Gemma-2's sliding window of 5, and 7 tokens) with 1 rank (both
+methods, direct and factored) and under mpirun with 2 ranks; every file is held to the reference:
+- evolution tables: per row the same top-k active lists; values within TOL_REL of the largest activation of
+  the layer; indices identical except near-ties (sae_lists.compare_lists: two features, or a feature and its
+  activity boundary, within that tolerance in SAE-Lens's own pre-activations). Near-tie rows are counted and
+  printed; the graph comparison below needs none, and fails naming the row if one occurs.
+- trajectories, per-length edges and traced edges: identical tables, built by the reference from its own
+  lists with SPEC 1.3-1.5.
+"""
+import json
+import os
+import shutil
+import subprocess
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+from sae_lens.saes.sae import SAEMetadata
+from tokenizers import Tokenizer, models, pre_tokenizers
+
+import make_checkpoints
+import reference_method as ref
+from conftest import run_saetraj, saetraj_binary
+from sae_lists import compare_lists
+
+K = 40
+TOP_T = 8
+D_SAE = 256
+TOL_REL = 1e-5
+PROMPTS = [[3, 17, 200, 5, 9, 77, 300, 41, 8, 8, 250, 499], [1, 44, 2, 310, 7, 7, 128]]
+MODELS = ["gpt2", "gemma2", "llama"]
+RUNS = [("1 rank, direct", 1, "direct"), ("1 rank, factored", 1, "factored"), ("2 ranks, auto", 2, "auto")]
+
+
+def _byte_level_tokenizer(folder, vocab_size):
+    """A byte-level BPE tokenizer.json of exactly vocab_size ids (the 256 byte symbols, then merged pairs),
+    which saetraj needs for the token texts; the prompts are given as ids."""
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(alphabet)}
+    merges = []
+    for a in alphabet:
+        for b in alphabet:
+            if len(vocab) == vocab_size:
+                break
+            if a + b not in vocab:
+                vocab[a + b] = len(vocab)
+                merges.append((a, b))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.save(str(folder / "tokenizer.json"))
+
+
+def _sae(model_name, layer, d_in, scale, seed):
+    """One SAE per model kind: GPT-2 standard ReLU on TransformerLens' centred stream (declared in the cfg,
+    as SAE-Lens's GPT-2 releases do), Gemma-2 JumpReLU without b_dec subtraction (as Gemma Scope),
+    Llama TopK with constant-norm rescaling."""
+    meta = SAEMetadata(model_name=f"tiny-{model_name}", hook_name=f"blocks.{layer}.hook_resid_pre",
+                       model_from_pretrained_kwargs={"center_writing_weights": model_name == "gpt2"})
+    gen = torch.Generator().manual_seed(seed)
+    if model_name == "gpt2":
+        sae = StandardSAE(StandardSAEConfig(d_in=d_in, d_sae=D_SAE, metadata=meta))
+    elif model_name == "gemma2":
+        sae = JumpReLUSAE(JumpReLUSAEConfig(d_in=d_in, d_sae=D_SAE, apply_b_dec_to_input=False, metadata=meta))
+    else:
+        sae = TopKSAE(TopKSAEConfig(d_in=d_in, d_sae=D_SAE, k=30, normalize_activations="constant_norm_rescale",
+                                    metadata=meta))
+        scale = 1.0 / np.sqrt(d_in)  # inputs are rescaled to norm sqrt(d_in)
+    with torch.no_grad():
+        sae.W_enc.copy_(torch.randn(sae.W_enc.shape, generator=gen) * scale)
+        sae.W_dec.copy_(torch.randn(sae.W_dec.shape, generator=gen) * 0.1)
+        sae.b_enc.copy_(torch.randn(sae.b_enc.shape, generator=gen) * 0.5 - 0.5)
+        sae.b_dec.copy_(torch.randn(sae.b_dec.shape, generator=gen) * 0.1 / max(scale, 1e-6) / np.sqrt(d_in))
+        if isinstance(sae, JumpReLUSAE):
+            sae.threshold.copy_(torch.rand(sae.threshold.shape, generator=gen) * 0.6)
+    return sae
+
+
+@pytest.fixture(scope="module")
+def fixtures(checkpoints, tmp_path_factory):
+    work = tmp_path_factory.mktemp("method")
+    out = {}
+    for name in MODELS:
+        # A copy, given a tokenizer (saetraj's sweep writes token texts; the ids are given).
+        folder = work / name / "model"
+        shutil.copytree(checkpoints[f"{name}_f32"], folder)
+        model = ref.hooked_transformer(folder)
+        _byte_level_tokenizer(folder, model.cfg.d_vocab)
+        with torch.no_grad():
+            _, cache = model.run_with_cache(torch.tensor([PROMPTS[0]]))
+        saes = {}
+        for layer in range(model.cfg.n_layers):
+            r = cache[f"blocks.{layer}.hook_resid_pre"][0]
+            scale = 1.0 / float(r.norm(dim=-1).mean())  # pre-activations of order one on this model's stream
+            sae = _sae(name, layer, model.cfg.d_model, scale, 1000 + 10 * MODELS.index(name) + layer)
+            sae.save_model(work / name / f"sae_{layer}")
+            saes[layer] = SAE.load_from_disk(work / name / f"sae_{layer}")  # as SAE-Lens reads its own file
+        expected = [ref.evolution(model, saes, ids, K) for ids in PROMPTS]
+        out[name] = dict(folder=folder, work=work / name, saes=saes, expected=expected,
+                         layers=list(range(model.cfg.n_layers)))
+    return out
+
+
+def _sweep(fx, ranks, method, out):
+    args = ["sweep", "--model", fx["folder"], "--sae", str(fx["work"] / "sae_{layer}"), "--bos", "off",
+            "--k", K, "--top-t", TOP_T, "--method", method, "--out", out, "--overwrite"]
+    for ids in PROMPTS:
+        args += ["--prompt-ids", ",".join(map(str, ids))]
+    if ranks == 1:
+        run_saetraj(*args)
+        return
+    env = dict(os.environ, OMP_NUM_THREADS="1", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    cmd = ["mpirun", "-n", str(ranks), "--oversubscribe", saetraj_binary(), *map(str, args)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, f"{' '.join(cmd)} exited with {result.returncode}:\n{result.stdout}\n{result.stderr}"
+
+
+def _rows(table, fields):
+    return sorted(tuple(int(row[f]) for f in fields) for row in table)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_method_against_transformer_lens_and_sae_lens(fixtures, tmp_path, name):
+    fx = fixtures[name]
+    layers = fx["layers"]
+    # The reference's graphs, from its own lists.
+    want_traj, want_edges, want_traced = [], [], []
+    for p, ids in enumerate(PROMPTS):
+        indices = {layer: fx["expected"][p][layer][0] for layer in layers}
+        graphs = {}
+        for n in range(2, len(ids) + 1):
+            edges, trajs = ref.length_graph(indices, layers, n, TOP_T)
+            graphs[n] = edges
+            want_edges += [(p, n, *e) for e in edges]
+            want_traj += [(p, n, *t) for t in trajs]
+        want_traced += [(p, *e) for e in ref.traced_graph(graphs, layers, len(ids))]
+    assert len(want_traj) > 0 and any(e[-2] > 0 for e in want_edges), "the fixture makes no trajectories"
+
+    for label, ranks, method in RUNS:
+        out = tmp_path / f"{ranks}_{method}.h5"
+        _sweep(fx, ranks, method, out)
+        with h5py.File(out, "r") as f:
+            assert list(f.attrs["layers"]) == layers
+            offsets = f["prompts/row_offset"][()]
+            got_i, got_v = f["evolution/indices"][()], f["evolution/values"][()]
+            exact = ties = 0
+            for p, ids in enumerate(PROMPTS):
+                rows = (len(ids) - 1) * (len(ids) + 4) // 2
+                for li, layer in enumerate(layers):
+                    ref_i, ref_v, pre, acts = fx["expected"][p][layer]
+                    sae = fx["saes"][layer]
+                    boundary = sae.threshold.detach().numpy() if isinstance(sae, JumpReLUSAE) else np.zeros(D_SAE)
+                    tol = TOL_REL * float(np.abs(acts).max())
+                    sl = slice(offsets[p], offsets[p] + rows)
+                    e, t = compare_lists(got_i[li, sl], got_v[li, sl], ref_i, ref_v, pre, boundary, tol)
+                    exact, ties = exact + e, ties + t
+            assert ties == 0, f"{ties} near-tie rows: the graphs of the two sides may differ legitimately"
+            traj = _rows(f["graphs/trajectories"][()],
+                         ["prompt", "length", "layer", "source_token", "feature", "final_position"])
+            edges = _rows(f["graphs/edges"][()], ["prompt", "length", "from_token", "from_layer", "to_token",
+                                                  "to_layer", "num_trajectories", "best_final_position"])
+            traced = _rows(f["graphs/traced_edges"][()], ["prompt", "from_token", "from_layer", "to_token",
+                                                          "to_layer", "num_trajectories", "best_final_position"])
+        assert traj == sorted(want_traj), f"{name}, {label}: trajectories differ"
+        assert edges == sorted(want_edges), f"{name}, {label}: per-length edges differ"
+        assert traced == sorted(want_traced), f"{name}, {label}: traced edges differ"
+        print(f"  {name}, {label}: {exact} rows identical, {len(traj)} trajectories, {len(edges)} edges, "
+              f"{len(traced)} traced edges")
