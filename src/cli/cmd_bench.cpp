@@ -225,8 +225,29 @@ void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64
   if (o.baseline) fs::remove(sae_file);
 }
 
+void print_demo(const pipeline::SweepOptions& o, const pipeline::SweepResult& r, double seconds, int64_t peak);
+
+// The head split's cost (sweep --heads) as a ratio to one plain sweep of the same prompts: plain and
+// --heads sweeps interleaved for `rounds` rounds, best of each (the machine's noise hits both alike).
+void bench_head_split(pipeline::SweepOptions o, int rounds, const CommandContext& ctx) {
+  double plain = 1e300, heads = 1e300;
+  for (int round = 0; round < rounds; ++round) {
+    for (bool with_heads : {false, true}) {
+      o.heads = with_heads;
+      const double t0 = now();
+      pipeline::run_sweep(o, ctx.comm);
+      (with_heads ? heads : plain) = std::min(with_heads ? heads : plain, now() - t0);
+    }
+  }
+  if (ctx.comm.rank() != 0) return;
+  std::printf("head split (sweep --heads, T = %d): plain sweep %.3f s, with --heads %.3f s: %.2fx one plain sweep "
+              "(best of %d interleaved rounds)\n",
+              o.top_t, plain, heads, heads / plain, rounds);
+}
+
 // A whole sweep of the demo model (synthetic GPT-2) in this process: the phase breakdown of a real run.
-void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, const CommandContext& ctx) {
+void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, bool head_split,
+                const CommandContext& ctx) {
   const std::string fixture = work + "/demo-fixture";
   if (ctx.comm.rank() == 0 && !fs::exists(fixture + "/model/config.json")) {
     synth::SynthOptions so;
@@ -253,7 +274,12 @@ void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, con
   const auto r = pipeline::run_sweep(o, ctx.comm);
   const double seconds = now() - t0;
   const int64_t peak = status_bytes("VmHWM:");  // this sweep's peak, not the kernel tables' before it
-  if (ctx.comm.rank() != 0) return;
+  if (ctx.comm.rank() == 0) print_demo(o, r, seconds, peak);
+  if (head_split) bench_head_split(o, 3, ctx);
+}
+
+void print_demo(const pipeline::SweepOptions& o, const pipeline::SweepResult& r, double seconds, int64_t peak) {
+  const synth::SynthOptions defaults;
   std::printf("\n== whole sweep of the demo model (%d layers, d_model %d, d_sae %d, %lld prompts) ==\n",
               defaults.n_layers, defaults.d_model, defaults.d_sae, (long long)o.prompt_ids.size());
   const auto& t = r.times;
@@ -263,6 +289,7 @@ void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, con
               seconds - (t.startup + t.measured_loop() + t.other));
   std::printf("rank 0 peak memory during the sweep %s (SAEs %s)\n", human_bytes(static_cast<double>(peak)).c_str(),
               human_bytes(static_cast<double>(r.sae_bytes)).c_str());
+  std::fflush(stdout);
 }
 
 }  // namespace
@@ -270,7 +297,7 @@ void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, con
 int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
   KernelOptions o{2304, 8, 400, 2048, 1, true, "bench-work"};
   std::vector<int64_t> tokens, widths;
-  bool no_baseline = false, no_demo = false, no_kernel = false;
+  bool no_baseline = false, no_demo = false, no_kernel = false, head_split = false;
   std::string device = "cpu";
   GpuBenchOptions gpu;
   po::options_description options("Bench options");
@@ -285,6 +312,9 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
       "no-baseline", po::bool_switch(&no_baseline), "skip the original code's method (the slowest part)")(
       "no-demo", po::bool_switch(&no_demo), "skip the whole sweep of the demo model")(
       "no-kernel", po::bool_switch(&no_kernel), "skip the Gemma-shaped kernel tables")(
+      "head-split", po::bool_switch(&head_split),
+      "also time the demo sweep with --heads (which head brought each newcomer in) against the plain sweep, "
+      "as a ratio (3 interleaved rounds)")(
       "device", po::value(&device)->default_value(device),
       "cpu, or cuda: the GPU benchmark (26 Gemma-2-2b-shaped layers, 65k JumpReLU SAEs, N = 24 128 256; "
       "--d-sae, --tokens, --layers, --k change it)")(
@@ -317,7 +347,7 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
                 (long long)o.chunk_rows, (long long)o.d_model, (long long)o.d_model, (long long)widths.front(), peak);
     for (int64_t w : widths) bench_kernel(o, w, tokens, peak);
   }
-  if (!no_demo) bench_demo(o.work, tokens, ctx);
+  if (!no_demo) bench_demo(o.work, tokens, head_split, ctx);
   std::fflush(stdout);
   return 0;
 }

@@ -30,6 +30,10 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "stop at the first malformed line of a .jsonl --prompt-file (default: skip it and list it under /skipped)")
     ("k", po::value(&o.k)->default_value(o.k), "top active features recorded per step")
     ("top-t", po::value(&o.top_t)->default_value(o.top_t), "graph filter: newcomers with final rank <= T")
+    ("heads", po::bool_switch(&o.heads),
+     "also record which attention head brought each newcomer with final rank <= T in: its pre-activation "
+     "jump at the entry step split into one signed part per (query) head, the b_O part and what the "
+     "normalisations leave unassigned (/heads in the file, shown in JSON graphs and HTML hover)")
     ("bos", po::value(&o.bos)->default_value(o.bos),
      "prepend BOS: auto (as the SAEs were trained, else the tokenizer's default), on, off")
     ("center", po::value(&o.center)->default_value(o.center),

@@ -100,8 +100,14 @@ json graph_to_json(const GraphDocument& doc) {
   json edges = json::array();
   for (const Edge& e : doc.edges) {
     json all = json::array();
-    for (const auto& [rank, feature] : e.trajectories)
-      all.push_back({{"final_position", rank}, {"sae_index", feature}});
+    for (const auto& [rank, feature] : e.trajectories) {
+      json entry = {{"final_position", rank}, {"sae_index", feature}};
+      if (doc.extras) {
+        const json extra = doc.extras(e, rank, feature);
+        if (extra.is_object()) entry.update(extra);
+      }
+      all.push_back(std::move(entry));
+    }
     edges.push_back({{"from", vertex_json(e.from_token, e.from_layer)},
                      {"to", vertex_json(e.to_token, e.to_layer)},
                      {"num_trajectories", e.num_trajectories},

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <ctime>
 #include <exception>
+#include <limits>
 #include <new>
 #include <filesystem>
 
@@ -28,6 +29,22 @@ std::vector<int64_t> SweepHeader::row_offsets() const {
   for (const auto& p : prompts) {
     offsets.push_back(total);
     total += sweep::rows_of_prompt(static_cast<int64_t>(p.ids.size()));
+  }
+  return offsets;
+}
+
+int64_t SweepHeader::total_queries() const {
+  int64_t total = 0;
+  for (const auto& p : prompts) total += std::max<int64_t>(0, static_cast<int64_t>(p.ids.size()) - 1);
+  return total;
+}
+
+std::vector<int64_t> SweepHeader::query_offsets() const {
+  std::vector<int64_t> offsets;
+  int64_t total = 0;
+  for (const auto& p : prompts) {
+    offsets.push_back(total);
+    total += std::max<int64_t>(0, static_cast<int64_t>(p.ids.size()) - 1);
   }
   return offsets;
 }
@@ -96,8 +113,9 @@ H5Handle open_sweep_file(const std::string& path, bool writable, const std::stri
                 "\"); ", advice);
   SAETRAJ_CHECK(has_attr(f, "format_version"), FormatError, path, " has no format_version; ", advice);
   const int64_t version = read_attr_int(f, "format_version");
-  SAETRAJ_CHECK(version == kSweepFormatVersion, FormatError, path, " has format_version ", version,
-                "; this saetraj reads version ", kSweepFormatVersion);
+  SAETRAJ_CHECK(version >= kOldestReadableSweepVersion && version <= kSweepFormatVersion, FormatError, path,
+                " has format_version ", version, "; this saetraj reads versions ", kOldestReadableSweepVersion,
+                " to ", kSweepFormatVersion);
   return f;
 }
 
@@ -127,6 +145,24 @@ void check_free_space(const std::string& path, double needed_bytes, const std::s
   SAETRAJ_CHECK(free_bytes >= needed, IoError, step, " needs about ", human_bytes(needed), ", but the file system "
                 "holding ", folder.string(), " has ", human_bytes(free_bytes), " free: the disk is (nearly) full. ",
                 then);
+}
+
+// /heads (NOTE Format versions in sweep_file.h), filled with NaN: a slot without a newcomer stays NaN.
+void create_heads(hid_t file, const SweepHeader& h) {
+  const hsize_t slots = static_cast<hsize_t>(h.head_slots), columns = static_cast<hsize_t>(h.heads + 3);
+  const hsize_t queries = static_cast<hsize_t>(h.total_queries());
+  write_vector(file, "heads/query_offset", h.query_offsets());
+  const hsize_t per_query = slots * columns;
+  const hsize_t chunk_queries = std::max<hsize_t>(1, std::min<hsize_t>(std::max<hsize_t>(1, queries), (1u << 18) / per_query));
+  create_filled<float>(file, "heads/split",
+                       {static_cast<hsize_t>(h.layers.size()), queries, slots, columns},
+                       {1, chunk_queries, slots, columns}, std::numeric_limits<float>::quiet_NaN());
+  const auto group = h5_group(H5Gopen2(file, "heads", H5P_DEFAULT), "/heads");
+  write_attr(group, "slots", h.head_slots);
+  write_attr(group, "heads", h.heads);
+  std::vector<std::string> names = {"jump", "bias", "unassigned"};
+  for (int64_t i = 0; i < h.heads; ++i) names.push_back("head " + std::to_string(i));
+  write_attr(group, "columns", names);
 }
 
 // Everything create_sweep_file writes into the freshly created `file`.
@@ -218,6 +254,7 @@ void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader
   create_filled<int32_t>(file, "readout/token_ids", readout_dims, readout_chunk, -1);
   create_filled<float>(file, "readout/probs", readout_dims, readout_chunk, 0.0f);
   create_empty_strings(file, "readout/token_text", readout_dims);
+  if (h.head_slots > 0) create_heads(file, h);
   h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + path);
 }
 
@@ -246,7 +283,8 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
   const double layers = static_cast<double>(h.layers.size());
   check_free_space(path,
                    layers * static_cast<double>(h.total_rows()) * static_cast<double>(h.k) * 8 +
-                       static_cast<double>(h.prompts.size()) * layers * kReadoutTop * 8 + tokens * 72 + text_bytes * 2,
+                       static_cast<double>(h.prompts.size()) * layers * kReadoutTop * 8 + tokens * 72 + text_bytes * 2 +
+                       layers * static_cast<double>(h.total_queries() * h.head_slots * (h.heads + 3)) * 4,
                    "the sweep file " + path + " (its evolution tables are reserved at creation)",
                    "Free space or choose an --out on another file system, then run the same command again.");
   h5_quiet_errors();
@@ -294,6 +332,11 @@ void check_resumable(const std::string& path, const SweepHeader& h) {
     now_ids.insert(now_ids.end(), h.prompts[p].ids.begin(), h.prompts[p].ids.end());
   }
   SAETRAJ_CHECK(ids == now_ids, InputError, "cannot resume ", path, ": the token ids differ from this run's");
+  const int64_t slots = link_exists(f, "heads") ? read_attr_int(h5_group(H5Gopen2(f, "heads", H5P_DEFAULT), "/heads"), "slots") : 0;
+  if (slots != h.head_slots) {
+    differs("head split (--heads, --top-t)", slots ? str(slots, " slots") : "none",
+            h.head_slots ? str(h.head_slots, " slots") : "none");
+  }
 }
 
 std::vector<uint8_t> read_done_flags(const std::string& path) {
@@ -312,6 +355,12 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
   readout_ids_ = h5_dataset(H5Dopen2(file_, "readout/token_ids", H5P_DEFAULT), "readout/token_ids");
   readout_probs_ = h5_dataset(H5Dopen2(file_, "readout/probs", H5P_DEFAULT), "readout/probs");
   done_ = h5_dataset(H5Dopen2(file_, "prompts/done", H5P_DEFAULT), "prompts/done");
+  if (link_exists(file_, "heads")) {
+    const auto group = h5_group(H5Gopen2(file_, "heads", H5P_DEFAULT), "/heads");
+    head_slots_ = read_attr_int(group, "slots");
+    head_columns_ = read_attr_int(group, "heads") + 3;
+    heads_ = h5_dataset(H5Dopen2(file_, "heads/split", H5P_DEFAULT), "heads/split");
+  }
   dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
   bulk_dxpl_ = H5Handle(comm.hdf5_bulk_transfer(), H5Pclose);
 }
@@ -323,7 +372,8 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
 ParallelSweepFile::~ParallelSweepFile() {
   if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
     // A fresh empty handle built over each one ends it without running its closing destructor.
-    for (H5Handle* h : {&bulk_dxpl_, &dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &file_}) {
+    for (H5Handle* h : {&bulk_dxpl_, &dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &heads_,
+                        &file_}) {
       new (h) H5Handle();
     }
     return;
@@ -339,6 +389,7 @@ void ParallelSweepFile::close() {
   readout_ids_.reset();
   values_.reset();
   indices_.reset();
+  heads_.reset();
   file_.reset();
 }
 
@@ -393,6 +444,32 @@ void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
                         "writing evolution/indices of " + path_, path_, injected_errno_);
   write_blocks<float>(values_, bulk_dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
                       "writing evolution/values of " + path_, path_, injected_errno_);
+}
+
+void ParallelSweepFile::write_heads(std::vector<HeadSlab> slabs) {
+  const std::string what = "writing heads/split of " + path_;
+  SAETRAJ_CHECK(heads_.valid(), InputError, path_, " has no /heads (the sweep ran without --heads)");
+  std::sort(slabs.begin(), slabs.end(), [](const HeadSlab& a, const HeadSlab& b) {
+    return std::tie(a.layer_index, a.query_begin) < std::tie(b.layer_index, b.query_begin);
+  });
+  const int64_t per_query = head_slots_ * head_columns_;
+  const auto fspace = h5_space(H5Dget_space(heads_), what);
+  h5_check_status(H5Sselect_none(fspace), what);
+  std::vector<float> packed;
+  for (const auto& s : slabs) {
+    if (s.queries == 0) continue;
+    const hsize_t start[4] = {static_cast<hsize_t>(s.layer_index), static_cast<hsize_t>(s.query_begin), 0, 0};
+    const hsize_t count[4] = {1, static_cast<hsize_t>(s.queries), static_cast<hsize_t>(head_slots_),
+                              static_cast<hsize_t>(head_columns_)};
+    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_OR, start, nullptr, count, nullptr), what);
+    packed.insert(packed.end(), s.split, s.split + s.queries * per_query);
+  }
+  const hsize_t n = std::max<hsize_t>(1, packed.size());
+  const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), what);
+  if (packed.empty()) h5_check_status(H5Sselect_none(mspace), what);
+  errno = 0;
+  const herr_t status = injected_errno_ != 0 ? -1 : H5Dwrite(heads_, H5T_NATIVE_FLOAT, mspace, fspace, dxpl_, packed.data());
+  if (status < 0) throw_write_failure(what, path_, injected_errno_ != 0 ? injected_errno_ : errno);
 }
 
 void ParallelSweepFile::check_write(herr_t status, const std::string& what) const {

@@ -1,7 +1,10 @@
 #include "saetraj/pipeline/graph_builder.h"
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
+#include <map>
 #include <iostream>
 
 #include "saetraj/core/error.h"
@@ -92,6 +95,64 @@ std::vector<int32_t> read_evolution(hid_t indices, int layer_index, int64_t row_
   return out;
 }
 
+// The head split of a sweep made with --heads (/heads; NOTE Format versions in output/sweep_file.h), one
+// prompt at a time: split(i, q, slot) is the row of layer axis i, query q and final position `slot`, or
+// nullptr when the file has none for that slot (no /heads, or a slot beyond the sweep's top_t).
+class HeadSplits {
+ public:
+  explicit HeadSplits(hid_t file) {
+    if (!output::link_exists(file, "heads")) return;
+    const auto group = output::h5_group(H5Gopen2(file, "heads", H5P_DEFAULT), "/heads");
+    slots_ = output::read_attr_int(group, "slots");
+    columns_ = output::read_attr_int(group, "heads") + 3;
+    column_names_ = output::read_attr_strings(group, "columns");
+    query_offset_ = output::read_vector<int64_t>(file, "heads/query_offset");
+    dataset_ = h5_dataset(H5Dopen2(file, "heads/split", H5P_DEFAULT), "heads/split");
+  }
+  bool present() const { return slots_ > 0; }
+  int64_t columns() const { return columns_; }
+  const std::vector<std::string>& column_names() const { return column_names_; }
+
+  void load_prompt(size_t prompt, int n_tokens, size_t n_layers) {
+    if (!present()) return;
+    queries_ = n_tokens - 1;
+    block_.assign(n_layers * queries_ * slots_ * columns_, std::numeric_limits<float>::quiet_NaN());
+    if (queries_ <= 0) return;
+    const auto fspace = h5_space(H5Dget_space(dataset_), "heads/split");
+    const hsize_t start[4] = {0, static_cast<hsize_t>(query_offset_.at(prompt)), 0, 0};
+    const hsize_t count[4] = {n_layers, static_cast<hsize_t>(queries_), static_cast<hsize_t>(slots_),
+                              static_cast<hsize_t>(columns_)};
+    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), "heads/split");
+    const hsize_t n = block_.size();
+    const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), "heads/split");
+    h5_check_status(H5Dread(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, block_.data()),
+                    "reading heads/split");
+  }
+  const float* split(size_t layer_index, int q, int slot) const {
+    if (!present() || slot >= slots_ || q < 1 || q > queries_) return nullptr;
+    return block_.data() + ((layer_index * queries_ + (q - 1)) * slots_ + slot) * columns_;
+  }
+  // The JSON members of one trajectory: {"heads": {jump, bias, unassigned, values, shares}}; shares are
+  // values / jump (null when the jump is 0).
+  nlohmann::json json_of(const float* row) const {
+    if (row == nullptr || std::isnan(row[0])) return nullptr;
+    nlohmann::json values = nlohmann::json::array(), shares = nlohmann::json::array();
+    for (int64_t h = 3; h < columns_; ++h) {
+      values.push_back(row[h]);
+      shares.push_back(row[0] != 0.0f ? nlohmann::json(row[h] / row[0]) : nlohmann::json(nullptr));
+    }
+    return {{"heads", {{"jump", row[0]}, {"bias", row[1]}, {"unassigned", row[2]}, {"values", values},
+                       {"shares", shares}}}};
+  }
+
+ private:
+  int64_t slots_ = 0, columns_ = 0, queries_ = 0;
+  std::vector<std::string> column_names_;
+  std::vector<int64_t> query_offset_;
+  H5Handle dataset_;
+  std::vector<float> block_;
+};
+
 std::string two_digits(int64_t v, int width) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%0*lld", width, static_cast<long long>(v));
@@ -124,6 +185,9 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   const auto texts = output::read_strings(file, "prompts/text");
   const auto token_text = output::read_strings(file, "tokens/text");
   const auto indices = h5_dataset(H5Dopen2(file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
+  HeadSplits heads(file);
+  std::map<int, size_t> layer_index;
+  for (size_t i = 0; i < layers.size(); ++i) layer_index[layers[i]] = i;
 
   for (size_t t_index = 0; t_index < options.top_t.size(); ++t_index) {
     const int top_t = options.top_t[t_index];
@@ -131,10 +195,12 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     std::vector<TrajectoryRow> trajectory_rows;
     std::vector<EdgeRow> edge_rows;
     std::vector<TracedRow> traced_rows;
+    std::vector<float> trajectory_heads;  // [rows of trajectory_rows, columns] when the file has /heads
 
     for (size_t p = 0; p < n_tokens.size(); ++p) {
       if (!done[p]) continue;
       const int n = n_tokens[p];
+      heads.load_prompt(p, n, layers.size());
       // per_length[n][i]: trajectories of layers[i] at length n.
       std::vector<std::vector<std::vector<graph::Trajectory>>> per_length(n + 1,
                                                                           std::vector<std::vector<graph::Trajectory>>(layers.size()));
@@ -147,6 +213,12 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
           for (const auto& tr : per_length[q + 1][i]) {
             trajectory_rows.push_back({static_cast<int32_t>(p), q + 1, layers[i], tr.source_token, tr.feature,
                                        tr.final_position});
+            if (heads.present()) {
+              const float* row = heads.split(i, q, tr.final_position);
+              for (int64_t c = 0; c < heads.columns(); ++c) {
+                trajectory_heads.push_back(row ? row[c] : std::numeric_limits<float>::quiet_NaN());
+              }
+            }
           }
         }
       }
@@ -173,14 +245,20 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         std::filesystem::create_directories(dir);
         nlohmann::json meta = {{"model", model}, {"layers", layers}, {"top_t", top_t}, {"k", k},
                                {"sae_ids", sae_ids}, {"prompt_index", p}, {"prompt", texts[p]}};
+        graph::TrajectoryExtras extras;
+        if (heads.present()) {
+          extras = [&](const graph::Edge& e, int final_position, int) {
+            return heads.json_of(heads.split(layer_index.at(e.to_layer), e.to_token, final_position));
+          };
+        }
         for (int len = 2; len <= n; ++len) {
           graph::GraphDocument doc{len, std::vector<std::string>(tokens.begin(), tokens.begin() + len), meta,
-                                   graphs[len].edges};
+                                   graphs[len].edges, extras};
           graph::write_graph_json(dir + "/length_" + two_digits(len, 3) + ".json", doc);
         }
         nlohmann::json traced_meta = meta;
         traced_meta["traced"] = true;
-        graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced});
+        graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
         graph::write_graphml(dir + "/traced.graphml", traced, tokens);
       }
     }
@@ -194,6 +272,18 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     write_table(group, "trajectories", trajectory_type(), trajectory_rows);
     write_table(group, "edges", edge_type(), edge_rows);
     write_table(group, "traced_edges", traced_type(), traced_rows);
+    if (heads.present()) {
+      const hsize_t dims[2] = {trajectory_rows.size(), static_cast<hsize_t>(heads.columns())};
+      const auto space = h5_space(H5Screate_simple(2, dims, nullptr), "trajectory_heads");
+      const auto ds = h5_dataset(H5Dcreate2(group, "trajectory_heads", H5T_NATIVE_FLOAT, space, H5P_DEFAULT,
+                                            H5P_DEFAULT, H5P_DEFAULT),
+                                 "trajectory_heads");
+      if (!trajectory_heads.empty()) {
+        h5_check_status(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, trajectory_heads.data()),
+                        "trajectory_heads");
+      }
+      output::write_attr(ds, "columns", heads.column_names());
+    }
     if (t_index == 0) {
       result.trajectories = static_cast<int64_t>(trajectory_rows.size());
       result.edges = static_cast<int64_t>(edge_rows.size());

@@ -36,6 +36,7 @@
 #include "saetraj/pipeline/prompts.h"
 #include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/evolution.h"
+#include "saetraj/sweep/head_split.h"
 #include "saetraj/sweep/readout.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/tokenizer/tokenizer.h"
@@ -65,6 +66,7 @@ std::string SweepOptions::to_json() const {
   j["strict_input"] = strict_input;
   j["k"] = k;
   j["top_t"] = top_t;
+  j["heads"] = heads;
   j["bos"] = bos;
   j["center"] = center;
   j["allow_hook_mismatch"] = allow_hook_mismatch;
@@ -181,6 +183,7 @@ struct SweepInputs {
   std::vector<sae::SaeConfig> sae_cfgs;
   output::SweepHeader header;
   std::vector<int64_t> row_offsets;
+  std::vector<int64_t> query_offsets;
 };
 
 std::vector<sae::SaeConfig> read_sae_configs(const SweepOptions& o, const SweepInputs& in) {
@@ -281,7 +284,12 @@ SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
   h.created_utc = output::utc_now_iso8601();
   h.prompts = std::move(prepared.prompts);
   h.skipped = std::move(prepared.skipped);
+  if (o.heads) {
+    h.head_slots = std::min<int64_t>(o.k, static_cast<int64_t>(o.top_t) + 1);
+    h.heads = in.config.n_heads;
+  }
   in.row_offsets = h.row_offsets();
+  in.query_offsets = h.query_offsets();
   return in;
 }
 
@@ -427,7 +435,21 @@ struct Scratch {
   torch::Tensor workspace;
   std::vector<int32_t> indices;
   std::vector<float> values;
+  std::vector<float> heads;  // /heads/split of the rank's queries of one layer
 };
+
+// The head split (sweep/head_split.h) of every query of `req`, whose lists are in scratch.indices.
+output::HeadSlab split_heads(const sae::Sae& sae, const sweep::EvolutionRequest& req, const output::SweepHeader& h,
+                             Scratch& scratch, int64_t query_offset, int layer_index) {
+  const int64_t queries = req.q_end - req.q_begin, per_query = h.head_slots * sweep::split_columns(h.heads);
+  scratch.heads.resize(queries * per_query);
+  for (int64_t q = req.q_begin; q < req.q_end; ++q) {
+    const int64_t row = sweep::rows_of_prompt(q) - sweep::rows_of_prompt(req.q_begin);
+    sweep::head_split(sae, req, q, scratch.indices.data() + row * req.k, req.k, h.head_slots,
+                      scratch.heads.data() + (q - req.q_begin) * per_query);
+  }
+  return {layer_index, query_offset + req.q_begin - 1, queries, scratch.heads.data()};
+}
 
 // One prompt: forward (rank 0), exchange, this rank's rows of each of its layers, one collective write per
 // layer slot (so a rank holds one layer's rows at a time). Returns the rows this rank computed.
@@ -450,6 +472,7 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
   int64_t my_rows = 0;
   for (int64_t slot = 0; slot < w.max_group_layers; ++slot) {
     std::vector<output::EvolutionSlab> slabs;
+    std::vector<output::HeadSlab> head_slabs;
     if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
       const int li = group.layer_indices[slot];
       const LayerActivations& act = activations.at(li);
@@ -474,10 +497,14 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
       });
       slabs.push_back({li, in.row_offsets[p] + sweep::rows_of_prompt(req.q_begin), rows, scratch.indices.data(),
                        scratch.values.data()});
+      if (file.has_heads()) {
+        head_slabs.push_back(split_heads(w.saes[slot], req, in.header, scratch, in.query_offsets[p], li));
+      }
       my_rows += rows;
     }
     t0 = std::chrono::steady_clock::now();
     file.write_evolution(std::move(slabs));
+    if (file.has_heads()) file.write_heads(std::move(head_slabs));
     times.write += seconds_since(t0);
     if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
   }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The sweep's output is identical for 1, 2 and 3 ranks (and resumes to the same content after an
+# The sweep's output, head split included, is identical for 1, 2 and 3 ranks (and resumes to the same content after an
 # interruption). Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
@@ -13,7 +13,8 @@ Anna gave the book to Ben.
 Numbers like 2024 and 42 are written with digits.
 Smith left.
 TXT
-sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs
+# --heads: the head split (/heads) must be identical too, and resume with it.
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs --heads
 for n in 1 2 3; do
   echo "== $n rank(s)"
   mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/s$n.h5"

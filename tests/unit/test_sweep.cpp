@@ -74,7 +74,7 @@ TEST(Sweep, FileLayoutAndValues) {
   using namespace output;
   const H5Handle f = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
   EXPECT_EQ(read_attr_string(f, "format"), "saetraj-sweep");
-  EXPECT_EQ(read_attr_int(f, "format_version"), 1);
+  EXPECT_EQ(read_attr_int(f, "format_version"), output::kSweepFormatVersion);
   EXPECT_EQ(read_attr_string(f, "architecture"), "GPT2LMHeadModel");
   EXPECT_EQ(read_attr_int(f, "d_model"), 32);
   EXPECT_EQ(read_attr_int(f, "n_model_layers"), 3);

@@ -11,6 +11,7 @@
 // saetraj wrote before) back to it.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,11 +21,16 @@
 
 namespace saetraj::graph {
 
+// Extra members of one all_trajectories entry (a JSON object, or null for none), given the edge, the
+// entry's final position and feature: the head split of a sweep made with --heads ("heads").
+using TrajectoryExtras = std::function<nlohmann::json(const Edge&, int final_position, int feature)>;
+
 struct GraphDocument {
   int prompt_length = 0;                               // n for a per-length graph, N for the traced one
   std::vector<std::string> tokens;                     // exactly prompt_length token strings
   nlohmann::json metadata = nlohmann::json::object();  // layers, top_t, model, SAE ids, ...
   std::vector<Edge> edges;
+  TrajectoryExtras extras;  // optional; written only, never read back
 };
 
 nlohmann::json graph_to_json(const GraphDocument& doc);

@@ -1,4 +1,16 @@
-// The sweep's HDF5 file (SPEC 3, format "saetraj-sweep" version 1).
+// The sweep's HDF5 file (SPEC 3, format "saetraj-sweep" version 2; version 1 files are still read).
+//
+// [NOTE] Format versions. Version 1 is SPEC 3's layout. Version 2 adds, only when the sweep ran with
+// --heads, the group /heads (issue 15 part 1; README "What a sweep writes"):
+//   /heads/query_offset int64 [P]              first query of prompt p on the query axis: sum over earlier
+//                                              prompts of (n_tokens - 1); query q of p is at offset + q - 1
+//   /heads/split        float32 [L, Q, S, H+3] for layer axis i, query, and slot 0..S-1 of the last step's
+//                                              list (final position): jump, bias part, unassigned, then one
+//                                              signed part per head (NOTE in sweep/head_split.h); NaN where
+//                                              the slot holds no newcomer
+// with attributes slots (S = min(k, top_t + 1)), heads (H) and columns (the column names), and the graph
+// tables gain /graphs/trajectory_heads float32 [rows of /graphs/trajectories, H+3] (pipeline/graph_builder).
+// Without --heads a version 2 file has version 1's layout. Readers accept versions 1 and 2.
 //
 // Life cycle: rank 0 creates the file serially with everything known before computing (attributes,
 // prompts, tokens, row index, empty evolution/readout datasets with early allocation); then every rank
@@ -18,7 +30,8 @@
 namespace saetraj::output {
 
 inline constexpr const char* kSweepFormat = "saetraj-sweep";
-inline constexpr int64_t kSweepFormatVersion = 1;
+inline constexpr int64_t kSweepFormatVersion = 2;
+inline constexpr int64_t kOldestReadableSweepVersion = 1;
 inline constexpr int kReadoutTop = 5;
 
 struct PromptEntry {
@@ -51,8 +64,12 @@ struct SweepHeader {
   std::string created_utc;
   std::vector<PromptEntry> prompts;
   std::vector<SkippedPrompt> skipped;
+  int64_t head_slots = 0;  // S of /heads/split; 0: no /heads (sweep without --heads)
+  int64_t heads = 0;       // H of /heads/split
 
   int64_t total_rows() const;
+  int64_t total_queries() const;                // sum over prompts of (n_tokens - 1)
+  std::vector<int64_t> query_offsets() const;  // per prompt
   std::vector<int64_t> row_offsets() const;  // per prompt
 };
 
@@ -64,6 +81,15 @@ struct EvolutionSlab {
   int64_t rows = 0;
   const int32_t* indices = nullptr;
   const float* values = nullptr;
+};
+
+// One contiguous run of queries of one layer for /heads/split: queries [query_begin, query_begin + queries)
+// of the query axis, `queries * slots * (heads + 3)` floats.
+struct HeadSlab {
+  int layer_index = 0;
+  int64_t query_begin = 0;
+  int64_t queries = 0;
+  const float* split = nullptr;
 };
 
 // Serial, rank 0. Refuses an existing file unless `overwrite`; writes to the final path directly (the
@@ -92,6 +118,9 @@ class ParallelSweepFile {
 
   // Collective: every rank passes its own slabs (possibly none).
   void write_evolution(std::vector<EvolutionSlab> slabs);
+  // Collective: every rank passes its own slabs (possibly none). Only for files with /heads.
+  void write_heads(std::vector<HeadSlab> slabs);
+  bool has_heads() const { return head_slots_ > 0; }
   // Collective: `ids`/`probs` hold n_layers x 5 entries on the writing rank, nullptr elsewhere.
   void write_readout(int64_t prompt, const int32_t* ids, const float* probs);
   // Collective: sets done[prompt] = 1 after flushing what was written before.
@@ -107,8 +136,8 @@ class ParallelSweepFile {
 
   std::string path_;
   const dist::Communicator& comm_;
-  int64_t k_ = 0, n_layers_ = 0;
-  H5Handle file_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_, bulk_dxpl_;
+  int64_t k_ = 0, n_layers_ = 0, head_slots_ = 0, head_columns_ = 0;
+  H5Handle file_, heads_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_, bulk_dxpl_;
   int injected_errno_ = 0;
 };
 

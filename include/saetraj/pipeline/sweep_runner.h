@@ -22,6 +22,7 @@ struct SweepOptions {
   bool strict_input = false;          // stop at the first malformed --prompt-file line instead of skipping it
   int64_t k = 400;                    // top features kept per step
   int top_t = 15;                     // graph filter on final rank
+  bool heads = false;                 // record the head split of newcomers with final rank <= top_t (/heads)
   std::string bos = "auto";           // auto | on | off
   std::string center = "auto";        // residual centring for SAEs: auto (cfg) | on | off
   bool allow_hook_mismatch = false;   // accept an SAE whose hook layer differs from its layer

@@ -1,0 +1,210 @@
+// The head split in the sweep file (issue 15 part 1; NOTE Format versions in output/sweep_file.h): /heads
+// holds, for every query and final position <= top_t, what head_split gives for the lists the file holds
+// (recomputed here from a fresh forward pass); the graphs carry it in /graphs/trajectory_heads and the
+// JSON files; a file of format version 1 is still read; resuming across --heads is refused.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "saetraj/core/error.h"
+#include "saetraj/model/model.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/output/sweep_file.h"
+#include "saetraj/pipeline/graph_builder.h"
+#include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/sae/sae_lens.h"
+#include "saetraj/sweep/head_split.h"
+#include "saetraj/sweep/rows.h"
+#include "saetraj/synth/synth.h"
+#include "test_support.h"
+
+using namespace saetraj;
+
+namespace {
+
+const synth::SynthResult& fixture() {
+  static saetraj::testing::TempDir dir("saetraj-heads");
+  static const synth::SynthResult r = [] {
+    synth::SynthOptions o;
+    o.out = dir.path();
+    o.n_layers = 2;
+    o.d_model = 32;
+    o.n_heads = 4;
+    o.d_mlp = 64;
+    o.vocab_size = 320;
+    o.n_ctx = 40;
+    o.d_sae = 96;
+    return synth::synth_gpt2_fixture(o);
+  }();
+  return r;
+}
+
+pipeline::SweepOptions options(const std::string& out, bool heads) {
+  pipeline::SweepOptions o;
+  o.model = fixture().model_dir;
+  o.saes = {fixture().sae_pattern};
+  o.prompts = {"Mark gave flashlight to Max.", "Smith left the dark room"};
+  o.k = 16;
+  o.top_t = 5;
+  o.chunk_rows = 20;
+  o.heads = heads;
+  o.out = out;
+  return o;
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST(HeadsFile, SplitOfEveryTrajectoryInFileTablesAndJson) {
+  saetraj::testing::TempDir dir;
+  const auto opts = options(dir.file("h.h5"), true);
+  const auto comm = dist::make_serial_communicator();
+  const auto result = pipeline::run_sweep(opts, *comm);
+  ASSERT_TRUE(result.complete);
+
+  using namespace output;
+  const H5Handle f = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(read_attr_int(f, "format_version"), 2);
+  const auto group = h5_group(H5Gopen2(f, "heads", H5P_DEFAULT), "/heads");
+  const int64_t slots = read_attr_int(group, "slots"), heads = read_attr_int(group, "heads");
+  EXPECT_EQ(slots, 6);  // top_t + 1
+  EXPECT_EQ(heads, 4);
+  const int64_t columns = sweep::split_columns(heads);
+  const auto n_tokens = read_vector<int32_t>(f, "prompts/n_tokens");
+  const auto row_offset = read_vector<int64_t>(f, "prompts/row_offset");
+  const auto query_offset = read_vector<int64_t>(f, "heads/query_offset");
+  ASSERT_EQ(query_offset, (std::vector<int64_t>{0, n_tokens[0] - 1}));
+  const int64_t queries = n_tokens[0] - 1 + n_tokens[1] - 1, rows = row_offset[1] + sweep::rows_of_prompt(n_tokens[1]);
+  const auto split = read_vector<float>(f, "heads/split");
+  ASSERT_EQ(static_cast<int64_t>(split.size()), 2 * queries * slots * columns);
+  const auto indices = read_vector<int32_t>(f, "evolution/indices");
+  const auto ids = read_vector<int32_t>(f, "tokens/ids");
+
+  // Recomputed for prompt 1, every layer, from a fresh forward pass and the lists in the file.
+  const auto model = model::load_model(fixture().model_dir);
+  const std::vector<int32_t> p1(ids.begin() + n_tokens[0], ids.end());
+  const auto cap = model->forward(p1, {});
+  int64_t newcomers = 0;
+  for (int layer = 0; layer < 2; ++layer) {
+    const auto sae = sae::load_sae_lens(fixture().sae_dirs[layer]);
+    sweep::AttentionParts parts{cap.layers[layer].pattern, model->head_outputs(layer, cap.layers[layer].values),
+                                model->attention_output_bias(layer)};
+    model::PostAttentionNorm none;
+    sweep::EvolutionRequest req;
+    req.resid_pre = &cap.layers[layer].resid_pre;
+    req.parts = &parts;
+    req.post_norm = &none;
+    for (int64_t q = 1; q < n_tokens[1]; ++q) {
+      const int32_t* lists = indices.data() + (layer * rows + row_offset[1] + sweep::row_of_query(q)) * 16;
+      std::vector<float> expect(slots * columns);
+      sweep::head_split(sae, req, q, lists, 16, slots, expect.data());
+      const float* got = split.data() + ((layer * queries + query_offset[1] + q - 1) * slots) * columns;
+      for (int64_t i = 0; i < slots * columns; ++i) {
+        if (std::isnan(expect[i])) {
+          EXPECT_TRUE(std::isnan(got[i])) << layer << " " << q << " " << i;
+        } else {
+          EXPECT_NEAR(got[i], expect[i], 1e-4f * (1 + std::fabs(expect[i]))) << layer << " " << q << " " << i;
+          newcomers += i % columns == 0;
+        }
+      }
+    }
+  }
+  EXPECT_GT(newcomers, 0);
+
+  // /graphs/trajectory_heads: one row per trajectory, the split of its (layer, length, final position).
+  struct Row { int32_t prompt, length, layer, source_token, feature, final_position; };
+  const auto traj_ds = h5_dataset(H5Dopen2(f, "graphs/trajectories", H5P_DEFAULT), "trajectories");
+  const auto traj_type = h5_type(H5Dget_type(traj_ds), "type");
+  const auto traj_space = h5_space(H5Dget_space(traj_ds), "space");
+  std::vector<Row> trajectories(H5Sget_simple_extent_npoints(traj_space));
+  ASSERT_GT(trajectories.size(), 0u);
+  ASSERT_GE(H5Dread(traj_ds, traj_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, trajectories.data()), 0);
+  const auto table = read_vector<float>(f, "graphs/trajectory_heads");
+  ASSERT_EQ(table.size(), trajectories.size() * columns);
+  for (size_t t = 0; t < trajectories.size(); ++t) {
+    const auto& r = trajectories[t];
+    const float* expect = split.data() +
+                          ((r.layer * queries + query_offset[r.prompt] + r.length - 2) * slots + r.final_position) * columns;
+    for (int64_t c = 0; c < columns; ++c) EXPECT_EQ(table[t * columns + c], expect[c]) << t;
+    EXPECT_FALSE(std::isnan(expect[0])) << "a trajectory's slot holds a newcomer";
+  }
+
+  // JSON: every trajectory entry of a per-length graph carries its split, shares = values / jump.
+  int64_t entries = 0;
+  for (const auto& file : std::filesystem::recursive_directory_iterator(result.graphs_dir)) {
+    if (file.path().extension() != ".json") continue;
+    const auto doc = nlohmann::json::parse(slurp(file.path().string()));
+    for (const auto& edge : doc["edges"]) {
+      for (const auto& t : edge["all_trajectories"]) {
+        ASSERT_TRUE(t.contains("heads")) << file.path();
+        const auto& h = t["heads"];
+        ASSERT_EQ(h["values"].size(), static_cast<size_t>(heads));
+        double sum = h["bias"].get<double>() + h["unassigned"].get<double>();
+        for (size_t i = 0; i < h["values"].size(); ++i) {
+          sum += h["values"][i].get<double>();
+          EXPECT_NEAR(h["shares"][i].get<double>(), h["values"][i].get<double>() / h["jump"].get<double>(), 1e-6);
+        }
+        EXPECT_NEAR(sum, h["jump"].get<double>(), 1e-4 * (1 + std::fabs(h["jump"].get<double>())));
+        ++entries;
+      }
+    }
+  }
+  EXPECT_GT(entries, 0);
+}
+
+TEST(HeadsFile, VersionOneFilesAreStillReadAndNewerOnesRefused) {
+  saetraj::testing::TempDir dir;
+  const auto opts = options(dir.file("v1.h5"), false);
+  const auto comm = dist::make_serial_communicator();
+  ASSERT_TRUE(pipeline::run_sweep(opts, *comm).complete);
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    EXPECT_FALSE(output::link_exists(f, "heads"));
+    H5Adelete(f, "format_version");
+    output::write_attr(f, "format_version", int64_t{1});
+  }
+  pipeline::GraphBuildOptions g;
+  g.top_t = {5};
+  g.write_json = false;
+  const auto r = pipeline::build_graphs(opts.out, g);
+  EXPECT_GT(r.trajectories, 0);
+  EXPECT_EQ(output::read_done_flags(opts.out), (std::vector<uint8_t>{1, 1}));
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    EXPECT_FALSE(output::link_exists(f, "graphs/trajectory_heads"));
+    H5Adelete(f, "format_version");
+    output::write_attr(f, "format_version", int64_t{3});
+  }
+  try {
+    pipeline::build_graphs(opts.out, g);
+    FAIL() << "expected FormatError";
+  } catch (const FormatError& e) {
+    EXPECT_NE(std::string(e.what()).find("has format_version 3; this saetraj reads versions 1 to 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(HeadsFile, ResumeAcrossHeadsIsRefused) {
+  saetraj::testing::TempDir dir;
+  auto opts = options(dir.file("r.h5"), true);
+  const auto comm = dist::make_serial_communicator();
+  ASSERT_TRUE(pipeline::run_sweep(opts, *comm).complete);
+  opts.heads = false;
+  opts.resume = true;
+  try {
+    pipeline::run_sweep(opts, *comm);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("its head split (--heads, --top-t) (6 slots) differs from this run's (none)"),
+              std::string::npos)
+        << e.what();
+  }
+}
