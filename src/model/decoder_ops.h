@@ -1,10 +1,10 @@
-// Building blocks shared by the RoPE decoder architectures (Gemma-2, Llama): RMSNorm, rotary position
+// Building blocks shared by the RoPE decoder architectures (Gemma, Llama, Qwen): RMSNorm, rotary position
 // tables, grouped-query head expansion and attention masks. All float32, computed as transformers does.
 #pragma once
 
 #include <torch/torch.h>
 
-#include "saetraj/model/config.h"
+#include "saetraj/model/rope.h"
 
 namespace saetraj::model::ops {
 
@@ -13,12 +13,12 @@ namespace saetraj::model::ops {
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& scale, double eps);
 
 // cos and sin tables [n, head_dim] for positions 0..n-1, rotate-half layout (each frequency twice).
-// The inverse frequencies follow config.rope_type: "default", or "llama3" (long wavelengths divided by
-// rope_factor, short ones kept, a smooth blend in between).
+// The inverse frequencies follow rope.type: "default", "linear" (all divided by factor), or "llama3" (long
+// wavelengths divided by factor, short ones kept, a smooth blend in between).
 struct RopeTables {
   torch::Tensor cos, sin;
 };
-RopeTables rope_tables(const ModelConfig& config, int64_t n, const torch::Device& device);
+RopeTables rope_tables(const RopeParams& rope, int64_t head_dim, int64_t n, const torch::Device& device);
 
 // x [heads, n, head_dim] rotated: x * cos + rotate_half(x) * sin, rotate_half(x) = cat(-x2, x1).
 torch::Tensor apply_rope(const torch::Tensor& x, const RopeTables& tables);

@@ -1,8 +1,12 @@
-#include "saetraj/model/gpt2.h"
-
+// GPT-2 (GPT2LMHeadModel): learned positions, pre-LayerNorm blocks, Conv1D weights stored [in, out],
+// fused c_attn, tied unembedding.
 #include <cmath>
 
+#include "config_reader.h"
 #include "saetraj/core/error.h"
+#include "saetraj/model/architecture.h"
+#include "saetraj/io/safetensors.h"
+#include "saetraj/model/model.h"
 
 namespace saetraj::model {
 namespace {
@@ -154,11 +158,33 @@ class Gpt2Model final : public Model {
   std::vector<Gpt2Block> blocks_;
 };
 
-}  // namespace
-
 std::unique_ptr<Model> load_gpt2(const ModelConfig& config, const io::SafetensorsSet& weights,
                                   const torch::Device& device) {
   return std::make_unique<Gpt2Model>(config, weights, device);
 }
+
+void parse_gpt2(const ConfigReader& j, ModelConfig& c) {
+  c.d_model = j.required<int64_t>("n_embd");
+  c.n_layers = j.required<int64_t>("n_layer");
+  c.n_heads = j.required<int64_t>("n_head");
+  c.n_kv_heads = c.n_heads;
+  c.vocab_size = j.required<int64_t>("vocab_size");
+  c.n_ctx = j.optional<int64_t>("n_positions", j.optional<int64_t>("n_ctx", 1024));
+  c.d_mlp = j.optional<int64_t>("n_inner", 0);
+  if (c.d_mlp == 0) c.d_mlp = 4 * c.d_model;  // null, absent or 0: 4 x d_model, as transformers
+  c.norm_eps = j.optional<double>("layer_norm_epsilon", 1e-5);
+  c.activation = j.optional<std::string>("activation_function", "gelu_new");
+  c.tie_word_embeddings = j.optional<bool>("tie_word_embeddings", true);
+  c.bos_token_id = j.token("bos_token_id");
+  c.eos_token_id = j.token("eos_token_id");
+  c.mlp_matrices = 2;
+  c.learned_positions = true;
+  SAETRAJ_CHECK(c.activation == "gelu_new" || c.activation == "gelu" || c.activation == "relu", InputError,
+                j.origin(), ": activation_function \"", c.activation, "\" is not supported (gelu_new, gelu, relu)");
+}
+
+}  // namespace
+
+extern const Architecture kGpt2Architecture{"GPT2LMHeadModel", "gpt2", &parse_gpt2, &load_gpt2};
 
 }  // namespace saetraj::model

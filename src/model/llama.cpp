@@ -3,14 +3,16 @@
 #include <cmath>
 #include <limits>
 
+#include "config_reader.h"
 #include "decoder_ops.h"
 #include "saetraj/core/error.h"
+#include "saetraj/model/architecture.h"
 
 namespace saetraj::model {
 namespace {
 
-// Hugging Face tensor names of Llama, with {L} for the layer. Biases exist only with attention_bias /
-// mlp_bias in config.json.
+// Hugging Face tensor names of Llama, Qwen2 and Qwen3, with {L} for the layer. Biases exist only where
+// LlamaParams says so, q_norm and k_norm only in Qwen3.
 struct LlamaNames {
   static constexpr const char* embed = "model.embed_tokens.weight";
   static constexpr const char* final_norm = "model.norm.weight";
@@ -19,6 +21,8 @@ struct LlamaNames {
   static constexpr const char* k = "model.layers.{L}.self_attn.k_proj.";
   static constexpr const char* v = "model.layers.{L}.self_attn.v_proj.";
   static constexpr const char* o = "model.layers.{L}.self_attn.o_proj.";
+  static constexpr const char* q_norm = "model.layers.{L}.self_attn.q_norm.weight";
+  static constexpr const char* k_norm = "model.layers.{L}.self_attn.k_norm.weight";
   static constexpr const char* input_norm = "model.layers.{L}.input_layernorm.weight";
   static constexpr const char* post_attn_norm = "model.layers.{L}.post_attention_layernorm.weight";
   static constexpr const char* gate = "model.layers.{L}.mlp.gate_proj.";
@@ -43,15 +47,16 @@ struct Linear {
 struct LlamaBlock {
   Linear q, k, v, o, gate, up, down;
   torch::Tensor input_norm, post_attn_norm;
+  torch::Tensor q_norm, k_norm;  // [head_dim], Qwen3 only
   torch::Tensor w_o;  // o.w^T viewed [n_heads, head_dim, d_model]
 };
 
 class LlamaModel final : public Model {
  public:
   LlamaModel(const ModelConfig& config, const io::SafetensorsSet& weights, const torch::Device& device)
-      : config_(config), device_(device) {
-    SAETRAJ_CHECK(config.activation == "silu", InputError, "Llama hidden_act \"", config.activation,
-                  "\" is not supported (silu)");
+      : config_(config), params_(config.params<LlamaParams>()), device_(device) {
+    SAETRAJ_CHECK(config.activation == "silu", InputError, arch_name(config.arch), " hidden_act \"",
+                  config.activation, "\" is not supported (silu)");
     const int64_t d = config.d_model, v = config.vocab_size, m = config.d_mlp;
     const int64_t h = config.n_heads, kv = config.n_kv_heads, hd = config.head_dim;
     auto load = [&](const std::string& name, std::vector<int64_t> shape) {
@@ -75,13 +80,17 @@ class LlamaModel final : public Model {
                       bias ? load(prefix + "bias", {out}) : torch::Tensor()};
       };
       LlamaBlock b;
-      b.q = linear(LlamaNames::q, h * hd, d, config.attention_bias);
-      b.k = linear(LlamaNames::k, kv * hd, d, config.attention_bias);
-      b.v = linear(LlamaNames::v, kv * hd, d, config.attention_bias);
-      b.o = linear(LlamaNames::o, d, h * hd, config.attention_bias);
-      b.gate = linear(LlamaNames::gate, m, d, config.mlp_bias);
-      b.up = linear(LlamaNames::up, m, d, config.mlp_bias);
-      b.down = linear(LlamaNames::down, d, m, config.mlp_bias);
+      b.q = linear(LlamaNames::q, h * hd, d, params_.qkv_bias);
+      b.k = linear(LlamaNames::k, kv * hd, d, params_.qkv_bias);
+      b.v = linear(LlamaNames::v, kv * hd, d, params_.qkv_bias);
+      b.o = linear(LlamaNames::o, d, h * hd, params_.o_bias);
+      b.gate = linear(LlamaNames::gate, m, d, params_.mlp_bias);
+      b.up = linear(LlamaNames::up, m, d, params_.mlp_bias);
+      b.down = linear(LlamaNames::down, d, m, params_.mlp_bias);
+      if (params_.qk_norm) {
+        b.q_norm = load(layer_name(LlamaNames::q_norm, l), {hd});
+        b.k_norm = load(layer_name(LlamaNames::k_norm, l), {hd});
+      }
       b.input_norm = load(layer_name(LlamaNames::input_norm, l), {d});
       b.post_attn_norm = load(layer_name(LlamaNames::post_attn_norm, l), {d});
       b.w_o = b.o.w.t().contiguous().view({h, hd, d});
@@ -100,7 +109,7 @@ class LlamaModel final : public Model {
     const int64_t h = config_.n_heads, kv = config_.n_kv_heads, hd = config_.head_dim;
     const auto id_tensor = torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).to(device_);
     torch::Tensor x = embed_.index_select(0, id_tensor);
-    const auto rope = ops::rope_tables(config_, n, device_);
+    const auto rope = ops::rope_tables(params_.rope, hd, n, device_);
     const auto mask = ops::attention_mask(n, 0, device_);
     const double scaling = 1.0 / std::sqrt(static_cast<double>(hd));
     ForwardCapture out;
@@ -113,8 +122,13 @@ class LlamaModel final : public Model {
       auto heads = [&](const Linear& proj, int64_t count) {
         return proj(normed).view({n, count, hd}).transpose(0, 1);
       };
-      const auto q = ops::apply_rope(heads(b.q, h), rope);
-      const auto k = ops::apply_rope(heads(b.k, kv), rope);
+      auto q = heads(b.q, h), k = heads(b.k, kv);
+      if (params_.qk_norm) {
+        q = ops::rms_norm(q, b.q_norm, config_.norm_eps);
+        k = ops::rms_norm(k, b.k_norm, config_.norm_eps);
+      }
+      q = ops::apply_rope(q, rope);
+      k = ops::apply_rope(k, rope);
       const auto v = heads(b.v, kv).contiguous();
       auto scores = torch::matmul(q, ops::expand_kv(k, h).transpose(1, 2)) * scaling;
       scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
@@ -146,6 +160,7 @@ class LlamaModel final : public Model {
 
  private:
   ModelConfig config_;
+  LlamaParams params_;
   torch::Device device_;  // where the weights live and the forward pass runs
   torch::Tensor embed_, final_norm_, unembed_;
   std::vector<LlamaBlock> blocks_;
@@ -153,9 +168,26 @@ class LlamaModel final : public Model {
 
 }  // namespace
 
-std::unique_ptr<Model> load_llama(const ModelConfig& config, const io::SafetensorsSet& weights,
-                                  const torch::Device& device) {
+std::unique_ptr<Model> load_llama_decoder(const ModelConfig& config, const io::SafetensorsSet& weights,
+                                          const torch::Device& device) {
   return std::make_unique<LlamaModel>(config, weights, device);
 }
+
+namespace {
+
+void parse_llama(const ConfigReader& j, ModelConfig& c) {
+  read_decoder_sizes(j, c);
+  c.activation = j.optional<std::string>("hidden_act", "silu");
+  c.tie_word_embeddings = j.optional<bool>("tie_word_embeddings", false);
+  auto p = std::make_shared<LlamaParams>();
+  p->rope = read_rope(j, {"llama3", "default"}, "Llama");
+  p->qkv_bias = p->o_bias = j.optional<bool>("attention_bias", false);
+  p->mlp_bias = j.optional<bool>("mlp_bias", false);
+  c.arch_params = std::move(p);
+}
+
+}  // namespace
+
+extern const Architecture kLlamaArchitecture{"LlamaForCausalLM", "llama", &parse_llama, &load_llama_decoder};
 
 }  // namespace saetraj::model

@@ -1,8 +1,6 @@
 #include "saetraj/core/error.h"
 #include "saetraj/io/safetensors.h"
-#include "saetraj/model/gemma2.h"
-#include "saetraj/model/gpt2.h"
-#include "saetraj/model/llama.h"
+#include "saetraj/model/architecture.h"
 #include "saetraj/model/model.h"
 
 namespace saetraj::model {
@@ -26,12 +24,7 @@ std::unique_ptr<Model> load_model(const std::string& folder, const torch::Device
   return with_context(str("while loading the model from ", folder), [&]() -> std::unique_ptr<Model> {
     const ModelConfig config = ModelConfig::from_folder(folder);
     const io::SafetensorsSet weights = io::SafetensorsSet::open_folder(folder);
-    switch (config.arch) {
-      case Arch::GPT2: return load_gpt2(config, weights, device);
-      case Arch::GEMMA2: return load_gemma2(config, weights, device);
-      case Arch::LLAMA: return load_llama(config, weights, device);
-    }
-    throw InputError(str("architecture ", arch_name(config.arch), " has no loader"));
+    return config.arch->load(config, weights, device);
   });
 }
 

@@ -54,11 +54,60 @@ def llama(tied):
     return transformers.LlamaForCausalLM(cfg)
 
 
+def gemma3_text_config():
+    # Layer kinds in an irregular pattern (not Gemma-2's alternation), linear RoPE scaling on the full layers
+    # only (as gemma-3-4b and larger have), different RoPE bases per kind, no soft-caps.
+    return transformers.Gemma3TextConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=4, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, sliding_window=GEMMA_WINDOW, query_pre_attn_scalar=24,
+        max_position_embeddings=64,
+        layer_types=["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"],
+        rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                         "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}},
+        bos_token_id=2, eos_token_id=1, pad_token_id=0, attn_implementation="eager")
+
+
+def gemma3():
+    return transformers.Gemma3ForCausalLM(gemma3_text_config())
+
+
+def gemma3_multimodal():
+    # The text model inside a vision checkpoint; the (tiny) vision tower is saved too and must be ignored.
+    vision = transformers.SiglipVisionConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                             num_attention_heads=2, image_size=28, patch_size=14)
+    cfg = transformers.Gemma3Config(text_config=gemma3_text_config().to_dict(), vision_config=vision.to_dict(),
+                                    mm_tokens_per_image=4, attn_implementation="eager")
+    return transformers.Gemma3ForConditionalGeneration(cfg)
+
+
+def qwen3(tied):
+    cfg = transformers.Qwen3Config(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=16, max_position_embeddings=64, tie_word_embeddings=tied,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}, bos_token_id=1, eos_token_id=2,
+        attn_implementation="eager")
+    return transformers.Qwen3ForCausalLM(cfg)
+
+
+def qwen2():
+    cfg = transformers.Qwen2Config(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1e6}, bos_token_id=1, eos_token_id=2,
+        attn_implementation="eager")
+    return transformers.Qwen2ForCausalLM(cfg)
+
+
 MODELS = {
     "gpt2": (gpt2, 11),
     "gemma2": (gemma2, 12),
     "llama": (lambda: llama(tied=False), 13),
     "llama_tied": (lambda: llama(tied=True), 14),
+    "gemma3": (gemma3, 15),
+    "gemma3_multimodal": (gemma3_multimodal, 16),
+    "qwen3": (lambda: qwen3(tied=False), 17),
+    "qwen3_tied": (lambda: qwen3(tied=True), 18),
+    "qwen2": (qwen2, 19),
 }
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 

@@ -43,6 +43,8 @@ def decoder(model):
     """The blocks and the final norm, named per architecture."""
     if isinstance(model, transformers.GPT2LMHeadModel):
         return model.transformer.h, model.transformer.ln_f
+    if isinstance(model, transformers.Gemma3ForConditionalGeneration):
+        return model.model.language_model.layers, model.model.language_model.norm
     return model.model.layers, model.model.norm
 
 
@@ -50,9 +52,9 @@ def attention_contribution_module(model, block):
     """The module whose output is what the attention sub-block adds to the residual stream."""
     if isinstance(model, transformers.GPT2LMHeadModel):
         return block.attn  # c_proj with its bias b_O included
-    if isinstance(model, transformers.Gemma2ForCausalLM):
-        return block.post_attention_layernorm  # Gemma-2 normalises the attention output before adding it
-    return block.self_attn  # Llama: o_proj output (its post_attention_layernorm is the pre-MLP norm)
+    if hasattr(block, "pre_feedforward_layernorm"):
+        return block.post_attention_layernorm  # Gemma-2/3 normalise the attention output before adding it
+    return block.self_attn  # Llama, Qwen: o_proj output (their post_attention_layernorm is the pre-MLP norm)
 
 
 def reference_forward(model, ids):
@@ -91,7 +93,7 @@ def reference_readout(model, resid_post_last, top=5):
     _, final_norm = decoder(model)
     with torch.no_grad():
         logits = model.lm_head(final_norm(torch.from_numpy(resid_post_last)[None, None]))[0, 0]
-        cap = getattr(model.config, "final_logit_softcapping", None)
+        cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
         if cap:
             logits = torch.tanh(logits / cap) * cap
     probs = torch.softmax(logits.double(), 0)
@@ -106,7 +108,7 @@ CASES = [f"{m}_{d}" for m in make_checkpoints.MODELS for d in make_checkpoints.D
 def test_forward_matches_transformers(case, checkpoints, tmp_path):
     folder = checkpoints[case]
     model = load_reference(folder)
-    n_layers = model.config.num_hidden_layers
+    n_layers = model.config.get_text_config().num_hidden_layers
     worst = {}
     for p, ids in enumerate(PROMPTS):
         out = tmp_path / f"prompt{p}.safetensors"
@@ -211,3 +213,66 @@ def test_forward_refuses_bad_ids(checkpoints, tmp_path, ids, message):
                         "--out", str(tmp_path / "x.safetensors")], capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr, (r.returncode, r.stderr)
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_gemma3_window_and_rope_kinds_are_exercised(checkpoints):
+    """The Gemma-3 comparison would pass with a wrong layer pattern or one RoPE table for both kinds if
+    neither changed anything: each must move transformers' own logits on the longest prompt."""
+    folder = checkpoints["gemma3_f32"]
+    ref, _, _ = reference_forward(load_reference(folder), PROMPTS[2])
+    unwindowed = load_reference(folder)
+    unwindowed.config.sliding_window = 10_000  # the sliding layers' mask is built from the config
+    assert max_rel(reference_forward(unwindowed, PROMPTS[2])[0], ref) > 1e-2
+    one_table = load_reference(folder)
+    rotary = one_table.model.rotary_emb
+    rotary.sliding_attention_inv_freq.copy_(rotary.full_attention_inv_freq)
+    assert max_rel(reference_forward(one_table, PROMPTS[2])[0], ref) > 1e-2
+
+
+def test_gemma3_config_fields_of_both_transformers_generations(checkpoints, tmp_path):
+    """transformers 4 (the Hub's gemma-3 files) writes rope_theta, rope_local_base_freq, rope_scaling (full
+    layers only) and sliding_window_pattern; transformers 5 writes rope_parameters per layer kind and
+    layer_types. Both spellings must give the same logits; leaving the RoPE fields out must not."""
+    src = checkpoints["gemma3_f32"]
+
+    def as_v4(cfg):
+        rope = cfg.pop("rope_parameters")
+        cfg["rope_theta"] = rope["full_attention"]["rope_theta"]
+        cfg["rope_local_base_freq"] = rope["sliding_attention"]["rope_theta"]
+        cfg["rope_scaling"] = {"rope_type": "linear", "factor": rope["full_attention"]["factor"]}
+
+    def with_pattern(cfg):
+        # sliding_window_pattern 2: layers 1 and 3 full; the config's own layer_types say 1 only.
+        cfg.pop("layer_types")
+        cfg["sliding_window_pattern"] = 2
+
+    ids = PROMPTS[2]
+    v5_logits = _logits(src, tmp_path / "v5.safetensors", ids)
+    v4 = _with_config(src, tmp_path / "v4", as_v4)
+    np.testing.assert_array_equal(_logits(v4, tmp_path / "v4.safetensors", ids), v5_logits)
+    bare = _with_config(src, tmp_path / "bare", lambda cfg: cfg.pop("rope_parameters"))
+    assert max_rel(_logits(bare, tmp_path / "bare.safetensors", ids), v5_logits) > 100 * RTOL
+    patterned = _with_config(src, tmp_path / "pattern", with_pattern)
+    ref = load_reference(patterned)
+    assert [l.self_attn.sliding_window for l in ref.model.layers] == [make_checkpoints.GEMMA_WINDOW, None] * 2
+    logits, _, _ = reference_forward(ref, ids)
+    assert max_rel(_logits(patterned, tmp_path / "pattern.safetensors", ids), logits) <= RTOL
+
+
+# Exit codes: 2 for a setting saetraj does not run (InputError), 3 for a malformed file (FormatError).
+@pytest.mark.parametrize("case, edit, code, message", [
+    ("gemma3_f32", lambda c: c.update(use_bidirectional_attention=True), 2, "use_bidirectional_attention true"),
+    ("gemma3_f32", lambda c: c["rope_parameters"]["full_attention"].update(rope_type="yarn"), 2,
+     'rope_parameters.full_attention type "yarn" is not supported for Gemma-3'),
+    ("gemma3_f32", lambda c: c["layer_types"].pop(), 3, 'field "layer_types" must list one kind per layer (4)'),
+    ("gemma3_multimodal_f32", lambda c: c.pop("text_config"), 3, 'missing field "text_config"'),
+    ("qwen3_f32", lambda c: c.update(use_sliding_window=True), 2,
+     "use_sliding_window true is not supported for Qwen3"),
+    ("qwen2_f32", lambda c: c.update(layer_types=["sliding_attention", "full_attention"]), 2,
+     'layer_types[0] is "sliding_attention"; Qwen2 is supported with full attention on every layer only'),
+])
+def test_unsupported_settings_of_new_architectures_are_refused(checkpoints, tmp_path, case, edit, code, message):
+    folder = _with_config(checkpoints[case], tmp_path / "edited", edit)
+    r = subprocess.run([saetraj_binary(), "forward", "--model", str(folder), "--prompt-ids", "1,2",
+                        "--out", str(tmp_path / "x.safetensors")], capture_output=True, text=True)
+    assert r.returncode == code and message in r.stderr, (r.returncode, r.stderr)

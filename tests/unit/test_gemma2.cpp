@@ -1,4 +1,5 @@
-// Gemma-2 loading and forward pass on the synthetic BF16 sharded checkpoint, checked against an
+// The Gemma decoder: Gemma-2 on the synthetic BF16 sharded checkpoint and Gemma-3 on a tiny checkpoint
+// written below. Gemma-2 loading and forward pass checked against an
 // independent naive implementation (double-precision loops written from the transformers definition) and
 // against targeted properties: soft-capping, the sliding window on even layers only, grouped-query heads,
 // and the method's invariants with the post-attention norm. Tolerance: 1e-4 relative to max(1, |value|)
@@ -13,7 +14,7 @@
 #include "saetraj/core/error.h"
 #include "saetraj/io/npz.h"
 #include "saetraj/io/safetensors.h"
-#include "saetraj/model/gemma2.h"
+#include "saetraj/model/gemma.h"
 #include "saetraj/model/model.h"
 #include "saetraj/sae/gemma_scope.h"
 #include "saetraj/sae/gemma_scope_release.h"
@@ -25,6 +26,7 @@
 
 using namespace saetraj;
 using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
 namespace fs = std::filesystem;
 
 namespace {
@@ -61,7 +63,8 @@ std::vector<double> vec(const torch::Tensor& t) {
   return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
 }
 
-// Independent Gemma-2 forward: plain loops in double, every layer recorded.
+// Independent Gemma forward (Gemma-2, and Gemma-3 with its q/k norms, layer kinds and two RoPE bases): plain
+// loops in double, every layer recorded.
 struct Naive {
   std::vector<Matrix> resid_pre, resid_mid, resid_post;  // [layer][position][d]
   std::vector<std::vector<Matrix>> pattern;              // [layer][head][q][j]
@@ -69,8 +72,9 @@ struct Naive {
 };
 
 Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
-                    const std::vector<int32_t>& ids) {
+                    const std::vector<int32_t>& ids, const std::string& prefix = "model.") {
   const int64_t n = ids.size(), d = c.d_model, h = c.n_heads, kv = c.n_kv_heads, hd = c.head_dim, m = c.d_mlp;
+  const auto& gp = c.params<model::GemmaParams>();
   auto get = [&](const std::string& name) { return vec(w.load(name)); };
   auto rms = [&](const std::vector<double>& v, const std::vector<double>& g) {
     double ms = 0;
@@ -87,10 +91,10 @@ Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
       for (int64_t i = 0; i < in; ++i) y[o] += W[o * in + i] * v[i];
     return y;
   };
-  auto rope = [&](std::vector<double>& x, int64_t offset, int64_t pos) {
+  auto rope = [&](std::vector<double>& x, int64_t offset, int64_t pos, const model::RopeParams& rp) {
     const int64_t half = hd / 2;
     for (int64_t i = 0; i < half; ++i) {
-      const double angle = pos * std::pow(c.rope_theta, -2.0 * i / hd);
+      const double angle = pos * std::pow(rp.theta, -2.0 * i / hd) / (rp.type == "linear" ? rp.factor : 1.0);
       const double a = x[offset + i], b = x[offset + i + half];
       x[offset + i] = a * std::cos(angle) - b * std::sin(angle);
       x[offset + i + half] = b * std::cos(angle) + a * std::sin(angle);
@@ -98,14 +102,22 @@ Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
   };
   auto cap = [](double s, double limit) { return limit > 0 ? limit * std::tanh(s / limit) : s; };
 
-  const auto embed = get("model.embed_tokens.weight");
+  const auto embed = get(prefix + "embed_tokens.weight");
   const double normalizer = static_cast<float>(std::sqrt(double(d)));
   Matrix x(n, std::vector<double>(d));
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 0; k < d; ++k) x[i][k] = embed[ids[i] * d + k] * normalizer;
   Naive r;
   for (int64_t l = 0; l < c.n_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string p = prefix + "layers." + std::to_string(l) + ".";
+    const bool sliding = gp.sliding[l];
+    const auto& rp = sliding ? gp.rope_local : gp.rope_global;
+    // Gemma-3: (1 + w) RMSNorm over each head's head_dim entries, before RoPE.
+    auto head_norm = [&](std::vector<double>& x, int64_t offset, const std::vector<double>& g) {
+      const std::vector<double> part(x.begin() + offset, x.begin() + offset + hd);
+      const auto normed = rms(part, g);
+      std::copy(normed.begin(), normed.end(), x.begin() + offset);
+    };
     r.resid_pre.push_back(x);
     const auto wq = get(p + "self_attn.q_proj.weight"), wk = get(p + "self_attn.k_proj.weight");
     const auto wv = get(p + "self_attn.v_proj.weight"), wo = get(p + "self_attn.o_proj.weight");
@@ -115,10 +127,13 @@ Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
       q[i] = linear(normed, wq, d, h * hd);
       k[i] = linear(normed, wk, d, kv * hd);
       v[i] = linear(normed, wv, d, kv * hd);
-      for (int64_t head = 0; head < h; ++head) rope(q[i], head * hd, i);
-      for (int64_t head = 0; head < kv; ++head) rope(k[i], head * hd, i);
+      if (gp.qk_norm) {
+        for (int64_t head = 0; head < h; ++head) head_norm(q[i], head * hd, get(p + "self_attn.q_norm.weight"));
+        for (int64_t head = 0; head < kv; ++head) head_norm(k[i], head * hd, get(p + "self_attn.k_norm.weight"));
+      }
+      for (int64_t head = 0; head < h; ++head) rope(q[i], head * hd, i, rp);
+      for (int64_t head = 0; head < kv; ++head) rope(k[i], head * hd, i, rp);
     }
-    const bool sliding = l % 2 == 0;
     Matrix z(n, std::vector<double>(h * hd, 0.0));
     r.pattern.emplace_back(h, Matrix(n, std::vector<double>(n, 0.0)));
     for (int64_t head = 0; head < h; ++head) {
@@ -128,11 +143,12 @@ Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
         std::vector<bool> visible(n, false);
         double mx = -1e300, sum = 0;
         for (int64_t j = 0; j <= qi; ++j) {
-          if (sliding && c.sliding_window > 0 && qi - j >= c.sliding_window) continue;
+          if (sliding && gp.sliding_window > 0 && qi - j >= gp.sliding_window) continue;
           visible[j] = true;
           double dot = 0;
           for (int64_t e = 0; e < hd; ++e) dot += q[qi][head * hd + e] * k[j][g * hd + e];
-          s[j] = cap(dot / std::sqrt(c.query_pre_attn_scalar), c.attn_logit_softcap);
+          const double scalar = gp.query_pre_attn_scalar > 0 ? gp.query_pre_attn_scalar : double(hd);
+          s[j] = cap(dot / std::sqrt(scalar), gp.attn_logit_softcap);
           mx = std::max(mx, s[j]);
         }
         for (int64_t j = 0; j < n; ++j)
@@ -164,12 +180,12 @@ Naive naive_forward(const io::SafetensorsSet& w, const model::ModelConfig& c,
     }
     r.resid_post.push_back(x);
   }
-  const auto normed = rms(x[n - 1], get("model.norm.weight"));
+  const auto normed = rms(x[n - 1], get(prefix + "norm.weight"));
   r.logits_last.assign(c.vocab_size, 0.0);
   for (int64_t t = 0; t < c.vocab_size; ++t) {
     double s = 0;
     for (int64_t e = 0; e < d; ++e) s += normed[e] * embed[t * d + e];
-    r.logits_last[t] = cap(s, c.final_logit_softcap);
+    r.logits_last[t] = cap(s, gp.final_logit_softcap);
   }
   return r;
 }
@@ -193,13 +209,16 @@ TEST(Gemma2, CheckpointIsShardedBf16WithConfigFields) {
   EXPECT_EQ(w.info("model.layers.1.mlp.up_proj.weight").dtype, io::DType::BF16);
   EXPECT_NE(w.file_of("model.embed_tokens.weight"), w.file_of("model.norm.weight"));
   const auto c = model::ModelConfig::from_folder(dir);
-  EXPECT_EQ(c.arch, model::Arch::GEMMA2);
+  EXPECT_STREQ(model::arch_name(c.arch), "Gemma2ForCausalLM");
+  const auto& g = c.params<model::GemmaParams>();
   EXPECT_EQ(c.head_dim, 16);
   EXPECT_EQ(c.n_kv_heads, 2);
-  EXPECT_EQ(c.sliding_window, kWindow);
-  EXPECT_DOUBLE_EQ(c.attn_logit_softcap, kAttnCap);
-  EXPECT_DOUBLE_EQ(c.final_logit_softcap, kFinalCap);
-  EXPECT_DOUBLE_EQ(c.query_pre_attn_scalar, 32.0);
+  EXPECT_EQ(g.sliding_window, kWindow);
+  EXPECT_DOUBLE_EQ(g.attn_logit_softcap, kAttnCap);
+  EXPECT_DOUBLE_EQ(g.final_logit_softcap, kFinalCap);
+  EXPECT_DOUBLE_EQ(g.query_pre_attn_scalar, 32.0);
+  EXPECT_EQ(g.sliding, (std::vector<bool>{true, false, true}));
+  EXPECT_FALSE(g.qk_norm);
 }
 
 TEST(Gemma2, ForwardMatchesNaiveImplementation) {
@@ -464,4 +483,224 @@ TEST(Gemma2, SynthRefusesBadShapes) {
   o.d_model = 30;
   EXPECT_THAT([&] { synth::synth_gemma2_fixture(o); },
               ::testing::ThrowsMessage<InputError>(HasSubstr("d_model must be a multiple of n_heads")));
+}
+
+// ---- Gemma-3 (Gemma3ForCausalLM and the text model of Gemma3ForConditionalGeneration) -------------------
+// A tiny checkpoint written here: layer kinds in an irregular pattern, a local RoPE base far from the global
+// one, linear RoPE scaling on the full layer, random q/k norms. Held against the naive forward above, which
+// follows transformers' Gemma3Attention (q/k norm before RoPE, a RoPE table per layer kind).
+
+namespace {
+
+constexpr int64_t kG3Layers = 4, kG3D = 24, kG3H = 4, kG3Kv = 2, kG3Hd = 8, kG3M = 40, kG3Vocab = 60;
+constexpr int kG3Window = 3;
+
+std::string gemma3_text_fields() {
+  return R"("hidden_size": 24, "intermediate_size": 40, "num_hidden_layers": 4, "num_attention_heads": 4,
+    "num_key_value_heads": 2, "head_dim": 8, "vocab_size": 60, "max_position_embeddings": 64,
+    "query_pre_attn_scalar": 12, "sliding_window": 3, "rms_norm_eps": 1e-6,
+    "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"],
+    "rope_theta": 1000000.0, "rope_local_base_freq": 10.0, "rope_scaling": {"rope_type": "linear", "factor": 4.0},
+    "bos_token_id": 2, "eos_token_id": 1)";
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> gemma3_weights(const std::string& prefix) {
+  torch::manual_seed(31);
+  auto r = [](std::vector<int64_t> shape, double std) { return torch::randn(shape) * std; };
+  std::vector<std::pair<std::string, torch::Tensor>> w;
+  w.emplace_back(prefix + "embed_tokens.weight", r({kG3Vocab, kG3D}, 0.5));
+  w.emplace_back(prefix + "norm.weight", r({kG3D}, 0.3));
+  const double s = 1.0 / std::sqrt(double(kG3D));
+  for (int l = 0; l < kG3Layers; ++l) {
+    const std::string p = prefix + "layers." + std::to_string(l) + ".";
+    w.emplace_back(p + "self_attn.q_proj.weight", r({kG3H * kG3Hd, kG3D}, 2 * s));
+    w.emplace_back(p + "self_attn.k_proj.weight", r({kG3Kv * kG3Hd, kG3D}, 2 * s));
+    w.emplace_back(p + "self_attn.v_proj.weight", r({kG3Kv * kG3Hd, kG3D}, s));
+    w.emplace_back(p + "self_attn.o_proj.weight", r({kG3D, kG3H * kG3Hd}, 1.0 / std::sqrt(double(kG3H * kG3Hd))));
+    w.emplace_back(p + "self_attn.q_norm.weight", r({kG3Hd}, 0.5));
+    w.emplace_back(p + "self_attn.k_norm.weight", r({kG3Hd}, 0.5));
+    for (const char* norm : {"input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+                             "post_feedforward_layernorm"}) {
+      w.emplace_back(p + norm + ".weight", r({kG3D}, 0.3));
+    }
+    w.emplace_back(p + "mlp.gate_proj.weight", r({kG3M, kG3D}, s));
+    w.emplace_back(p + "mlp.up_proj.weight", r({kG3M, kG3D}, s));
+    w.emplace_back(p + "mlp.down_proj.weight", r({kG3D, kG3M}, 1.0 / std::sqrt(double(kG3M))));
+  }
+  return w;
+}
+
+void write_folder(const std::string& dir, const std::string& config,
+                  const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  fs::create_directories(dir);
+  std::ofstream(dir + "/config.json") << config;
+  io::write_safetensors(dir + "/model.safetensors", tensors);
+}
+
+const std::string& gemma3_checkpoint() {
+  static saetraj::testing::TempDir dir("saetraj-gemma3");
+  static const std::string path = [] {
+    write_folder(dir.path(), R"({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", )" +
+                                 gemma3_text_fields() + "}",
+                 gemma3_weights("model."));
+    return dir.path();
+  }();
+  return path;
+}
+
+const std::vector<int32_t> kG3Ids = {2, 17, 5, 33, 59, 8, 8, 41, 12, 0, 27, 3};
+
+}  // namespace
+
+TEST(Gemma3, ConfigReadsLayerKindsRopeTablesAndDefaults) {
+  const auto c = model::ModelConfig::from_folder(gemma3_checkpoint());
+  EXPECT_STREQ(model::arch_name(c.arch), "Gemma3ForCausalLM");
+  const auto& g = c.params<model::GemmaParams>();
+  EXPECT_EQ(g.sliding, (std::vector<bool>{true, false, true, true}));
+  EXPECT_TRUE(g.qk_norm);
+  EXPECT_EQ(g.sliding_window, kG3Window);
+  EXPECT_DOUBLE_EQ(g.rope_global.theta, 1e6);
+  EXPECT_EQ(g.rope_global.type, "linear");
+  EXPECT_DOUBLE_EQ(g.rope_global.factor, 4.0);
+  EXPECT_DOUBLE_EQ(g.rope_local.theta, 10.0);
+  EXPECT_EQ(g.rope_local.type, "default");  // rope_scaling is for the full layers only
+  EXPECT_DOUBLE_EQ(g.attn_logit_softcap, 0.0);
+  EXPECT_DOUBLE_EQ(g.final_logit_softcap, 0.0);
+  EXPECT_TRUE(c.tie_word_embeddings);
+  // What transformers leaves out of a saved config takes Gemma3TextConfig's defaults (gemma-3-4b's
+  // text_config lists only a few fields): 8 heads, 4 key/value heads, head_dim 256, pattern 6, window 4096.
+  const auto d = model::ModelConfig::from_json_text(
+      R"({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3",
+          "text_config": {"hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34,
+                          "rope_scaling": {"factor": 8.0, "rope_type": "linear"}, "sliding_window": 1024}})",
+      "4b.json");
+  EXPECT_EQ(d.n_heads, 8);
+  EXPECT_EQ(d.n_kv_heads, 4);
+  EXPECT_EQ(d.head_dim, 256);
+  EXPECT_EQ(d.vocab_size, 262208);
+  EXPECT_EQ(d.bos_token_id, 2);
+  const auto& dg = d.params<model::GemmaParams>();
+  EXPECT_DOUBLE_EQ(dg.query_pre_attn_scalar, 256.0);
+  EXPECT_EQ(dg.sliding_window, 1024);
+  ASSERT_EQ(dg.sliding.size(), 34u);
+  for (int l = 0; l < 34; ++l) EXPECT_EQ(dg.sliding[l], (l + 1) % 6 != 0) << l;
+  EXPECT_DOUBLE_EQ(dg.rope_global.factor, 8.0);
+  EXPECT_DOUBLE_EQ(dg.rope_local.theta, 10000.0);
+  EXPECT_DOUBLE_EQ(dg.rope_global.theta, 1e6);
+}
+
+TEST(Gemma3, ForwardMatchesNaiveImplementation) {
+  const auto m = model::load_model(gemma3_checkpoint());
+  const auto& c = m->config();
+  const auto cap = m->forward(kG3Ids, {});
+  const auto ref = naive_forward(io::SafetensorsSet::open_folder(gemma3_checkpoint()), c, kG3Ids);
+  const int64_t n = kG3Ids.size();
+  for (int l = 0; l < c.n_layers; ++l) {
+    const auto& lc = cap.layers[l];
+    for (int64_t i = 0; i < n; ++i) {
+      for (int64_t e = 0; e < c.d_model; ++e) {
+        EXPECT_NEAR(lc.resid_mid[i][e].item<float>(), ref.resid_mid[l][i][e], tol(ref.resid_mid[l][i][e]));
+        EXPECT_NEAR(lc.resid_post[i][e].item<float>(), ref.resid_post[l][i][e], tol(ref.resid_post[l][i][e]));
+      }
+    }
+    for (int64_t hq = 0; hq < c.n_heads; ++hq)
+      for (int64_t q = 0; q < n; ++q)
+        for (int64_t j = 0; j < n; ++j)
+          EXPECT_NEAR(lc.pattern[hq][q][j].item<float>(), ref.pattern[l][hq][q][j], 1e-5) << l << " " << hq;
+    // Sliding layers hide keys window or more positions back; the full layer does not.
+    EXPECT_EQ(lc.pattern[0][n - 1][0].item<float>() == 0.0f, l != 1) << "layer " << l;
+  }
+  for (int64_t v = 0; v < c.vocab_size; ++v) {
+    EXPECT_NEAR(cap.logits[n - 1][v].item<float>(), ref.logits_last[v], tol(ref.logits_last[v]));
+  }
+}
+
+TEST(Gemma3, MethodInvariantsOnEveryLayerAndQuery) {
+  const auto m = model::load_model(gemma3_checkpoint());
+  ASSERT_TRUE(m->has_post_attention_norm());
+  const int64_t n = kG3Ids.size();
+  const auto cap = m->forward(kG3Ids, {});
+  const auto w = io::SafetensorsSet::open_folder(gemma3_checkpoint());
+  for (int l = 0; l < kG3Layers; ++l) {
+    const auto& lc = cap.layers[l];
+    sweep::AttentionParts parts{lc.pattern, m->head_outputs(l, lc.values), m->attention_output_bias(l)};
+    const auto o = w.load("model.layers." + std::to_string(l) + ".self_attn.o_proj.weight");
+    const auto z = torch::matmul(lc.pattern, lc.values.repeat_interleave(kG3H / kG3Kv, 0))
+                       .transpose(0, 1)
+                       .reshape({n, kG3H * kG3Hd});
+    const auto raw = torch::matmul(z, o.t());
+    for (int64_t q = 0; q < n; ++q) {
+      EXPECT_TRUE(torch::allclose(sweep::source_contributions(parts, q).sum(0), raw[q], 1e-4, 1e-5))
+          << "layer " << l << " q " << q;
+    }
+    EXPECT_TRUE(torch::allclose(lc.resid_pre + m->post_attention(l, raw), lc.resid_mid, 1e-4, 1e-5));
+    const auto norm = m->post_attention_norm(l);
+    EXPECT_TRUE(torch::allclose(norm.apply(raw), m->post_attention(l, raw), 1e-6, 1e-6));
+    const auto rows = sweep::evolution_inputs(
+        lc.resid_pre, parts, [&](const torch::Tensor& x) { return m->post_attention(l, x); }, 1, n);
+    for (int64_t q = 1; q < n; ++q) {
+      EXPECT_TRUE(torch::allclose(rows[sweep::row_of_query(q) + q + 1], lc.resid_mid[q], 1e-4, 1e-5))
+          << "layer " << l << " q " << q;
+    }
+  }
+}
+
+// The same text model inside a Gemma3ForConditionalGeneration checkpoint, in both layouts: transformers 4's
+// on the Hub (language_model.model.*) and transformers 5's (model.language_model.*), with vision tensors that
+// are not read.
+TEST(Gemma3, TextModelOfAVisionCheckpointLoadsTheSame) {
+  const auto ref = model::load_model(gemma3_checkpoint())->forward(kG3Ids, {}).logits;
+  for (const std::string prefix : {"language_model.model.", "model.language_model."}) {
+    saetraj::testing::TempDir dir("saetraj-gemma3-mm");
+    auto tensors = gemma3_weights(prefix);
+    tensors.emplace_back("vision_tower.vision_model.embeddings.patch_embedding.weight", torch::ones({4, 3, 2, 2}));
+    tensors.emplace_back("multi_modal_projector.mm_input_projection_weight", torch::ones({4, kG3D}));
+    write_folder(dir.path(),
+                 R"({"architectures": ["Gemma3ForConditionalGeneration"], "model_type": "gemma3", "text_config": {)" +
+                     gemma3_text_fields() + R"(, "model_type": "gemma3_text"}, "vision_config": {"hidden_size": 4}})",
+                 tensors);
+    const auto m = model::load_model(dir.path());
+    EXPECT_STREQ(model::arch_name(m->config().arch), "Gemma3ForConditionalGeneration");
+    EXPECT_TRUE(torch::equal(m->forward(kG3Ids, {}).logits, ref)) << prefix;
+  }
+}
+
+TEST(Gemma3, BadCheckpointsAreClearErrors) {
+  saetraj::testing::TempDir dir("saetraj-gemma3-bad");
+  const std::string config =
+      R"({"architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", )" + gemma3_text_fields() + "}";
+  auto tensors = gemma3_weights("model.");
+  std::erase_if(tensors, [](const auto& t) { return t.first == "model.layers.2.self_attn.k_norm.weight"; });
+  write_folder(dir.path(), config, tensors);
+  EXPECT_THAT([&] { model::load_model(dir.path()); },
+              ThrowsMessage<FormatError>(HasSubstr("model.layers.2.self_attn.k_norm.weight")));
+  tensors = gemma3_weights("model.");
+  for (auto& [name, t] : tensors)
+    if (name == "model.layers.0.self_attn.q_norm.weight") t = torch::zeros({kG3D});
+  write_folder(dir.path(), config, tensors);
+  EXPECT_THAT([&] { model::load_model(dir.path()); },
+              ThrowsMessage<FormatError>(HasSubstr("wrong shape; expected [8], got [24]")));
+  write_folder(dir.path(),
+               R"({"architectures": ["Gemma3ForConditionalGeneration"], "text_config": {)" + gemma3_text_fields() + "}}",
+               gemma3_weights("model."));
+  EXPECT_THAT([&] { model::load_model(dir.path()); },
+              ThrowsMessage<FormatError>(HasSubstr("no tensor 'model.language_model.embed_tokens.weight' or "
+                                                   "'language_model.model.embed_tokens.weight'")));
+  auto with = [&](const std::string& edit) {
+    std::string text = config;
+    text.insert(text.size() - 1, ", " + edit);
+    return text;
+  };
+  EXPECT_THAT([&] { model::ModelConfig::from_json_text(with(R"("use_bidirectional_attention": true)"), "c.json"); },
+              ThrowsMessage<InputError>(HasSubstr("c.json: use_bidirectional_attention true")));
+  EXPECT_THAT([&] { model::ModelConfig::from_json_text(with(R"("attention_bias": true)"), "c.json"); },
+              ThrowsMessage<InputError>(HasSubstr("c.json: attention_bias true is not supported for Gemma-3")));
+  std::string yarn = config;
+  yarn.replace(yarn.find("\"linear\""), 8, "\"yarn\"");
+  EXPECT_THAT([&] { model::ModelConfig::from_json_text(yarn, "c.json"); },
+              ThrowsMessage<InputError>(HasSubstr("c.json: rope_scaling type \"yarn\" is not supported for Gemma-3")));
+  std::string kinds = config;
+  kinds.replace(kinds.find("\"full_attention\""), 16, "\"chunked_attention\"");
+  EXPECT_THAT([&] { model::ModelConfig::from_json_text(kinds, "c.json"); },
+              ThrowsMessage<InputError>(HasSubstr("c.json: layer_types[1] is \"chunked_attention\"")));
 }

@@ -11,6 +11,7 @@
 
 #include "saetraj/core/error.h"
 #include "saetraj/io/safetensors.h"
+#include "saetraj/model/llama.h"
 #include "saetraj/model/model.h"
 #include "saetraj/sweep/decompose.h"
 #include "saetraj/sweep/rows.h"
@@ -208,8 +209,8 @@ double tol(double ref) { return 1e-4 * std::max(1.0, std::abs(ref)); }
 
 TEST(Llama, ForwardMatchesNaiveImplementation) {
   const auto m = model::load_model(checkpoint());
-  EXPECT_EQ(m->config().arch, model::Arch::LLAMA);
-  EXPECT_EQ(m->config().rope_type, "llama3");
+  EXPECT_STREQ(model::arch_name(m->config().arch), "LlamaForCausalLM");
+  EXPECT_EQ(m->config().params<model::LlamaParams>().rope.type, "llama3");
   const auto cap = m->forward(kIds, {});
   const auto ref = naive_forward(io::SafetensorsSet::open_folder(checkpoint()), kIds, true);
   const int64_t n = kIds.size();
@@ -331,9 +332,9 @@ TEST(LlamaFixture, SynthesisedCheckpointSweepsEndToEnd) {
   o.d_sae = 64;
   const auto fx = saetraj::synth::synth_llama_fixture(o);
   const auto m = saetraj::model::load_model(fx.model_dir);
-  EXPECT_EQ(m->config().arch, saetraj::model::Arch::LLAMA);
+  EXPECT_STREQ(saetraj::model::arch_name(m->config().arch), "LlamaForCausalLM");
   EXPECT_EQ(m->config().n_kv_heads, 2);
-  EXPECT_EQ(m->config().rope_type, "llama3");
+  EXPECT_EQ(m->config().params<saetraj::model::LlamaParams>().rope.type, "llama3");
   const auto tok = saetraj::tokenizer::load_tokenizer(fx.model_dir, m->config().bos_token_id);
   EXPECT_TRUE(tok->adds_bos_by_default());
   EXPECT_EQ(tok->bos_id(), m->config().bos_token_id);

@@ -1,47 +1,58 @@
-// Hyper-parameters of a checkpoint, read from its config.json. One plain struct for every supported
-// architecture; fields an architecture does not use keep their defaults.
+// Hyper-parameters of a checkpoint, read from its config.json. The fields every architecture has (sizes,
+// norm epsilon, special tokens) are plain members; what only one architecture (or one family) uses lives in
+// that architecture's own parameter struct (ArchParams), parsed by that architecture's own file. Which
+// architecture a config.json is, and who parses and loads it, is a row of the registry (architecture.h).
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
+#include <typeinfo>
+
+#include "saetraj/core/error.h"
 
 namespace saetraj::model {
 
-enum class Arch { GPT2, GEMMA2, LLAMA };
+struct Architecture;  // a row of the registry (architecture.h)
 
-const char* arch_name(Arch arch);  // "GPT2LMHeadModel", ...
+// "GPT2LMHeadModel", "Gemma3ForCausalLM", ...: the Hugging Face class name of the row, "?" for none.
+const char* arch_name(const Architecture* arch);
+
+// What one architecture (or a family sharing one decoder) reads beyond the common fields.
+struct ArchParams {
+  virtual ~ArchParams() = default;
+};
 
 struct ModelConfig {
-  Arch arch = Arch::GPT2;
-  std::string model_type;          // config.json "model_type" ("gpt2", "gemma2", "llama")
+  const Architecture* arch = nullptr;  // the registry row that parsed this config
+  std::string model_type;          // config.json "model_type" ("gpt2", "gemma2", "gemma3_text", ...)
   int64_t d_model = 0;             // hidden size
   int64_t n_layers = 0;
   int64_t n_heads = 0;             // query heads
   int64_t n_kv_heads = 0;          // key/value heads (= n_heads without grouped-query attention)
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;            // 0 while parsing: d_model / n_heads
   int64_t d_mlp = 0;               // MLP inner size
   int64_t vocab_size = 0;
   int64_t n_ctx = 0;               // longest sequence the positions allow
   double norm_eps = 1e-5;
-  std::string activation = "gelu_new";
+  std::string activation;          // the MLP's activation, as config.json names it
   bool tie_word_embeddings = true;
   std::optional<int32_t> bos_token_id;
   std::optional<int32_t> eos_token_id;
-  // Gemma-2
-  double attn_logit_softcap = 0.0;     // 0 = off
-  double final_logit_softcap = 0.0;    // 0 = off
-  double query_pre_attn_scalar = 0.0;  // scores scaled by this^-0.5 (0 = head_dim)
-  int64_t sliding_window = 0;          // 0 = off
-  // Rotary embeddings (Gemma-2, Llama)
-  double rope_theta = 10000.0;
-  std::string rope_type = "default";   // "default" or "llama3"
-  double rope_factor = 1.0;
-  double rope_low_freq_factor = 1.0;
-  double rope_high_freq_factor = 4.0;
-  int64_t rope_original_max_position = 8192;
-  bool attention_bias = false;         // Llama q/k/v/o biases
-  bool mlp_bias = false;
+  // For the memory plan only (weight_bytes).
+  int mlp_matrices = 3;            // 2 for a plain MLP (GPT-2), 3 for a gated one
+  bool learned_positions = false;  // a [n_ctx, d_model] position table (GPT-2)
+  // The architecture's own hyper-parameters; read them with params<T>().
+  std::shared_ptr<const ArchParams> arch_params;
+
+  template <typename T>
+  const T& params() const {
+    const T* p = dynamic_cast<const T*>(arch_params.get());
+    SAETRAJ_CHECK(p != nullptr, InputError, "the ", arch_name(arch), " config has no ", typeid(T).name(),
+                  " hyper-parameters");
+    return *p;
+  }
 
   // Reads and validates `folder`/config.json: unsupported architectures and missing fields are errors
   // that name the file and the field.
