@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import transformers
 from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from tokenizers import Tokenizer, models, pre_tokenizers
@@ -35,7 +36,10 @@ D_SAE = 256
 TOL_REL = 1e-5
 PROMPTS = [[3, 17, 200, 5, 9, 77, 300, 41, 8, 8, 250, 499], [1, 44, 2, 310, 7, 7, 128]]
 MODELS = ["gpt2", "gemma2", "llama"]
-RUNS = [("1 rank, direct", 1, "direct"), ("1 rank, factored", 1, "factored"), ("2 ranks, auto", 2, "auto")]
+# (label, ranks, method, analysed layers: None for all). The layer subset skips a layer, so its graphs join
+# each analysed layer to the previous analysed one (SPEC 1.4), on the model with three layers.
+RUNS = [("1 rank, direct", 1, "direct", None), ("1 rank, factored", 1, "factored", None),
+        ("2 ranks, auto", 2, "auto", None), ("2 ranks, layers 0,2", 2, "auto", [0, 2])]
 
 
 def _byte_level_tokenizer(folder, vocab_size):
@@ -81,6 +85,23 @@ def _sae(model_name, layer, d_in, scale, seed):
     return sae
 
 
+def _check_reference_model(folder, model, cache):
+    """The reference's residual stream is transformers' own (TransformerLens' is centred for GPT-2, where
+    center_writing_weights applies), so that the reference holds saetraj to the model, not to a
+    TransformerLens conversion that drifted from it."""
+    hf = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
+                                                           attn_implementation="eager").eval()
+    with torch.no_grad():
+        hidden = hf(torch.tensor([PROMPTS[0]]), output_hidden_states=True).hidden_states
+    for layer in range(model.cfg.n_layers):
+        want = hidden[layer][0]
+        if model.cfg.normalization_type in ("LN", "LNPre"):  # LNPre: LayerNorm after fold_ln
+            want = want - want.mean(dim=-1, keepdim=True)
+        got = cache[f"blocks.{layer}.hook_resid_pre"][0]
+        worst = float((got - want).abs().max() / want.abs().max())
+        assert worst <= 1e-4, f"{folder}: TransformerLens' resid_pre of layer {layer} is off by {worst:.3g} relative"
+
+
 @pytest.fixture(scope="module")
 def fixtures(checkpoints, tmp_path_factory):
     work = tmp_path_factory.mktemp("method")
@@ -93,6 +114,7 @@ def fixtures(checkpoints, tmp_path_factory):
         _byte_level_tokenizer(folder, model.cfg.d_vocab)
         with torch.no_grad():
             _, cache = model.run_with_cache(torch.tensor([PROMPTS[0]]))
+        _check_reference_model(folder, model, cache)
         saes = {}
         for layer in range(model.cfg.n_layers):
             r = cache[f"blocks.{layer}.hook_resid_pre"][0]
@@ -106,9 +128,10 @@ def fixtures(checkpoints, tmp_path_factory):
     return out
 
 
-def _sweep(fx, ranks, method, out):
+def _sweep(fx, ranks, method, layers, out):
     args = ["sweep", "--model", fx["folder"], "--sae", str(fx["work"] / "sae_{layer}"), "--bos", "off",
-            "--k", K, "--top-t", TOP_T, "--method", method, "--out", out, "--overwrite"]
+            "--k", K, "--top-t", TOP_T, "--method", method, "--out", out, "--overwrite",
+            "--layers", ",".join(map(str, layers))]
     for ids in PROMPTS:
         args += ["--prompt-ids", ",".join(map(str, ids))]
     if ranks == 1:
@@ -124,11 +147,8 @@ def _rows(table, fields):
     return sorted(tuple(int(row[f]) for f in fields) for row in table)
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_method_against_transformer_lens_and_sae_lens(fixtures, tmp_path, name):
-    fx = fixtures[name]
-    layers = fx["layers"]
-    # The reference's graphs, from its own lists.
+def _reference_graphs(fx, layers):
+    """The reference's trajectory, edge and traced-edge rows, from its own lists, for the analysed layers."""
     want_traj, want_edges, want_traced = [], [], []
     for p, ids in enumerate(PROMPTS):
         indices = {layer: fx["expected"][p][layer][0] for layer in layers}
@@ -140,10 +160,19 @@ def test_method_against_transformer_lens_and_sae_lens(fixtures, tmp_path, name):
             want_traj += [(p, n, *t) for t in trajs]
         want_traced += [(p, *e) for e in ref.traced_graph(graphs, layers, len(ids))]
     assert len(want_traj) > 0 and any(e[-2] > 0 for e in want_edges), "the fixture makes no trajectories"
+    return sorted(want_traj), sorted(want_edges), sorted(want_traced)
 
-    for label, ranks, method in RUNS:
-        out = tmp_path / f"{ranks}_{method}.h5"
-        _sweep(fx, ranks, method, out)
+
+@pytest.mark.parametrize("name", MODELS)
+def test_method_against_transformer_lens_and_sae_lens(fixtures, tmp_path, name):
+    fx = fixtures[name]
+    for label, ranks, method, subset in RUNS:
+        if subset is not None and max(subset) >= len(fx["layers"]):
+            continue
+        layers = subset or fx["layers"]
+        want_traj, want_edges, want_traced = _reference_graphs(fx, layers)
+        out = tmp_path / f"{ranks}_{method}_{len(layers)}.h5"
+        _sweep(fx, ranks, method, layers, out)
         with h5py.File(out, "r") as f:
             assert list(f.attrs["layers"]) == layers
             offsets = f["prompts/row_offset"][()]
@@ -166,8 +195,8 @@ def test_method_against_transformer_lens_and_sae_lens(fixtures, tmp_path, name):
                                                   "to_layer", "num_trajectories", "best_final_position"])
             traced = _rows(f["graphs/traced_edges"][()], ["prompt", "from_token", "from_layer", "to_token",
                                                           "to_layer", "num_trajectories", "best_final_position"])
-        assert traj == sorted(want_traj), f"{name}, {label}: trajectories differ"
-        assert edges == sorted(want_edges), f"{name}, {label}: per-length edges differ"
-        assert traced == sorted(want_traced), f"{name}, {label}: traced edges differ"
+        assert traj == want_traj, f"{name}, {label}: trajectories differ"
+        assert edges == want_edges, f"{name}, {label}: per-length edges differ"
+        assert traced == want_traced, f"{name}, {label}: traced edges differ"
         print(f"  {name}, {label}: {exact} rows identical, {len(traj)} trajectories, {len(edges)} edges, "
               f"{len(traced)} traced edges")
