@@ -2,7 +2,9 @@
 
 Counts run over every (prompt, length) pair in the table: per layer, the features most often found as
 trajectory newcomers; how far back their source tokens lie (last token of the length minus source token);
-and how many trajectories each layer has.
+and how many trajectories each layer has. For a sweep made with --heads, also per layer how often each
+attention head brought a feature in: the head with the largest signed part of the feature's pre-activation
+jump at its entry step (NOTE in include/saetraj/sweep/head_split.h).
 """
 
 import html
@@ -38,6 +40,7 @@ class CorpusSummary:
     top_features: dict        # layer -> [FrequentFeature], most frequent first (ties: lower id)
     distance_counts: list     # distance_counts[d] = trajectories whose source lies d tokens back
     layer_counts: dict        # layer -> number of trajectories
+    head_counts: dict = None  # layer -> [trajectories brought in by head h, for each h] (sweep --heads)
 
 
 def summarise(sweep, graphs, top_n=10):
@@ -52,8 +55,19 @@ def summarise(sweep, graphs, top_n=10):
         top_features[layer] = [FrequentFeature(f, c, sweep.explanation(layer, f)) for f, c in ranked[:top_n]]
     distances = (table["length"].astype(np.int64) - 1) - table["source_token"].astype(np.int64)
     counts = np.bincount(distances, minlength=1) if len(distances) else np.zeros(1, dtype=np.int64)
+    head_counts = None
+    if graphs.trajectory_heads is not None and graphs.trajectory_heads.shape[1] > 3:
+        parts = graphs.trajectory_heads[:, 3:]
+        recorded = ~np.isnan(graphs.trajectory_heads[:, 0])
+        n_heads = parts.shape[1]
+        head_counts = {}
+        for layer in layers:
+            rows = parts[(table["layer"] == layer) & recorded]
+            # argmax takes the lowest head among equal parts
+            head_counts[layer] = [int(c) for c in np.bincount(np.argmax(rows, axis=1), minlength=n_heads)] \
+                if len(rows) else [0] * n_heads
     return CorpusSummary(graphs.top_t, int(len(np.unique(table["prompt"]))), layers, top_features,
-                         [int(c) for c in counts], layer_counts)
+                         [int(c) for c in counts], layer_counts, head_counts)
 
 
 def summary_data(summary):
@@ -61,7 +75,9 @@ def summary_data(summary):
             "top_features": {str(l): [{"feature": f.feature, "count": f.count, "explanation": f.explanation}
                                       for f in fs] for l, fs in summary.top_features.items()},
             "distance_counts": summary.distance_counts,
-            "layer_counts": {str(l): c for l, c in summary.layer_counts.items()}}
+            "layer_counts": {str(l): c for l, c in summary.layer_counts.items()},
+            "head_counts": None if summary.head_counts is None
+            else {str(l): c for l, c in summary.head_counts.items()}}
 
 
 def _grid(summary):
@@ -124,11 +140,15 @@ def write_corpus_html(summary, out_path):
         hover.append([f"layer {layer}, place {col + 1}<br>feature {f.feature}: {f.count} times<br>"
                       f"{html.escape(f.explanation or NO_EXPLANATION, quote=False)}"
                       for col, f in enumerate(listed)] + [""] * (counts.shape[1] - len(listed)))
-    fig = make_subplots(rows=3, cols=1, vertical_spacing=0.08,
-                        row_heights=[max(len(summary.layers), 4) * 0.06 + 0.3, 0.3, 0.3],
-                        subplot_titles=("Features most often trajectory newcomers, per layer",
-                                        "Distance of source tokens (last token \u2212 source token)",
-                                        "Trajectories per layer"))
+    heads = summary.head_counts is not None
+    titles = ["Features most often trajectory newcomers, per layer",
+              "Distance of source tokens (last token \u2212 source token)", "Trajectories per layer"]
+    heights = [max(len(summary.layers), 4) * 0.06 + 0.3, 0.3, 0.3]
+    if heads:
+        titles.append("Which head brought features in (largest signed part of the entry jump), per layer")
+        heights.append(max(len(summary.layers), 4) * 0.06 + 0.3)
+    fig = make_subplots(rows=len(titles), cols=1, vertical_spacing=0.06, row_heights=heights,
+                        subplot_titles=titles)
     fig.add_trace(go.Heatmap(z=counts, x=[str(i + 1) for i in range(counts.shape[1])],
                              y=[f"L{l}" for l in summary.layers], colorscale="YlOrRd",
                              hovertext=hover, hoverinfo="text",
@@ -144,10 +164,20 @@ def write_corpus_html(summary, out_path):
     fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers],
                          y=[summary.layer_counts[l] for l in summary.layers],
                          marker_color=style.BLUE, name="trajectories per layer"), row=3, col=1)
+    if heads:
+        n_heads = max(len(c) for c in summary.head_counts.values())
+        z = [summary.head_counts[l] for l in summary.layers]
+        fig.add_trace(go.Heatmap(z=z, x=[f"h{h}" for h in range(n_heads)], y=[f"L{l}" for l in summary.layers],
+                                 colorscale="Blues", showscale=False,
+                                 hovertext=[[f"layer {l}, head {h}: brought in {c} trajectories"
+                                             for h, c in enumerate(summary.head_counts[l])]
+                                            for l in summary.layers], hoverinfo="text"), row=4, col=1)
+        fig.update_yaxes(autorange="reversed", row=4, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_layout(title={"text": f"saetraj corpus summary: {summary.n_prompts} prompts, "
                                      f"T = {summary.top_t}"},
-                      height=900 + 18 * len(summary.layers), showlegend=False)
+                      height=900 + (36 if heads else 18) * len(summary.layers) + (300 if heads else 0),
+                      showlegend=False)
     page = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
     with open(out_path, "w", encoding="utf-8") as out:
         out.write(embed_json(page, DATA_ELEMENT_ID, summary_data(summary)))

@@ -32,13 +32,26 @@ def _token(graph, position):
     return f"{position} {_escape(repr(graph.tokens[position]))}"
 
 
+def _heads(t):
+    """' [heads: h3 +0.52 (61%), ...; unassigned -0.05]' for a trajectory with a head split, else ''."""
+    if t.heads is None:
+        return ""
+    parts = ", ".join(f"h{h} {v:+.3g} ({s:.0%})" if s == s else f"h{h} {v:+.3g}"
+                      for h, v, s in t.heads.top_heads())
+    rest = f"; unassigned {t.heads.unassigned:+.3g}"
+    if t.heads.bias != 0:
+        rest += f", b_O {t.heads.bias:+.3g}"
+    return f" [jump {t.heads.jump:+.3g}: {parts}{rest}]"
+
+
 def node_hover(graph, node):
     lines = [f"<b>token {_token(graph, node.token)}, layer {node.layer}</b>",
              f"<i>readout of layer {node.layer} at the last token:</i>"]
     lines += [f"{INDENT}{_escape(repr(r.text))} {r.prob:.3f}" for r in node.readout]
     lines.append(f"<i>newcomers arriving here (length {node.token + 1}):</i>")
-    lines += [f"{INDENT}f{t.feature} from token {_token(graph, t.source_token)}, final position "
-              f"{t.final_position}: {_explained(t.explanation)}" for t in node.newcomers] or [f"{INDENT}none"]
+    lines += ([f"{INDENT}f{t.feature} from token {_token(graph, t.source_token)}, final position "
+              f"{t.final_position}{_heads(t)}: {_explained(t.explanation)}" for t in node.newcomers]
+              or [f"{INDENT}none"])
     lines.append("<i>top 5 features here:</i>")
     lines += [f"{INDENT}#{f.rank} f{f.feature} ({f.activation:.3g}): {_explained(f.explanation)}"
               for f in node.top_features] or [f"{INDENT}none active"]
@@ -52,16 +65,20 @@ def edge_hover(graph, edge):
         lines.append("0 trajectories")
     else:
         lines.append(f"{edge.num_trajectories} trajectories, best final position {edge.best_final_position}")
-        lines += [f"{INDENT}f{t.feature}, final position {t.final_position}: {_explained(t.explanation)}"
-                  for t in edge.trajectories]
+        lines += [f"{INDENT}f{t.feature}, final position {t.final_position}{_heads(t)}: "
+                  f"{_explained(t.explanation)}" for t in edge.trajectories]
     return "<br>".join(lines)
 
 
 def graph_data(graph):
     """The JSON-ready description of the drawn graph, hover texts included."""
     def trajectory(t):
-        return {"source_token": t.source_token, "feature": t.feature, "final_position": t.final_position,
-                "explanation": t.explanation}
+        out = {"source_token": t.source_token, "feature": t.feature, "final_position": t.final_position,
+               "explanation": t.explanation}
+        if t.heads is not None:
+            out["heads"] = {"jump": t.heads.jump, "bias": t.heads.bias, "unassigned": t.heads.unassigned,
+                            "values": list(t.heads.values)}
+        return out
 
     nodes = [{"token": n.token, "layer": n.layer,
               "readout": [{"token_id": r.token_id, "text": r.text, "prob": r.prob} for r in n.readout],

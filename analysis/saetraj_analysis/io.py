@@ -1,4 +1,4 @@
-"""Reading a saetraj sweep file (SPEC section 3, format version 1).
+"""Reading a saetraj sweep file (SPEC section 3, format versions 1 and 2).
 
 `Sweep` opens the file, checks the format attributes and the shape of every dataset once, and then
 answers the questions the plots ask: a prompt's tokens, the evolution table of (prompt, layer, query),
@@ -16,7 +16,8 @@ import numpy as np
 from .errors import SweepFormatError, SweepInputError
 
 FORMAT_NAME = "saetraj-sweep"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # what saetraj writes now: version 1 plus the optional /heads (sweep --heads)
+OLDEST_FORMAT_VERSION = 1  # still read
 READOUT_TOP = 5
 
 TRAJECTORY_FIELDS = ("prompt", "length", "layer", "source_token", "feature", "final_position")
@@ -57,13 +58,17 @@ class GraphTables:
     trajectories: np.ndarray
     edges: np.ndarray
     traced_edges: np.ndarray
+    # /graphs/trajectory_heads of a sweep made with --heads: float32 [rows of trajectories, 3 + H] with
+    # columns jump, bias, unassigned, then one signed part per head (NaN where none was recorded); else None.
+    trajectory_heads: np.ndarray = None
 
     def for_prompt(self, prompt):
-        """The three tables restricted to one prompt's rows."""
-        return GraphTables(self.group, self.top_t,
-                           self.trajectories[self.trajectories["prompt"] == prompt],
+        """The tables restricted to one prompt's rows."""
+        mine = self.trajectories["prompt"] == prompt
+        return GraphTables(self.group, self.top_t, self.trajectories[mine],
                            self.edges[self.edges["prompt"] == prompt],
-                           self.traced_edges[self.traced_edges["prompt"] == prompt])
+                           self.traced_edges[self.traced_edges["prompt"] == prompt],
+                           None if self.trajectory_heads is None else self.trajectory_heads[mine])
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,10 @@ class Sweep:
         if fmt != FORMAT_NAME:
             self._fail(f"attribute 'format' is '{fmt}'; expected '{FORMAT_NAME}'")
         version = int(self._attr(root, "format_version", "/"))
-        if version != FORMAT_VERSION:
-            self._fail(f"attribute 'format_version' is {version}; expected {FORMAT_VERSION}")
+        if not OLDEST_FORMAT_VERSION <= version <= FORMAT_VERSION:
+            self._fail(f"attribute 'format_version' is {version}; expected {OLDEST_FORMAT_VERSION} to "
+                       f"{FORMAT_VERSION}")
+        self.format_version = version
         self.layers = np.asarray(self._attr(root, "layers", "/"), dtype=np.int64).ravel()
         self.k = int(self._attr(root, "k", "/"))
         self.complete = int(root.attrs.get("complete", 0))
@@ -200,6 +207,9 @@ class Sweep:
                 self._table(f"{name}/trajectories", TRAJECTORY_FIELDS)
                 self._table(f"{name}/edges", EDGE_FIELDS)
                 self._table(f"{name}/traced_edges", TRACED_EDGE_FIELDS)
+                if "trajectory_heads" in root[name]:
+                    n_rows = root[f"{name}/trajectories"].shape[0]
+                    self._dataset(f"{name}/trajectory_heads", "f", (n_rows, None))
                 self._graph_groups.setdefault(top_t, name)
         if "graphs" not in root:
             self._fail("missing group /graphs")
@@ -301,8 +311,9 @@ class Sweep:
                                   f"for T={', '.join(str(t) for t in self.available_top_t())} "
                                   f"(build others with `saetraj graph`)")
         group = self._file[name]
+        heads = group["trajectory_heads"][()] if "trajectory_heads" in group else None
         return GraphTables(name, int(group.attrs["top_t"]), group["trajectories"][()],
-                           group["edges"][()], group["traced_edges"][()])
+                           group["edges"][()], group["traced_edges"][()], heads)
 
     # ----- explanations -----------------------------------------------------------------------------
 

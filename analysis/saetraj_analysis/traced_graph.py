@@ -9,6 +9,8 @@ t+1 at layer l) and its top 5 features (layer l, length t+1, last step s = t+1 o
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .errors import SweepFormatError
 
 TOP_FEATURES = 5
@@ -20,6 +22,32 @@ class Trajectory:
     feature: int
     final_position: int
     explanation: str  # None when the file holds no explanation for the feature
+    heads: "HeadSplit" = None  # which head brought it in (sweep --heads), else None
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """The feature's pre-activation jump at its entry step split per head (NOTE in sweep/head_split.h)."""
+    jump: float
+    bias: float
+    unassigned: float
+    values: tuple  # one signed part per head
+
+    def shares(self):
+        return tuple(v / self.jump if self.jump != 0 else float("nan") for v in self.values)
+
+    def top_heads(self, n=3):
+        """(head, value, share) of the n heads with the largest signed parts, largest first."""
+        order = sorted(range(len(self.values)), key=lambda h: (-self.values[h], h))[:n]
+        shares = self.shares()
+        return [(h, self.values[h], shares[h]) for h in order]
+
+
+def head_split(row):
+    """A HeadSplit from one row of trajectory_heads, or None when the row is NaN or absent."""
+    if row is None or np.isnan(row[0]):
+        return None
+    return HeadSplit(float(row[0]), float(row[1]), float(row[2]), tuple(float(v) for v in row[3:]))
 
 
 @dataclass(frozen=True)
@@ -61,13 +89,15 @@ class TracedGraph:
     edges: list
 
 
-def _trajectories(sweep, table, length, layer, source_token=None):
-    rows = table[(table["length"] == length) & (table["layer"] == layer)]
+def _trajectories(sweep, table, length, layer, source_token=None, heads=None):
+    mask = (table["length"] == length) & (table["layer"] == layer)
     if source_token is not None:
-        rows = rows[rows["source_token"] == source_token]
-    rows = sorted(rows, key=lambda r: (int(r["final_position"]), int(r["source_token"])))
-    return [Trajectory(int(r["source_token"]), int(r["feature"]), int(r["final_position"]),
-                       sweep.explanation(layer, int(r["feature"]))) for r in rows]
+        mask &= table["source_token"] == source_token
+    picked = sorted(np.nonzero(mask)[0],
+                    key=lambda i: (int(table[i]["final_position"]), int(table[i]["source_token"])))
+    return [Trajectory(int(table[i]["source_token"]), int(table[i]["feature"]), int(table[i]["final_position"]),
+                       sweep.explanation(layer, int(table[i]["feature"])),
+                       head_split(None if heads is None else heads[i])) for i in picked]
 
 
 def _top_features(sweep, prompt, token, layer):
@@ -88,7 +118,8 @@ def build_traced_graph(sweep, prompt, graphs):
         to_token, to_layer = int(row["to_token"]), int(row["to_layer"])
         carried = []
         if int(row["num_trajectories"]) > 0:
-            carried = _trajectories(sweep, trajectories, to_token + 1, to_layer, int(row["from_token"]))
+            carried = _trajectories(sweep, trajectories, to_token + 1, to_layer, int(row["from_token"]),
+                                    tables.trajectory_heads)
         if len(carried) != int(row["num_trajectories"]):
             raise SweepFormatError(
                 f"{sweep.path}: {graphs.group}/traced_edges edge ({int(row['from_token'])}, "
@@ -102,7 +133,7 @@ def build_traced_graph(sweep, prompt, graphs):
     vertices = sorted({(e.from_token, e.from_layer) for e in edges}
                       | {(e.to_token, e.to_layer) for e in edges})
     nodes = [Node(token, layer, sweep.readout(prompt, layer),
-                  _trajectories(sweep, trajectories, token + 1, layer),
+                  _trajectories(sweep, trajectories, token + 1, layer, heads=tables.trajectory_heads),
                   _top_features(sweep, prompt, token, layer)) for token, layer in vertices]
     return TracedGraph(prompt, sweep.prompt_text(prompt), sweep.tokens(prompt),
                        [int(l) for l in sweep.layers], graphs.top_t, nodes, edges)

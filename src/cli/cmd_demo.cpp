@@ -29,6 +29,7 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
       "synthetic model: gpt2 or llama (SAE-Lens SAEs), gemma2 (Gemma Scope-layout SAEs)")(
       "k", po::value(&k)->default_value(k), "top features per step")(
       "top-t", po::value(&top_t)->default_value(top_t), "graph filter on final rank")(
+      "heads", "also record which attention head brought each newcomer in (sweep --heads)")(
       "analysis-dir", po::value(&analysis)->default_value(analysis), "saetraj's analysis/ folder (render.py)")(
       "python", po::value(&python)->default_value(python), "Python with h5py, matplotlib, plotly (Debian's)")(
       "no-render", "skip the pictures");
@@ -83,6 +84,7 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   o.prompts = {synth::kReferencePrompt};
   o.k = k;
   o.top_t = top_t;
+  o.heads = vm.count("heads") > 0;
   o.out = out + "/demo_sweep.h5";
   o.overwrite = true;
   o.command_line = ctx.command_line;

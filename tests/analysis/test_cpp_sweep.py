@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(not BINARY, reason="SAETRAJ_BINARY is not set (c
 def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("cpp")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
-    subprocess.run(["mpirun", "-n", "2", "--oversubscribe", BINARY, "demo", "--out", str(out), "--no-render"],
+    subprocess.run(["mpirun", "-n", "2", "--oversubscribe", BINARY, "demo", "--out", str(out), "--no-render",
+                    "--heads"],
                    check=True, env=env, capture_output=True)
     figures = out / "figures"
     done = subprocess.run([sys.executable, RENDER, str(out / "demo_sweep.h5"), "--out", str(figures)],
@@ -65,3 +66,38 @@ def test_html_graph_matches_the_traced_edges_written_by_saetraj(sweep):
     assert explained > 0
     # Explanations from the fixture's Neuronpedia-style export reach the page.
     assert "fires on" in page
+
+
+def test_head_split_reaches_hover_page_data_and_corpus_summary(sweep):
+    """sweep --heads: every drawn trajectory carries its head split, equal to /graphs/trajectory_heads; the
+    hover text names the top heads; the corpus summary counts, per layer, the head with the largest part."""
+    h5, figures, _ = sweep
+    page = (figures / "prompt_0000" / "traced_graph.html").read_text()
+    data = json.loads(re.search(r'id="saetraj-graph-data">(.*?)</script>', page, re.S).group(1))
+    with h5py.File(h5, "r") as f:
+        table = f["graphs/trajectories"][()]
+        heads = f["graphs/trajectory_heads"][()]
+        n_heads = int(f["heads"].attrs["heads"])
+    assert heads.shape == (len(table), 3 + n_heads)
+    by_key = {(int(r["length"]), int(r["layer"]), int(r["source_token"]), int(r["feature"])): heads[i]
+              for i, r in enumerate(table) if r["prompt"] == 0}
+    carried = 0
+    for edge in data["edges"]:
+        for t in edge["trajectories"]:
+            row = by_key[(edge["to"][0] + 1, edge["to"][1], t["source_token"], t["feature"])]
+            split = t["heads"]
+            assert split["jump"] == pytest.approx(float(row[0]))
+            assert split["values"] == pytest.approx([float(v) for v in row[3:]])
+            best = int(np.argmax(row[3:]))
+            assert f"h{best} " in edge["hover"]
+            carried += 1
+    assert carried > 0
+    assert "unassigned" in data["edges"][0]["hover"] or any("unassigned" in e["hover"] for e in data["edges"])
+
+    summary = (figures / "corpus_summary.html").read_text()
+    found = re.search(r'id="saetraj-corpus-data">(.*?)</script>', summary, re.S)
+    counts = json.loads(found.group(1))["head_counts"]
+    for layer in set(int(l) for l in table["layer"]):
+        rows = heads[(table["layer"] == layer) & ~np.isnan(heads[:, 0])]
+        expected = np.bincount(np.argmax(rows[:, 3:], axis=1), minlength=n_heads).tolist() if len(rows) else [0] * n_heads
+        assert counts[str(layer)] == expected

@@ -107,10 +107,12 @@ def test_file_without_explanations(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda h5: h5.attrs.__setitem__("format", "other"),
      r"attribute 'format' is 'other'; expected 'saetraj-sweep'"),
-    (lambda h5: h5.attrs.__setitem__("format_version", 2), r"attribute 'format_version' is 2; expected 1"),
+    (lambda h5: h5.attrs.__setitem__("format_version", 3), r"attribute 'format_version' is 3; expected 1 to 2"),
     (lambda h5: h5.attrs.__delitem__("layers"), r"missing attribute 'layers' on /"),
     (lambda h5: h5.__delitem__("evolution/values"), r"missing dataset /evolution/values"),
     (lambda h5: h5.__delitem__("graphs"), r"missing group /graphs"),
+    (lambda h5: h5.create_dataset("graphs/trajectory_heads", data=np.zeros((1, 5), np.float32)),
+     r"/graphs/trajectory_heads has shape \(1, 5\); expected \(\d+, \*\)"),
     (lambda h5: h5.attrs.__setitem__("k", 9),
      r"/evolution/indices has shape \(4, \d+, 8\); expected \(4, \d+, 9\)"),
     (lambda h5: (h5.__delitem__("prompts/text"), h5.create_dataset("prompts/text", data=[1, 2, 3])),
