@@ -43,10 +43,19 @@ void describe_model(const std::string& dir) {
 }
 
 void describe_sae(const std::string& dir) {
-  const auto c = sae::is_gemma_scope(dir) ? sae::read_gemma_scope_config(dir) : sae::read_sae_lens_config(dir);
+  const auto c = sae::inspect_sae(dir, -1, {});
+  std::string fits = "yes";
+  try {
+    sae::require_residual_hook(c);
+  } catch (const InputError& e) {
+    fits = std::string("no: ") + e.what();
+  }
   std::cout << "SAE:           " << dir << "\n"
+            << "format:        " << c.format << " (architecture " << c.architecture << ")\n"
             << "id:            " << c.id << "\n"
-            << "hook:          " << c.hook_name << " (layer " << c.hook_layer << ")\n"
+            << "hook:          " << c.hook_name << " (" << sae::hook_kind_name(c.hook_kind) << ", layer "
+            << c.hook_layer << ")" << (c.is_transcoder() ? " -> " + c.hook_name_out + " (transcoder)" : "") << "\n"
+            << "residual SAE:  " << fits << "\n"
             << "d_in x d_sae:  " << c.d_in << " x " << c.d_sae << "\n"
             << "preprocessing: " << c.preprocessing_summary() << "\n"
             << "encoder bytes: " << human_bytes(4.0 * (c.d_in + 2) * c.d_sae + 4.0 * c.d_in)
@@ -196,7 +205,7 @@ int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
   if (ctx.comm.rank() != 0) return 0;
   if (fs::is_directory(path) && fs::exists(path + "/config.json")) {
     describe_model(path);
-  } else if ((fs::is_directory(path) && fs::exists(path + "/cfg.json")) || sae::is_gemma_scope(path)) {
+  } else if (sae::is_sae_path(path)) {
     describe_sae(path);
   } else if (fs::is_regular_file(path)) {
     describe_file(path);
@@ -204,7 +213,8 @@ int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
     throw IoError(str("saetraj info: ", path, ": no such file or folder; check the path"));
   } else {
     throw InputError(str("saetraj info: ", path, " is neither a checkpoint folder (config.json), an SAE-Lens folder ",
-                         "(cfg.json), a Gemma Scope params.npz nor a sweep file"));
+                         "(cfg.json), a sparsify folder (cfg.json + sae.safetensors), a Llama Scope folder (hyperparams.json), a "
+                         "Gemma Scope params.npz or Gemma Scope 2 params.safetensors, nor a sweep file"));
   }
   return 0;
 }

@@ -12,7 +12,8 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
   options.add_options()
     ("model", po::value(&o.model), "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer files)")
     ("sae", po::value(&o.saes)->composing(),
-     "SAE folder per layer (SAE-Lens, or Gemma Scope holding params.npz): a pattern with {layer} "
+     "SAE folder per layer (SAE-Lens, Gemma Scope params.npz, Gemma Scope 2 params.safetensors, Llama Scope, "
+     "sparsify): a pattern with {layer} "
      "(e.g. saes/layer_{layer}) and/or LAYER=FOLDER; repeatable")
     ("gemmascope-root", po::value(&o.gemmascope_root),
      "instead of --sae: a Gemma Scope release tree layer_L/width_W/average_l0_X/params.npz")
@@ -22,6 +23,15 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "target L0: the average_l0_X closest to it is taken (0: gemma-2-2b's canonical 65k L0 of the layer)")
     ("gemmascope-l0-layer", po::value(&o.gemmascope_l0_layers)->composing(),
      "LAYER=L0: that layer's target L0 instead (e.g. 3=193, as the original study took); repeatable")
+    ("gemmascope2-root", po::value(&o.gemmascope2_root),
+     "instead of --sae: a Gemma Scope 2 release tree (google/gemma-scope-2-*): "
+     "resid_post/layer_L_width_W_l0_X/params.safetensors")
+    ("gemmascope2-width", po::value(&o.gemmascope2_width)->default_value(o.gemmascope2_width),
+     "the width W taken from --gemmascope2-root (16k, 65k, 262k, 1m)")
+    ("gemmascope2-l0", po::value(&o.gemmascope2_l0)->default_value(o.gemmascope2_l0),
+     "the sparsity taken from --gemmascope2-root: small, medium or big")
+    ("gemmascope2-l0-layer", po::value(&o.gemmascope2_l0_layers)->composing(),
+     "LAYER=small|medium|big: that layer's sparsity instead; repeatable")
     ("layers", po::value(&o.layers)->default_value(o.layers), "analysed layers: all, a range 0-11, or a list 0,3,5")
     ("prompt", po::value(&o.prompts)->composing(), "prompt text; repeatable")
     ("prompt-ids", po::value(&o.prompt_ids)->composing(), "a prompt as comma-separated token ids; repeatable")

@@ -5,11 +5,44 @@
 #include <regex>
 
 #include "saetraj/core/error.h"
+#include "saetraj/sae/gemma_scope2.h"
 #include "saetraj/sae/gemma_scope_release.h"
 
 namespace saetraj::pipeline {
 
+namespace {
+
+// --gemmascope2-root: layer_L_width_W_l0_X per layer, X from --gemmascope2-l0 or --gemmascope2-l0-layer.
+std::vector<std::string> gemma_scope2_paths(const SweepOptions& o, const std::vector<int>& layers) {
+  SAETRAJ_CHECK(o.saes.empty() && o.gemmascope_root.empty(), InputError,
+                "--gemmascope2-root supplies every layer's SAE; do not also give --sae or --gemmascope-root");
+  static const std::regex choice(R"(^(small|medium|big)$)");
+  SAETRAJ_CHECK(std::regex_match(o.gemmascope2_l0, choice), InputError, "--gemmascope2-l0 \"", o.gemmascope2_l0,
+                "\": expected small, medium or big");
+  std::map<int, std::string> per_layer;
+  static const std::regex assignment(R"(^\s*(\d+)\s*=\s*(small|medium|big)\s*$)");
+  for (const auto& spec : o.gemmascope2_l0_layers) {
+    std::smatch m;
+    SAETRAJ_CHECK(std::regex_match(spec, m, assignment), InputError, "--gemmascope2-l0-layer \"", spec,
+                  "\": expected LAYER=small|medium|big, e.g. 3=big");
+    const int layer = std::stoi(m[1].str());
+    SAETRAJ_CHECK(std::find(layers.begin(), layers.end(), layer) != layers.end(), InputError,
+                  "--gemmascope2-l0-layer ", spec, ": layer ", layer, " is not among the analysed layers");
+    SAETRAJ_CHECK(per_layer.emplace(layer, m[2].str()).second, InputError, "--gemmascope2-l0-layer: layer ", layer,
+                  " is given more than once");
+  }
+  std::vector<std::string> paths;
+  for (int l : layers) {
+    const std::string l0 = per_layer.count(l) ? per_layer.at(l) : o.gemmascope2_l0;
+    paths.push_back(sae::resolve_gemma_scope2(o.gemmascope2_root, l, o.gemmascope2_width, l0));
+  }
+  return paths;
+}
+
+}  // namespace
+
 std::vector<std::string> sweep_sae_paths(const SweepOptions& o, const std::vector<int>& layers) {
+  if (!o.gemmascope2_root.empty()) return gemma_scope2_paths(o, layers);
   if (o.gemmascope_root.empty()) return resolve_sae_folders(o.saes, layers);
   SAETRAJ_CHECK(o.saes.empty(), InputError,
                 "--gemmascope-root supplies every layer's SAE; do not also give --sae");
@@ -42,6 +75,7 @@ sae::SaeSourceOptions sweep_sae_options(const SweepOptions& o, const model::Mode
   sae::SaeSourceOptions options;
   if (o.center != "auto") options.sae_lens.center_residual = o.center == "on";
   options.gemma_scope.model_id = sae::gemma_scope_model_id(config.d_model, o.model);
+  options.gemma_scope2.model_id = sae::gemma_scope2_model_id(config.d_model, o.model);
   return options;
 }
 

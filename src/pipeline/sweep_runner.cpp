@@ -74,6 +74,10 @@ std::string SweepOptions::to_json() const {
   j["gemmascope_width"] = gemmascope_width;
   j["gemmascope_l0"] = gemmascope_l0;
   j["gemmascope_l0_layer"] = gemmascope_l0_layers;
+  j["gemmascope2_root"] = gemmascope2_root;
+  j["gemmascope2_width"] = gemmascope2_width;
+  j["gemmascope2_l0"] = gemmascope2_l0;
+  j["gemmascope2_l0_layer"] = gemmascope2_l0_layers;
   j["max_tokens"] = max_tokens;
   j["shard"] = shard;
   j["out"] = out;

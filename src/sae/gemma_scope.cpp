@@ -52,6 +52,8 @@ SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptio
                 ": array 'W_enc' must be [d_model, width], got ", w_enc.size(), " dimensions");
   SaeConfig c;
   c.source = file;
+  c.format = "gemma-scope";
+  c.architecture = "jumprelu";
   c.d_in = w_enc[0];
   c.d_sae = w_enc[1];
   c.activation = Activation::JumpReLU;

@@ -1,8 +1,10 @@
 #include "saetraj/sae/sae.h"
 
+#include <cmath>
 #include <regex>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 
 namespace saetraj::sae {
 
@@ -21,6 +23,21 @@ const char* normalization_name(Normalization n) {
     case Normalization::LayerNorm: return "layer_norm";
     case Normalization::ConstantNormRescale: return "constant_norm_rescale";
     case Normalization::ExpectedAverageOnlyIn: return "expected_average_only_in";
+    case Normalization::ConstantScalarRescale: return "constant_scalar_rescale";
+  }
+  return "?";
+}
+
+const char* hook_kind_name(HookKind k) {
+  switch (k) {
+    case HookKind::ResidPre: return "resid_pre";
+    case HookKind::ResidMid: return "resid_mid";
+    case HookKind::ResidPost: return "resid_post";
+    case HookKind::AttnOut: return "attn_out";
+    case HookKind::HookZ: return "hook_z";
+    case HookKind::MlpOut: return "mlp_out";
+    case HookKind::MlpIn: return "mlp_in";
+    case HookKind::Other: return "other";
   }
   return "?";
 }
@@ -30,7 +47,9 @@ std::string SaeConfig::preprocessing_summary() const {
   if (activation == Activation::TopK) s += "(k=" + std::to_string(topk_k) + ")";
   s += center_residual ? "; residual centred" : "; not centred";
   s += std::string("; normalize=") + normalization_name(normalization);
+  if (normalization == Normalization::ConstantScalarRescale) s += "(x" + std::to_string(input_scale) + ")";
   s += apply_b_dec_to_input ? "; b_dec subtracted" : "; b_dec not subtracted";
+  for (const auto& f : folded) s += "; folded: " + f;
   return s;
 }
 
@@ -45,6 +64,62 @@ void parse_hook_name(const std::string& hook_name, int* layer, HookKind* kind) {
   if (point == "hook_resid_pre") *kind = HookKind::ResidPre;
   else if (point == "hook_resid_mid") *kind = HookKind::ResidMid;
   else if (point == "hook_resid_post") *kind = HookKind::ResidPost;
+  else if (point == "hook_attn_out") *kind = HookKind::AttnOut;
+  else if (point == "attn.hook_z") *kind = HookKind::HookZ;
+  else if (point == "hook_mlp_out") *kind = HookKind::MlpOut;
+  else if (point == "hook_mlp_in" || point == "ln2.hook_normalized") *kind = HookKind::MlpIn;
+}
+
+void require_residual_hook(const SaeConfig& cfg) {
+  const std::string what = str("the ", cfg.format.empty() ? std::string("SAE") : cfg.format + " file", " in ",
+                               cfg.source);
+  if (cfg.is_transcoder()) {
+    throw InputError(str(what, " is a transcoder (reads '", cfg.hook_name, "', predicts '", cfg.hook_name_out,
+                         "'): its features describe how the MLP maps its input to its output, not what the "
+                         "residual stream holds, so it cannot encode the residual partial sums; give a residual "
+                         "SAE (hook_resid_pre/mid/post)"));
+  }
+  const char* why = nullptr;
+  switch (cfg.hook_kind) {
+    case HookKind::ResidPre:
+    case HookKind::ResidMid:
+    case HookKind::ResidPost:
+    case HookKind::Other: return;
+    case HookKind::AttnOut:
+      why = "an attention-output SAE: it was trained on the attention block's output alone, while the method "
+            "encodes the residual stream plus attention contributions";
+      break;
+    case HookKind::HookZ:
+      why = "a hook_z SAE: it reads the heads' values before W_O (n_heads x d_head wide), not the residual "
+            "stream the method encodes";
+      break;
+    case HookKind::MlpOut:
+      why = "an MLP-output SAE: it was trained on the MLP's output alone, not on the residual stream the "
+            "method encodes";
+      break;
+    case HookKind::MlpIn:
+      why = "an SAE of the MLP's normalised input, not of the residual stream the method encodes";
+      break;
+  }
+  throw InputError(str(what, " hooks '", cfg.hook_name, "': ", why,
+                       "; give a residual SAE (hook_resid_pre/mid/post)"));
+}
+
+void fold_input_scale(Sae& sae, double scale) {
+  SAETRAJ_CHECK(std::isfinite(scale) && scale > 0, FormatError, sae.cfg.source,
+                ": the input scale factor must be positive and finite, got ", scale);
+  sae.w_enc = sae.w_enc * scale;
+  sae.b_dec = sae.b_dec / scale;
+  sae.cfg.input_scale = scale;
+}
+
+void fold_feature_scale(Sae& sae, const torch::Tensor& per_feature) {
+  SAETRAJ_CHECK(per_feature.dim() == 1 && per_feature.size(0) == sae.cfg.d_sae, FormatError, sae.cfg.source,
+                ": per-feature scale has ", per_feature.numel(), " entries, expected d_sae = ", sae.cfg.d_sae);
+  SAETRAJ_CHECK(torch::isfinite(per_feature).all().item<bool>(), FormatError, sae.cfg.source,
+                ": per-feature scale holds non-finite values");
+  sae.w_enc = sae.w_enc * per_feature.unsqueeze(0);
+  sae.b_enc = sae.b_enc * per_feature;
 }
 
 torch::Tensor Sae::preprocess(const torch::Tensor& x) const {
@@ -62,6 +137,7 @@ torch::Tensor Sae::preprocess(const torch::Tensor& x) const {
       break;
     case Normalization::None:
     case Normalization::ExpectedAverageOnlyIn:  // the factor is folded into the saved weights
+    case Normalization::ConstantScalarRescale:  // folded into W_enc and b_dec at load (fold_input_scale)
       break;
   }
   if (cfg.apply_b_dec_to_input) out = out - b_dec;

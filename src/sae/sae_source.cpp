@@ -5,19 +5,41 @@
 namespace saetraj::sae {
 
 namespace {
-GemmaScopeOptions with_layer(GemmaScopeOptions o, int layer) {
+template <typename Options>
+Options with_layer(Options o, int layer) {
   if (!o.layer) o.layer = layer;
   return o;
 }
 }  // namespace
 
-SaeConfig read_sae_config(const std::string& path, int layer, const SaeSourceOptions& options) {
+bool is_sae_path(const std::string& path) {
+  return is_gemma_scope(path) || is_gemma_scope2(path) || is_llama_scope(path) || is_sparsify(path) ||
+         (std::filesystem::is_directory(path) && std::filesystem::exists(std::filesystem::path(path) / "cfg.json"));
+}
+
+SaeConfig inspect_sae(const std::string& path, int layer, const SaeSourceOptions& options) {
   if (is_gemma_scope(path)) return read_gemma_scope_config(path, with_layer(options.gemma_scope, layer));
+  if (is_gemma_scope2(path)) return read_gemma_scope2_config(path, with_layer(options.gemma_scope2, layer));
+  if (is_llama_scope(path)) return read_llama_scope_config(path);
+  if (is_sparsify(path)) return read_sparsify_config(path);
   return read_sae_lens_config(path, options.sae_lens);
 }
 
+SaeConfig read_sae_config(const std::string& path, int layer, const SaeSourceOptions& options) {
+  auto cfg = inspect_sae(path, layer, options);
+  require_residual_hook(cfg);
+  return cfg;
+}
+
 Sae load_sae(const std::string& path, int layer, const SaeSourceOptions& options) {
-  if (is_gemma_scope(path)) return load_gemma_scope(path, with_layer(options.gemma_scope, layer));
+  if (is_gemma_scope(path)) {
+    auto sae = load_gemma_scope(path, with_layer(options.gemma_scope, layer));
+    require_residual_hook(sae.cfg);
+    return sae;
+  }
+  if (is_gemma_scope2(path)) return load_gemma_scope2(path, with_layer(options.gemma_scope2, layer));
+  if (is_llama_scope(path)) return load_llama_scope(path);
+  if (is_sparsify(path)) return load_sparsify(path);
   return load_sae_lens(path, options.sae_lens);
 }
 

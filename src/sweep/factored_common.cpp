@@ -10,7 +10,8 @@ Preprocessing::Preprocessing(const sae::SaeConfig& cfg) : d(cfg.d_in) {
     case sae::Normalization::LayerNorm: centre = true, scale = Scale::LayerNorm; break;
     case sae::Normalization::ConstantNormRescale: centre = cfg.center_residual, scale = Scale::UnitNorm; break;
     case sae::Normalization::None:
-    case sae::Normalization::ExpectedAverageOnlyIn: centre = cfg.center_residual; break;
+    case sae::Normalization::ExpectedAverageOnlyIn:  // folded into the weights (sae.h, [NOTE] Folding at load)
+    case sae::Normalization::ConstantScalarRescale: centre = cfg.center_residual; break;
   }
 }
 

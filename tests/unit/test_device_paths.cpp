@@ -10,6 +10,9 @@
 
 #include "evolution_cases.h"
 #include "saetraj/core/error.h"
+#include "saetraj/sae/sae_source.h"
+#include "saetraj/synth/sae_formats.h"
+#include "test_support.h"
 #include "saetraj/sweep/evolution.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/sweep/topk.h"
@@ -28,6 +31,48 @@ TEST(DevicePaths, GpuOpsMatchCpuKernelsForEveryKindAndBothMethods) {
       const auto cpu = tc::run(f, method, 1, 13, k, 30);
       const auto gpu_ops = tc::run(f, method, 1, 13, k, 30, Path::GpuOps);
       tc::expect_same_lists(cpu, gpu_ops, k, c.name + " " + sweep::method_name(method));
+    }
+  }
+}
+
+// The SAE kinds loaders fold into the three kernel activations (sae.h, [NOTE] Folding at load): each loaded
+// from its published layout and run on both paths and both methods, also against the unfused reference.
+TEST(DevicePaths, GpuOpsMatchCpuKernelsForEveryLoadedSaeFormat) {
+  const int64_t d = 24, width = 300, k = 40;
+  tc::TempDir tmp;
+  const auto raw = synth::random_raw_sae(d, width, 41);
+  auto gen = at::detail::createCPUGenerator(42);
+  const auto b_gate = torch::randn({width}, gen) * 0.3, b_mag = torch::randn({width}, gen) * 0.3 - 0.2,
+             r_mag = torch::randn({width}, gen) * 0.3;
+  const std::string resid = "blocks.0.hook_resid_post";
+  std::vector<std::pair<std::string, std::string>> saes = {
+      {"gemma scope 2", synth::write_gemma_scope2_sae(tmp.path(), {"resid_post", 0, "300", "small"}, raw)},
+      {"llama scope", synth::write_llama_scope_sae(tmp.path(), {0, "R", 8, 0.1, 5.0, 5.0}, raw)},
+      {"sparsify", synth::write_sparsify_sae(tmp.file("sparsify"), {"layers.0", 9}, raw)}};
+  synth::write_sae_lens_sae(tmp.file("gated"), {{"architecture", "gated"}}, resid,
+                            {{"W_enc", raw.w_enc}, {"b_gate", b_gate}, {"b_mag", b_mag}, {"r_mag", r_mag},
+                             {"W_dec", raw.w_dec}, {"b_dec", raw.b_dec}});
+  synth::write_sae_lens_sae(tmp.file("topk-rescaled"), {{"architecture", "topk"}, {"k", 9}, {"rescale_acts_by_decoder_norm", true}},
+                            resid, {{"W_enc", raw.w_enc}, {"b_enc", raw.b_enc}, {"W_dec", raw.w_dec}, {"b_dec", raw.b_dec}});
+  synth::write_sae_lens_sae(tmp.file("batchtopk"), {{"architecture", "batchtopk"}, {"k", 9}}, resid,
+                            {{"W_enc", raw.w_enc}, {"b_enc", raw.b_enc}, {"W_dec", raw.w_dec}, {"b_dec", raw.b_dec},
+                             {"topk_threshold", torch::tensor(0.3)}});
+  synth::write_sae_lens_sae(tmp.file("scalar-rescale"),
+                            {{"architecture", "jumprelu"}, {"normalize_activations", "constant_scalar_rescale"},
+                             {"activation_normalization_factor", 0.7}},
+                            resid, {{"W_enc", raw.w_enc}, {"b_enc", raw.b_enc}, {"W_dec", raw.w_dec},
+                                    {"b_dec", raw.b_dec}, {"threshold", raw.threshold}});
+  for (const char* name : {"gated", "topk-rescaled", "batchtopk", "scalar-rescale"}) saes.emplace_back(name, tmp.file(name));
+  uint64_t seed = 43;
+  for (const auto& [name, path] : saes) {
+    auto f = tc::make_fixture({name, sae::Activation::ReLU, sae::Normalization::None, false, true, true, true}, 3, 13, d,
+                              width, seed++);
+    f.sae = sae::load_sae(path, 0, {});
+    for (auto method : {sweep::Method::Direct, sweep::Method::Factored}) {
+      const auto cpu = tc::run(f, method, 1, 13, k, 30);
+      const auto gpu_ops = tc::run(f, method, 1, 13, k, 30, Path::GpuOps);
+      tc::expect_same_lists(cpu, gpu_ops, k, name + " " + sweep::method_name(method));
+      tc::expect_same_lists(tc::reference(f, 1, 13, k), gpu_ops, k, name + " reference");
     }
   }
 }

@@ -148,8 +148,8 @@ TEST(SaeLens, BrokenFoldersGiveClearErrors) {
     EXPECT_NE(std::string(e.what()).find("hook_name"), std::string::npos) << e.what();
   }
   saetraj::testing::write_file(dir.file("cfg.json"), R"({"d_in": 2, "d_sae": 3, "hook_name": "blocks.1.hook_resid_post",
-                                                "architecture": "gated"})");
-  EXPECT_THROW(sae::read_sae_lens_config(dir.path()), InputError);
+                                                "architecture": "abstopk"})");
+  EXPECT_THROW(sae::read_sae_lens_config(dir.path()), InputError);  // gated and others: test_sae_formats
   // cfg says d_sae 4, weights hold 3 features.
   write_sae(dir, R"({"d_in": 2, "d_sae": 4, "hook_name": "blocks.1.hook_resid_post"})", 2, 3, false);
   try {

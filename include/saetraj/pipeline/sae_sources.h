@@ -1,6 +1,7 @@
 // Which SAE file or folder each analysed layer of a sweep reads, and how: --sae (SAE-Lens folders or
 // Gemma Scope params.npz folders, by pattern or LAYER=FOLDER) or a Gemma Scope release tree
-// (--gemmascope-root/--gemmascope-width/--gemmascope-l0).
+// (--gemmascope-root/--gemmascope-width/--gemmascope-l0), or a Gemma Scope 2 release tree
+// (--gemmascope2-root/--gemmascope2-width/--gemmascope2-l0).
 #pragma once
 
 #include <string>

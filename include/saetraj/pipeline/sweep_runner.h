@@ -30,6 +30,10 @@ struct SweepOptions {
   std::string gemmascope_width = "65k";  // the width taken from it
   double gemmascope_l0 = 0;           // target L0 (0: the canonical one, sae/gemma_scope_release.h)
   std::vector<std::string> gemmascope_l0_layers;  // "LAYER=L0": that layer's target L0 instead
+  std::string gemmascope2_root;       // Gemma Scope 2 tree <site>/layer_L_width_W_l0_X (not with --sae)
+  std::string gemmascope2_width = "16k";   // the width taken from it
+  std::string gemmascope2_l0 = "medium";   // small | medium | big
+  std::vector<std::string> gemmascope2_l0_layers;  // "LAYER=small|medium|big": that layer's choice instead
   int64_t max_tokens = 0;             // truncate prompts to this many tokens (0: no truncation)
   std::string shard;                  // "I/N": keep prompts whose input position p has p % N == I
   std::string out = "sweep.h5";
