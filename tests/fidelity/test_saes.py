@@ -84,6 +84,19 @@ CASES += [
 ]
 
 
+def _duplicated_features(seed):
+    """Every odd feature a copy of the even one before it: exact ties, which both sides must break by the
+    lower index (or, where float rounding splits a pair, accept only as a near-tie)."""
+    sae = _make("standard", True, "none", seed)
+    with torch.no_grad():
+        sae.W_enc[:, 1::2] = sae.W_enc[:, 0::2]
+        sae.b_enc[1::2] = sae.b_enc[0::2]
+    return sae
+
+
+CASES.append(("standard-duplicated-features", lambda: _duplicated_features(204), False))
+
+
 def _inputs(seed):
     """Residual-like rows: varied norms, a few with a large common offset (so centring and layer norm matter)."""
     rng = np.random.default_rng(seed)
@@ -223,3 +236,27 @@ def test_encode_bad_inputs(tmp_path):
                   "--sae", folder, "--input", flat, "--out", out)
     _expect_error(3, f"tensor 'x' in {empty} has no rows", "--sae", folder, "--input", empty, "--out", out)
     assert not out.exists()
+
+
+def test_compare_lists_accepts_only_near_ties():
+    pre = np.array([[3.0, 2.0, 2.0 + 5e-7, 0.5, -1.0]], dtype=np.float32)
+    boundary = np.zeros(5)
+    ref_i, ref_v = active_topk(np.maximum(pre, 0), 3)
+    assert ref_i.tolist() == [[0, 2, 1]]
+    # Identical lists, and a swap of the two features 5e-7 apart: accepted (exact, then near-tie).
+    assert compare_lists(ref_i, ref_v, ref_i, ref_v, pre, boundary, 1e-5) == (1, 0)
+    swapped_i = np.array([[0, 1, 2]], dtype=np.int32)
+    swapped_v = np.array([[3.0, 2.0, 2.0 + 5e-7]], dtype=np.float32)
+    assert compare_lists(swapped_i, swapped_v, ref_i, ref_v, pre, boundary, 1e-5) == (0, 1)
+    # A swap across a real gap, a wrong value, and a missing feature that is not near its boundary: refused.
+    for ours_i, ours_v in [([[2, 0, 1]], [[2.0, 3.0, 2.0]]), ([[0, 2, 1]], [[3.0, 2.1, 2.0]]),
+                           ([[0, 2, -1]], [[3.0, 2.0, 0.0]])]:
+        with pytest.raises(AssertionError):
+            compare_lists(np.array(ours_i, np.int32), np.array(ours_v, np.float32), ref_i, ref_v, pre, boundary,
+                          1e-5)
+    # A feature just above its boundary that one side keeps and the other drops: accepted as a near-tie.
+    pre_b = np.array([[3.0, 1e-6, -1.0]], dtype=np.float32)
+    ref_i, ref_v = active_topk(np.maximum(pre_b, 0), 3)
+    ours_i = np.array([[0, -1, -1]], np.int32)
+    ours_v = np.array([[3.0, 0.0, 0.0]], np.float32)
+    assert compare_lists(ours_i, ours_v, ref_i, ref_v, pre_b, np.zeros(3), 1e-5) == (0, 1)
