@@ -1,6 +1,9 @@
 """The whole method (SPEC 1.1-1.5) against a reference built the way the original research code was
 (reference_method.py: TransformerLens hooks + SAE-Lens encode), on the GPT-2, Gemma-2 and Llama checkpoints
-that transformers writes (make_checkpoints.py), with one SAE-Lens SAE per layer saved by SAE-Lens itself.
+that transformers writes (make_checkpoints.py), with one SAE-Lens SAE per layer saved by SAE-Lens itself;
+and on Gemma-2 once more in the original study's setting: a Gemma Scope release tree of params.npz files
+(saetraj: --gemmascope-root, choosing each layer's average_l0 by the canonical L0; the reference: SAE-Lens's
+Gemma Scope loader on the same files).
 
 saetraj sweeps two prompts (12 tokens, past Gemma-2's sliding window of 5, and 7 tokens) with 1 rank (both
 methods, direct and factored) and under mpirun with 2 ranks; every file is held to the reference:
@@ -17,11 +20,13 @@ import shutil
 import subprocess
 
 import h5py
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
 import transformers
 from sae_lens import JumpReLUSAE, JumpReLUSAEConfig, SAE, StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig
+from sae_lens.loading.pretrained_sae_loaders import gemma_2_sae_huggingface_loader
 from sae_lens.saes.sae import SAEMetadata
 from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -36,6 +41,13 @@ D_SAE = 256
 TOL_REL = 1e-5
 PROMPTS = [[3, 17, 200, 5, 9, 77, 300, 41, 8, 8, 250, 499], [1, 44, 2, 310, 7, 7, 128]]
 MODELS = ["gpt2", "gemma2", "llama"]
+# The original study's setting on the Gemma-2 fixture: Gemma Scope params.npz per layer in the release tree
+# (--gemmascope-root), loaded by the reference through SAE-Lens's Gemma Scope loader.
+GEMMA_SCOPE = "gemma2_gemmascope"
+GEMMA_SCOPE_REPO = "google/gemma-scope-2b-pt-res"
+# average_l0_X folders per layer: saetraj must pick the one nearest gemma-2-2b's canonical 65k L0 (73, 121,
+# 77 for layers 0-2), which is the one the reference loads.
+GEMMA_SCOPE_L0 = {0: (73, [73, 200]), 1: (121, [121]), 2: (77, [30, 77])}
 # (label, ranks, method, analysed layers: None for all). The layer subset skips a layer, so its graphs join
 # each analysed layer to the previous analysed one (SPEC 1.4), on the model with three layers.
 RUNS = [("1 rank, direct", 1, "direct", None), ("1 rank, factored", 1, "factored", None),
@@ -102,6 +114,42 @@ def _check_reference_model(folder, model, cache):
         assert worst <= 1e-4, f"{folder}: TransformerLens' resid_pre of layer {layer} is off by {worst:.3g} relative"
 
 
+def _gemma_scope_saes(work, model, cache):
+    """Gemma Scope params.npz files in a local Hugging Face cache laid out as the release; returns the tree's
+    root (the snapshot) and {layer: SAE-Lens's JumpReLUSAE loaded by its Gemma Scope loader}."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = work / "hub" / ("models--" + GEMMA_SCOPE_REPO.replace("/", "--"))
+    root = repo / "snapshots" / commit
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    d_in = model.cfg.d_model
+    saes = {}
+    for layer, (chosen, present) in GEMMA_SCOPE_L0.items():
+        scale = 1.0 / float(cache[f"blocks.{layer}.hook_resid_pre"][0].norm(dim=-1).mean())
+        for l0 in present:
+            rng = np.random.default_rng(2000 + 10 * layer + l0)
+            folder = root / f"layer_{layer}" / "width_16k" / f"average_l0_{l0}"
+            folder.mkdir(parents=True)
+            np.savez(folder / "params.npz",
+                     W_enc=(rng.standard_normal((d_in, D_SAE)) * scale).astype(np.float32),
+                     W_dec=(rng.standard_normal((D_SAE, d_in)) * 0.1).astype(np.float32),
+                     b_enc=(rng.standard_normal(D_SAE) * 0.5 - 0.5).astype(np.float32),
+                     b_dec=(rng.standard_normal(d_in) * 0.1).astype(np.float32),
+                     threshold=rng.uniform(0.0, 0.6, D_SAE).astype(np.float32))
+
+        def converter(path, device, cfg_overrides=None, layer=layer, chosen=chosen):
+            cfg, state, _ = gemma_2_sae_huggingface_loader(
+                GEMMA_SCOPE_REPO, f"layer_{layer}/width_16k/average_l0_{chosen}", device,
+                cfg_overrides={"d_in": d_in, "d_sae": D_SAE})
+            return cfg, state
+
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(work / "hub"))
+            saes[layer] = SAE.load_from_disk(work, converter=converter)
+        assert saes[layer].cfg.metadata.hook_name == f"blocks.{layer}.hook_resid_post"
+    return root, saes
+
+
 @pytest.fixture(scope="module")
 def fixtures(checkpoints, tmp_path_factory):
     work = tmp_path_factory.mktemp("method")
@@ -123,13 +171,19 @@ def fixtures(checkpoints, tmp_path_factory):
             sae.save_model(work / name / f"sae_{layer}")
             saes[layer] = SAE.load_from_disk(work / name / f"sae_{layer}")  # as SAE-Lens reads its own file
         expected = [ref.evolution(model, saes, ids, K) for ids in PROMPTS]
-        out[name] = dict(folder=folder, work=work / name, saes=saes, expected=expected,
-                         layers=list(range(model.cfg.n_layers)))
+        layers = list(range(model.cfg.n_layers))
+        out[name] = dict(folder=folder, saes=saes, expected=expected, layers=layers,
+                         sae_args=["--sae", str(work / name / "sae_{layer}")])
+        if name == "gemma2":
+            root, gs_saes = _gemma_scope_saes(work / GEMMA_SCOPE, model, cache)
+            out[GEMMA_SCOPE] = dict(folder=folder, saes=gs_saes, layers=layers,
+                                    expected=[ref.evolution(model, gs_saes, ids, K) for ids in PROMPTS],
+                                    sae_args=["--gemmascope-root", str(root), "--gemmascope-width", "16k"])
     return out
 
 
 def _sweep(fx, ranks, method, layers, out):
-    args = ["sweep", "--model", fx["folder"], "--sae", str(fx["work"] / "sae_{layer}"), "--bos", "off",
+    args = ["sweep", "--model", fx["folder"], *fx["sae_args"], "--bos", "off",
             "--k", K, "--top-t", TOP_T, "--method", method, "--out", out, "--overwrite",
             "--layers", ",".join(map(str, layers))]
     for ids in PROMPTS:
@@ -163,7 +217,7 @@ def _reference_graphs(fx, layers):
     return sorted(want_traj), sorted(want_edges), sorted(want_traced)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", MODELS + [GEMMA_SCOPE])
 def test_method_against_transformer_lens_and_sae_lens(fixtures, tmp_path, name):
     fx = fixtures[name]
     for label, ranks, method, subset in RUNS:
