@@ -355,3 +355,103 @@ TEST(LlamaFixture, SynthesisedCheckpointSweepsEndToEnd) {
   EXPECT_EQ(saetraj::output::read_attr_string(f, "bos"), "prepended");
   EXPECT_EQ(saetraj::output::read_vector<int32_t>(f, "tokens/ids")[0], *m->config().bos_token_id);
 }
+
+// ---- Qwen3 and Qwen2: the Llama-style decoder with per-head q/k norms (Qwen3) or q/k/v biases (Qwen2) ------
+// Their numerics are held against transformers in tests/fidelity; here the method's invariants, that the
+// q/k norms are applied, and the bias layout.
+
+namespace {
+
+std::string qwen_config(const std::string& arch) {
+  return R"({"architectures": [")" + arch + R"("], "hidden_size": 24, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 48, "vocab_size": 50,
+    "max_position_embeddings": 32, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "hidden_act": "silu",
+    "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2})";
+}
+
+// Llama's tensors without the o_proj bias (Qwen2), or without any bias and with q/k norms (Qwen3).
+std::vector<std::pair<std::string, torch::Tensor>> qwen_weights(bool qwen3, double q_norm_scale = 1.0) {
+  auto w = weights(true);
+  std::erase_if(w, [&](const auto& t) {
+    return t.first.ends_with("o_proj.bias") || (qwen3 && t.first.ends_with("_proj.bias"));
+  });
+  if (qwen3) {
+    for (int l = 0; l < kLayers; ++l) {
+      const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+      w.emplace_back(p + "q_norm.weight", (1 + torch::randn({kHd}) * 0.3) * q_norm_scale);
+      w.emplace_back(p + "k_norm.weight", 1 + torch::randn({kHd}) * 0.3);
+    }
+  }
+  return w;
+}
+
+void expect_method_invariants(const model::Model& m) {
+  const auto cap = m.forward(kIds, {});
+  const int64_t n = kIds.size();
+  for (int l = 0; l < kLayers; ++l) {
+    const auto& lc = cap.layers[l];
+    sweep::AttentionParts parts{lc.pattern, m.head_outputs(l, lc.values), m.attention_output_bias(l)};
+    const auto attn_out = lc.resid_mid - lc.resid_pre;
+    for (int64_t q = 0; q < n; ++q) {
+      EXPECT_TRUE(torch::allclose(sweep::source_contributions(parts, q).sum(0), attn_out[q], 1e-4, 1e-5))
+          << "layer " << l << " q " << q;
+    }
+    const auto rows = sweep::evolution_inputs(
+        lc.resid_pre, parts, [&](const torch::Tensor& x) { return m.post_attention(l, x); }, 1, n);
+    for (int64_t q = 1; q < n; ++q) {
+      EXPECT_TRUE(torch::allclose(rows[sweep::row_of_query(q) + q + 1], lc.resid_mid[q], 1e-4, 1e-5))
+          << "layer " << l << " q " << q;
+    }
+  }
+}
+
+}  // namespace
+
+TEST(Qwen3, MethodInvariantsAndQueryKeyNorms) {
+  saetraj::testing::TempDir dir;
+  write_checkpoint(dir.path(), qwen_config("Qwen3ForCausalLM"), qwen_weights(true));
+  const auto m = model::load_model(dir.path());
+  EXPECT_STREQ(model::arch_name(m->config().arch), "Qwen3ForCausalLM");
+  EXPECT_TRUE(m->config().params<model::LlamaParams>().qk_norm);
+  EXPECT_FALSE(m->attention_output_bias(0).defined());
+  expect_method_invariants(*m);
+  // RMSNorm makes each query head scale-free: scaling q_norm's weight by 3 scales the scores by 3, so the
+  // patterns change, while the values (and so the head outputs) do not.
+  saetraj::testing::TempDir scaled;
+  write_checkpoint(scaled.path(), qwen_config("Qwen3ForCausalLM"), qwen_weights(true, 3.0));
+  const auto a = m->forward(kIds, {0}).layers[0];
+  const auto b = model::load_model(scaled.path())->forward(kIds, {0}).layers[0];
+  EXPECT_TRUE(torch::allclose(a.values, b.values));
+  EXPECT_FALSE(torch::allclose(a.pattern, b.pattern, 1e-3, 1e-3));
+  // Missing norms are named.
+  auto w = qwen_weights(true);
+  std::erase_if(w, [](const auto& t) { return t.first == "model.layers.1.self_attn.k_norm.weight"; });
+  write_checkpoint(dir.path(), qwen_config("Qwen3ForCausalLM"), w);
+  EXPECT_THAT([&] { model::load_model(dir.path()); },
+              ThrowsMessage<FormatError>(HasSubstr("model.layers.1.self_attn.k_norm.weight")));
+}
+
+TEST(Qwen2, QkvBiasesWithoutOutputBiasAndMethodInvariants) {
+  saetraj::testing::TempDir dir;
+  write_checkpoint(dir.path(), qwen_config("Qwen2ForCausalLM"), qwen_weights(false));
+  const auto m = model::load_model(dir.path());
+  EXPECT_STREQ(model::arch_name(m->config().arch), "Qwen2ForCausalLM");
+  const auto& p = m->config().params<model::LlamaParams>();
+  EXPECT_TRUE(p.qkv_bias);
+  EXPECT_FALSE(p.o_bias);
+  EXPECT_FALSE(m->attention_output_bias(1).defined());
+  // The value bias is inside the captured values: v = normed @ W_v^T + b_v.
+  const auto cap = m->forward(kIds, {});
+  const auto w = io::SafetensorsSet::open_folder(dir.path());
+  const auto x = cap.layers[0].resid_pre;
+  const auto normed = x * torch::rsqrt(x.pow(2).mean(-1, true) + 1e-6) * w.load("model.layers.0.input_layernorm.weight");
+  const auto v = torch::addmm(w.load("model.layers.0.self_attn.v_proj.bias"), normed,
+                              w.load("model.layers.0.self_attn.v_proj.weight").t());
+  EXPECT_TRUE(torch::allclose(cap.layers[0].values, v.view({-1, kKv, kHd}).transpose(0, 1), 1e-5, 1e-6));
+  expect_method_invariants(*m);
+  auto missing = qwen_weights(false);
+  std::erase_if(missing, [](const auto& t) { return t.first == "model.layers.0.self_attn.k_proj.bias"; });
+  write_checkpoint(dir.path(), qwen_config("Qwen2ForCausalLM"), missing);
+  EXPECT_THAT([&] { model::load_model(dir.path()); },
+              ThrowsMessage<FormatError>(HasSubstr("model.layers.0.self_attn.k_proj.bias")));
+}
