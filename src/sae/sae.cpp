@@ -45,6 +45,11 @@ const char* hook_kind_name(HookKind k) {
 std::string SaeConfig::preprocessing_summary() const {
   std::string s = activation_name(activation);
   if (activation == Activation::TopK) s += "(k=" + std::to_string(topk_k) + ")";
+  // Architectures read as one of the three kernels (sae.h, [NOTE] Folding at load) say so.
+  if (architecture == "gated" || architecture.find("batchtopk") != std::string::npos) {
+    s = architecture + " read as " + s;
+  }
+  if (rescale_by_decoder_norm) s += "; pre-activations x |W_dec row|";
   s += center_residual ? "; residual centred" : "; not centred";
   s += std::string("; normalize=") + normalization_name(normalization);
   if (normalization == Normalization::ConstantScalarRescale) s += "(x" + std::to_string(input_scale) + ")";
@@ -108,8 +113,8 @@ void require_residual_hook(const SaeConfig& cfg) {
 void fold_input_scale(Sae& sae, double scale) {
   SAETRAJ_CHECK(std::isfinite(scale) && scale > 0, FormatError, sae.cfg.source,
                 ": the input scale factor must be positive and finite, got ", scale);
-  sae.w_enc = sae.w_enc * scale;
-  sae.b_dec = sae.b_dec / scale;
+  sae.w_enc.mul_(scale);  // in place: loaded tensors are the loader's own copies, and W_enc is the large one
+  sae.b_dec.div_(scale);
   sae.cfg.input_scale = scale;
 }
 
@@ -118,8 +123,8 @@ void fold_feature_scale(Sae& sae, const torch::Tensor& per_feature) {
                 ": per-feature scale has ", per_feature.numel(), " entries, expected d_sae = ", sae.cfg.d_sae);
   SAETRAJ_CHECK(torch::isfinite(per_feature).all().item<bool>(), FormatError, sae.cfg.source,
                 ": per-feature scale holds non-finite values");
-  sae.w_enc = sae.w_enc * per_feature.unsqueeze(0);
-  sae.b_enc = sae.b_enc * per_feature;
+  sae.w_enc.mul_(per_feature.unsqueeze(0));
+  sae.b_enc.mul_(per_feature);
 }
 
 torch::Tensor Sae::preprocess(const torch::Tensor& x) const {

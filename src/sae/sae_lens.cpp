@@ -223,7 +223,7 @@ Sae load_sae_lens(const std::string& folder, const SaeLoadOptions& options) {
       const auto gain = file->load("r_mag", {d_sae}).exp();
       sae.b_enc = file->load("b_mag", {d_sae});
       sae.threshold = sae.b_enc - gain * b_gate;
-      sae.w_enc = sae.w_enc * gain.unsqueeze(0);
+      sae.w_enc.mul_(gain.unsqueeze(0));
       sae.cfg.folded.push_back("gated (W_enc*exp(r_mag), b_mag, threshold b_mag - exp(r_mag)*b_gate)");
     } else {
       sae.b_enc = file->load("b_enc", {d_sae});

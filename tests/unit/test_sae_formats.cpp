@@ -305,6 +305,7 @@ TEST(SaeLensArchitectures, GatedIsTheGateTimesTheMagnitude) {
                              {"W_dec", raw.w_dec}, {"b_dec", raw.b_dec}});
   const auto s = load(tmp.path(), 1);
   EXPECT_EQ(s.cfg.activation, sae::Activation::JumpReLU);
+  EXPECT_THAT(s.cfg.preprocessing_summary(), HasSubstr("gated read as jumprelu"));
   // Both regimes of the fold occur: gates below and above zero.
   const auto theta = b_mag - r_mag.exp() * b_gate;
   EXPECT_GT(theta.lt(0).sum().item<int64_t>(), 0);
