@@ -25,6 +25,9 @@ struct Case {
   bool b_dec = true;
   bool b_o = false;
   bool post_norm = false;
+  // JumpReLU thresholds partly below zero, as a gated SAE folded into JumpReLU has them (sae.h, [NOTE] Folding
+  // at load): there the ReLU alone decides.
+  bool negative_thresholds = false;
 };
 
 struct Fixture {
@@ -57,7 +60,7 @@ inline Fixture make_fixture(const Case& c, int64_t heads, int64_t n, int64_t d, 
   s.w_enc = torch::randn({d, d_sae}) / std::sqrt(static_cast<double>(d));
   s.b_enc = torch::randn({d_sae}) * 0.2 - 0.4;
   s.b_dec = torch::randn({d}) * 0.2;
-  if (c.activation == sae::Activation::JumpReLU) s.threshold = torch::rand({d_sae}) * 0.5;
+  if (c.activation == sae::Activation::JumpReLU) s.threshold = torch::rand({d_sae}) * 0.5 - (c.negative_thresholds ? 0.3 : 0.0);
   return f;
 }
 
@@ -81,6 +84,8 @@ inline const std::vector<Case>& every_case() {
       {"constant_norm_rescale+centred+postnorm", sae::Activation::JumpReLU,
        sae::Normalization::ConstantNormRescale, true, true, true, true},
       {"expected_average_only_in", sae::Activation::ReLU, sae::Normalization::ExpectedAverageOnlyIn},
+      {"jumprelu+negative thresholds (gated)", sae::Activation::JumpReLU, sae::Normalization::None, false, true, true,
+       true, true},
   };
   return cases;
 }
