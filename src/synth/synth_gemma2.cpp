@@ -84,30 +84,6 @@ ojson gemma2_config(const SynthOptions& o, const Gemma2Shape& s) {
                {"saetraj_synthetic_seed", o.seed}};
 }
 
-// One JumpReLU SAE calibrated on resid_post rows `x`: encoder directions half from the data, half random;
-// threshold at the (1 - firing_rate) quantile of each feature's pre-activation.
-sae::Sae calibrated_sae(const torch::Tensor& x, int64_t d_sae, double firing_rate, Rng& rng) {
-  const int64_t d = x.size(1);
-  const double scale = x.pow(2).sum(1).mean().sqrt().item<double>();
-  auto directions = rng.normal({d_sae, d}, 1.0);
-  for (int64_t feat = 0; feat < d_sae; feat += 2) {
-    const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(x.size(0)));
-    directions[feat] = x[row] / x[row].norm() * std::sqrt(double(d)) + 0.3 * directions[feat];
-  }
-  directions = directions / directions.norm(2, 1, true);
-  sae::Sae s;
-  s.cfg.d_in = d;
-  s.cfg.d_sae = d_sae;
-  s.cfg.activation = sae::Activation::JumpReLU;
-  s.cfg.apply_b_dec_to_input = false;
-  s.w_enc = (directions / scale).t().contiguous();
-  s.b_enc = rng.normal({d_sae}, 0.05);
-  s.b_dec = x.mean(0).contiguous();
-  s.threshold =
-      (torch::matmul(x, s.w_enc) + s.b_enc).quantile(1.0 - firing_rate, 0).clamp_min(1e-3).contiguous();
-  return s;
-}
-
 }  // namespace
 
 SynthResult synth_gemma2_fixture(const SynthOptions& o) {
@@ -154,7 +130,7 @@ SynthResult synth_gemma2_fixture(const SynthOptions& o) {
         r.gemmascope_root + "/layer_" + std::to_string(l) + "/width_" + r.gemmascope_width;
     fs::remove_all(width_dir);  // a previous run's folders would be taken for other sparsities
     for (const double rate : {o.firing_rate, 4.0 * o.firing_rate}) {
-      sae::Sae s = calibrated_sae(x, o.d_sae, rate, rng);
+      sae::Sae s = support::calibrated_jumprelu_sae(x, o.d_sae, rate, rng);
       const auto acts = s.encode(x);
       const auto l0 =
           static_cast<int64_t>(std::lround((acts > 0).sum(1).to(torch::kFloat64).mean().item<double>()));

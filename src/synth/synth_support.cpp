@@ -134,4 +134,28 @@ Calibration calibrate(const model::Model& model, const tokenizer::Tokenizer& tok
   return c;
 }
 
+// One JumpReLU SAE calibrated on resid_post rows `x`: encoder directions half from the data, half random;
+// threshold at the (1 - firing_rate) quantile of each feature's pre-activation.
+sae::Sae calibrated_jumprelu_sae(const torch::Tensor& x, int64_t d_sae, double firing_rate, Rng& rng) {
+  const int64_t d = x.size(1);
+  const double scale = x.pow(2).sum(1).mean().sqrt().item<double>();
+  auto directions = rng.normal({d_sae, d}, 1.0);
+  for (int64_t feat = 0; feat < d_sae; feat += 2) {
+    const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(x.size(0)));
+    directions[feat] = x[row] / x[row].norm() * std::sqrt(double(d)) + 0.3 * directions[feat];
+  }
+  directions = directions / directions.norm(2, 1, true);
+  sae::Sae s;
+  s.cfg.d_in = d;
+  s.cfg.d_sae = d_sae;
+  s.cfg.activation = sae::Activation::JumpReLU;
+  s.cfg.apply_b_dec_to_input = false;
+  s.w_enc = (directions / scale).t().contiguous();
+  s.b_enc = rng.normal({d_sae}, 0.05);
+  s.b_dec = x.mean(0).contiguous();
+  s.threshold =
+      (torch::matmul(x, s.w_enc) + s.b_enc).quantile(1.0 - firing_rate, 0).clamp_min(1e-3).contiguous();
+  return s;
+}
+
 }  // namespace saetraj::synth::support

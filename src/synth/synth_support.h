@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "saetraj/model/model.h"
+#include "saetraj/sae/sae.h"
 #include "saetraj/synth/synth.h"
 #include "saetraj/tokenizer/tokenizer.h"
 
@@ -45,6 +46,11 @@ void check_options(const SynthOptions& o);
 
 void write_json(const std::string& path, const nlohmann::ordered_json& j);
 void write_gzip_lines(const std::string& path, const std::vector<std::string>& lines);
+
+// One JumpReLU SAE calibrated on residual rows `x` [rows, d]: encoder directions half from the data, half
+// random; each feature's threshold at the (1 - firing_rate) quantile of its pre-activation; no b_dec
+// subtraction (Gemma Scope 1 and 2).
+sae::Sae calibrated_jumprelu_sae(const torch::Tensor& x, int64_t d_sae, double firing_rate, Rng& rng);
 
 // "h.{L}.ln_1.weight" with {L} replaced by the layer.
 std::string layer_name(const char* pattern, int layer);

@@ -16,6 +16,8 @@
 #include "saetraj/io/safetensors.h"
 #include "saetraj/model/gemma.h"
 #include "saetraj/model/model.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/gemma_scope.h"
 #include "saetraj/sae/gemma_scope_release.h"
 #include "saetraj/sweep/decompose.h"
@@ -703,4 +705,42 @@ TEST(Gemma3, BadCheckpointsAreClearErrors) {
   kinds.replace(kinds.find("\"full_attention\""), 16, "\"chunked_attention\"");
   EXPECT_THAT([&] { model::ModelConfig::from_json_text(kinds, "c.json"); },
               ThrowsMessage<InputError>(HasSubstr("c.json: layer_types[1] is \"chunked_attention\"")));
+}
+
+// The synthetic Gemma-3 fixture (saetraj synth --arch gemma3): the checkpoint loads as Gemma3ForCausalLM with its
+// layer kinds, and a sweep over it with its Gemma Scope 2-layout SAEs runs end to end.
+TEST(Gemma3Fixture, SynthesisedCheckpointSweepsEndToEnd) {
+  saetraj::testing::TempDir dir("saetraj-gemma3-fx");
+  synth::SynthOptions o;
+  o.out = dir.path();
+  o.n_layers = 3;
+  o.d_model = 32;
+  o.n_heads = 4;
+  o.head_dim = 16;
+  o.d_mlp = 64;
+  o.vocab_size = 320;
+  o.n_ctx = 64;
+  o.d_sae = 64;
+  o.sliding_window = 4;
+  const auto fx = synth::synth_gemma3_fixture(o);
+  const auto m = model::load_model(fx.model_dir);
+  EXPECT_STREQ(model::arch_name(m->config().arch), "Gemma3ForCausalLM");
+  const auto& g = m->config().params<model::GemmaParams>();
+  EXPECT_EQ(g.sliding, (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(g.sliding_window, 4);
+  EXPECT_TRUE(g.qk_norm);
+  ASSERT_EQ(fx.sae_dirs.size(), 3u);
+  EXPECT_TRUE(fs::exists(fx.gemmascope_root + "/resid_post/layer_2_width_" + fx.gemmascope_width +
+                         "_l0_big/params.safetensors"));
+  pipeline::SweepOptions s;
+  s.model = fx.model_dir;
+  for (int l = 0; l < 3; ++l) s.saes.push_back(std::to_string(l) + "=" + fx.sae_dirs[l]);
+  s.prompts = {"Mark gave flashlight to Max in the dark room"};
+  s.k = 16;
+  s.out = dir.file("gemma3.h5");
+  const auto comm = dist::make_serial_communicator();
+  EXPECT_TRUE(pipeline::run_sweep(s, *comm).complete);
+  const output::H5Handle f = output::h5_file(H5Fopen(s.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(output::read_attr_string(f, "architecture"), "Gemma3ForCausalLM");
+  EXPECT_EQ(output::read_vector<int32_t>(f, "tokens/ids")[0], 2);  // <bos>: Gemma Scope 2 SAEs were trained with it
 }

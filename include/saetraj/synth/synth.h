@@ -59,6 +59,12 @@ SynthResult synth_gemma2_fixture(const SynthOptions& options);
 // and SAE-Lens ReLU SAEs on resid_post (sae_pattern is "<out>/saes/layer_{layer}").
 SynthResult synth_llama_fixture(const SynthOptions& options);
 
+// A small Gemma-3 checkpoint as transformers 5 writes Gemma3ForCausalLM (BF16, layer_types with a full-attention
+// layer every third, per-kind rope_parameters, q/k norms, a SentencePiece tokenizer.model) and Gemma Scope
+// 2-layout JumpReLU SAEs on resid_post: saes/resid_post/layer_L_width_W_l0_{small,big}/params.safetensors,
+// calibrated on the corpus. sae_dirs names the sparser (small) variant of each layer.
+SynthResult synth_gemma3_fixture(const SynthOptions& options);
+
 // The English text the tokenizer is trained on and the SAEs are calibrated on.
 const std::string& demo_corpus();
 
