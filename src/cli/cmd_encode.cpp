@@ -22,8 +22,10 @@ int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx) 
   int64_t k = 400;
   int layer = -1;
   po::options_description options("Encode options");
-  options.add_options()("sae", po::value(&sae_path), "SAE-Lens folder (cfg.json + sae_weights.safetensors) or "
-                                                    "Gemma Scope params.npz (or its folder)")(
+  options.add_options()("sae", po::value(&sae_path), "SAE folder or file in any layout saetraj reads: SAE-Lens "
+                                                    "(cfg.json + sae_weights.safetensors), Gemma Scope params.npz, "
+                                                    "Gemma Scope 2 params.safetensors, Llama Scope "
+                                                    "(hyperparams.json), sparsify (cfg.json + sae.safetensors)")(
       "input", po::value(&input), "safetensors file holding the vectors to encode, [rows, d_in]")(
       "tensor", po::value(&tensor)->default_value(tensor), "name of the tensor in --input")(
       "k", po::value(&k)->default_value(k), "top-k active features kept per row")(
