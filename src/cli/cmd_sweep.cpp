@@ -44,6 +44,11 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "also record which attention head brought each newcomer with final rank <= T in: its pre-activation "
      "jump at the entry step split into one signed part per (query) head, the b_O part and what the "
      "normalisations leave unassigned (/heads in the file, shown in JSON graphs and HTML hover)")
+    ("orders", po::value(&o.orders)->default_value(o.orders),
+     "M > 0: also record, for each newcomer with final rank <= T, order-free views of its activation per "
+     "source token: leave-one-out, and sampled Shapley values over M random orders with standard errors "
+     "(/order in the file; at least 2)")
+    ("order-seed", po::value(&o.order_seed)->default_value(o.order_seed), "seed of the --orders orders")
     ("bos", po::value(&o.bos)->default_value(o.bos),
      "prepend BOS: auto (as the SAEs were trained, else the tokenizer's default), on, off")
     ("center", po::value(&o.center)->default_value(o.center),

@@ -255,6 +255,16 @@ void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader
   create_filled<float>(file, "readout/probs", readout_dims, readout_chunk, 0.0f);
   create_empty_strings(file, "readout/token_text", readout_dims);
   if (h.head_slots > 0) create_heads(file, h);
+  if (h.order_slots > 0) {
+    const hsize_t width = static_cast<hsize_t>(h.order_slots * 3);
+    const hsize_t rows_per_chunk = std::max<hsize_t>(1, std::min<hsize_t>(std::max<int64_t>(1, total_rows), (1u << 18) / width));
+    create_filled<float>(file, "order/values", {static_cast<hsize_t>(n_layers), static_cast<hsize_t>(total_rows), width},
+                         {1, rows_per_chunk, width}, std::numeric_limits<float>::quiet_NaN());
+    const auto group = h5_group(H5Gopen2(file, "order", H5P_DEFAULT), "/order");
+    write_attr(group, "slots", h.order_slots);
+    write_attr(group, "orders", h.orders);
+    write_attr(group, "seed", h.order_seed);
+  }
   h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + path);
 }
 
@@ -333,6 +343,8 @@ void check_resumable(const std::string& path, const SweepHeader& h) {
   }
   SAETRAJ_CHECK(ids == now_ids, InputError, "cannot resume ", path, ": the token ids differ from this run's");
   const int64_t slots = link_exists(f, "heads") ? read_attr_int(h5_group(H5Gopen2(f, "heads", H5P_DEFAULT), "/heads"), "slots") : 0;
+  const int64_t orders = link_exists(f, "order") ? read_attr_int(h5_group(H5Gopen2(f, "order", H5P_DEFAULT), "/order"), "orders") : 0;
+  if (orders != h.orders) differs("order-free views (--orders)", std::to_string(orders), std::to_string(h.orders));
   if (slots != h.head_slots) {
     differs("head split (--heads, --top-t)", slots ? str(slots, " slots") : "none",
             h.head_slots ? str(h.head_slots, " slots") : "none");
@@ -361,6 +373,10 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
     head_columns_ = read_attr_int(group, "heads") + 3;
     heads_ = h5_dataset(H5Dopen2(file_, "heads/split", H5P_DEFAULT), "heads/split");
   }
+  if (link_exists(file_, "order")) {
+    order_width_ = 3 * read_attr_int(h5_group(H5Gopen2(file_, "order", H5P_DEFAULT), "/order"), "slots");
+    order_ = h5_dataset(H5Dopen2(file_, "order/values", H5P_DEFAULT), "order/values");
+  }
   dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
   bulk_dxpl_ = H5Handle(comm.hdf5_bulk_transfer(), H5Pclose);
 }
@@ -372,7 +388,7 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
 ParallelSweepFile::~ParallelSweepFile() {
   if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
     // A fresh empty handle built over each one ends it without running its closing destructor.
-    for (H5Handle* h : {&bulk_dxpl_, &dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &heads_,
+    for (H5Handle* h : {&bulk_dxpl_, &dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &heads_, &order_,
                         &file_}) {
       new (h) H5Handle();
     }
@@ -390,6 +406,7 @@ void ParallelSweepFile::close() {
   values_.reset();
   indices_.reset();
   heads_.reset();
+  order_.reset();
   file_.reset();
 }
 
@@ -444,6 +461,15 @@ void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
                         "writing evolution/indices of " + path_, path_, injected_errno_);
   write_blocks<float>(values_, bulk_dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
                       "writing evolution/values of " + path_, path_, injected_errno_);
+}
+
+void ParallelSweepFile::write_order(std::vector<EvolutionSlab> slabs) {
+  SAETRAJ_CHECK(order_.valid(), InputError, path_, " has no /order (the sweep ran without --orders)");
+  std::sort(slabs.begin(), slabs.end(), [](const EvolutionSlab& a, const EvolutionSlab& b) {
+    return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
+  });
+  write_blocks<float>(order_, bulk_dxpl_, slabs, order_width_, [](const EvolutionSlab& s) { return s.values; },
+                      "writing order/values of " + path_, path_, injected_errno_);
 }
 
 void ParallelSweepFile::write_heads(std::vector<HeadSlab> slabs) {

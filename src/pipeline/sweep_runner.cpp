@@ -37,6 +37,7 @@
 #include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/evolution.h"
 #include "saetraj/sweep/head_split.h"
+#include "saetraj/sweep/order_free.h"
 #include "saetraj/sweep/readout.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/tokenizer/tokenizer.h"
@@ -67,6 +68,8 @@ std::string SweepOptions::to_json() const {
   j["k"] = k;
   j["top_t"] = top_t;
   j["heads"] = heads;
+  j["orders"] = orders;
+  j["order_seed"] = order_seed;
   j["bos"] = bos;
   j["center"] = center;
   j["allow_hook_mismatch"] = allow_hook_mismatch;
@@ -164,6 +167,8 @@ namespace {
 void check_options(const SweepOptions& o) {
   SAETRAJ_CHECK(o.k > 0, InputError, "--k must be positive, got ", o.k);
   SAETRAJ_CHECK(o.top_t >= 0, InputError, "--top-t must be >= 0, got ", o.top_t);
+  SAETRAJ_CHECK(o.orders == 0 || o.orders >= 2, InputError, "--orders must be 0 (off) or at least 2, got ",
+                o.orders);
   SAETRAJ_CHECK(o.chunk_rows > 0, InputError, "--chunk-rows must be positive, got ", o.chunk_rows);
   SAETRAJ_CHECK(o.dtype == "float32", InputError, "--dtype ", o.dtype, " is not supported; computation is float32");
   SAETRAJ_CHECK(o.sae_dtype == "float32" || o.sae_dtype == "bfloat16", InputError, "--sae-dtype ", o.sae_dtype,
@@ -291,6 +296,11 @@ SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
   if (o.heads) {
     h.head_slots = std::min<int64_t>(o.k, static_cast<int64_t>(o.top_t) + 1);
     h.heads = in.config.n_heads;
+  }
+  if (o.orders > 0) {
+    h.order_slots = std::min<int64_t>(o.k, static_cast<int64_t>(o.top_t) + 1);
+    h.orders = o.orders;
+    h.order_seed = o.order_seed;
   }
   in.row_offsets = h.row_offsets();
   in.query_offsets = h.query_offsets();
@@ -440,6 +450,7 @@ struct Scratch {
   std::vector<int32_t> indices;
   std::vector<float> values;
   std::vector<float> heads;  // /heads/split of the rank's queries of one layer
+  std::vector<float> order;  // /order/values of the rank's rows of one layer
 };
 
 // The head split (sweep/head_split.h) of every query of `req`, whose lists are in scratch.indices.
@@ -460,6 +471,37 @@ output::HeadSlab split_heads(const sae::Sae& sae, const sweep::EvolutionRequest&
                       scratch.heads.data() + (q - req.q_begin) * per_query);
   }
   return {layer_index, query_offset + req.q_begin - 1, queries, scratch.heads.data()};
+}
+
+// The order-free views (sweep/order_free.h) of every query of `req` in /order/values' row layout (NOTE
+// Format versions in output/sweep_file.h), with orders seeded by (seed, prompt, layer axis, query).
+output::EvolutionSlab order_rows(const sae::Sae& sae, const sweep::EvolutionRequest& req, const SweepOptions& o,
+                                 const output::SweepHeader& h, Scratch& scratch, int64_t prompt, int64_t row_begin,
+                                 int layer_index) {
+  const int64_t slots = h.order_slots, width = 3 * slots;
+  const int64_t rows = sweep::rows_of_prompt(req.q_end) - sweep::rows_of_prompt(req.q_begin);
+  scratch.order.assign(rows * width, std::numeric_limits<float>::quiet_NaN());
+  struct OneThread {  // as in split_heads
+    int saved = at::get_num_threads();
+    OneThread() { at::set_num_threads(1); }
+    ~OneThread() { at::set_num_threads(saved); }
+  } one_thread;
+  std::vector<float> values, full(slots), empty(slots);
+  for (int64_t q = req.q_begin; q < req.q_end; ++q) {
+    const int64_t row = sweep::rows_of_prompt(q) - sweep::rows_of_prompt(req.q_begin), n = q + 1;
+    values.resize(slots * n * sweep::kOrderColumns);
+    sweep::order_free(sae, req, q, scratch.indices.data() + row * req.k, req.k, slots, o.orders,
+                      sweep::order_seed(static_cast<uint64_t>(o.order_seed), prompt, layer_index, q), values.data(),
+                      full.data(), empty.data());
+    float* out = scratch.order.data() + row * width;
+    for (int64_t i = 0; i < slots; ++i) {
+      out[3 * i] = full[i], out[3 * i + 1] = empty[i];
+      for (int64_t j = 0; j < n; ++j) {
+        std::copy_n(values.data() + (i * n + j) * sweep::kOrderColumns, 3, out + (j + 1) * width + 3 * i);
+      }
+    }
+  }
+  return {layer_index, row_begin, rows, nullptr, scratch.order.data()};
 }
 
 // One prompt: forward (rank 0), exchange, this rank's rows of each of its layers, one collective write per
@@ -484,6 +526,7 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
   for (int64_t slot = 0; slot < w.max_group_layers; ++slot) {
     std::vector<output::EvolutionSlab> slabs;
     std::vector<output::HeadSlab> head_slabs;
+    std::vector<output::EvolutionSlab> order_slabs;
     if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
       const int li = group.layer_indices[slot];
       const LayerActivations& act = activations.at(li);
@@ -511,11 +554,16 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
       if (file.has_heads()) {
         head_slabs.push_back(split_heads(w.saes[slot], req, in.header, scratch, in.query_offsets[p], li));
       }
+      if (file.has_order()) {
+        order_slabs.push_back(order_rows(w.saes[slot], req, o, in.header, scratch, p,
+                                         in.row_offsets[p] + sweep::rows_of_prompt(req.q_begin), li));
+      }
       my_rows += rows;
     }
     t0 = std::chrono::steady_clock::now();
     file.write_evolution(std::move(slabs));
     if (file.has_heads()) file.write_heads(std::move(head_slabs));
+    if (file.has_order()) file.write_order(std::move(order_slabs));
     times.write += seconds_since(t0);
     if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
   }

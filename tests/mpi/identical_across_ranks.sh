@@ -13,8 +13,8 @@ Anna gave the book to Ben.
 Numbers like 2024 and 42 are written with digits.
 Smith left.
 TXT
-# --heads: the head split (/heads) must be identical too, and resume with it.
-sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs --heads
+# --heads, --orders: the head split (/heads) and the order-free views (/order) must be identical too, and resume.
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs --heads --orders 8 --order-seed 3
 for n in 1 2 3; do
   echo "== $n rank(s)"
   mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/s$n.h5"

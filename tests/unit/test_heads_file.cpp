@@ -17,6 +17,7 @@
 #include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/sae_lens.h"
 #include "saetraj/sweep/head_split.h"
+#include "saetraj/sweep/order_free.h"
 #include "saetraj/sweep/rows.h"
 #include "saetraj/synth/synth.h"
 #include "test_support.h"
@@ -206,5 +207,80 @@ TEST(HeadsFile, ResumeAcrossHeadsIsRefused) {
     EXPECT_NE(std::string(e.what()).find("its head split (--heads, --top-t) (6 slots) differs from this run's (none)"),
               std::string::npos)
         << e.what();
+  }
+}
+
+TEST(HeadsFile, OrderFreeViewsInFileRows) {
+  saetraj::testing::TempDir dir;
+  auto opts = options(dir.file("o.h5"), false);
+  opts.orders = 12;
+  opts.order_seed = 9;
+  const auto comm = dist::make_serial_communicator();
+  ASSERT_TRUE(pipeline::run_sweep(opts, *comm).complete);
+  using namespace output;
+  const H5Handle f = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  const auto group = h5_group(H5Gopen2(f, "order", H5P_DEFAULT), "/order");
+  const int64_t slots = read_attr_int(group, "slots");
+  EXPECT_EQ(slots, 6);
+  EXPECT_EQ(read_attr_int(group, "orders"), 12);
+  const auto n_tokens = read_vector<int32_t>(f, "prompts/n_tokens");
+  const auto row_offset = read_vector<int64_t>(f, "prompts/row_offset");
+  const int64_t rows = row_offset[1] + sweep::rows_of_prompt(n_tokens[1]), width = 3 * slots;
+  const auto values = read_vector<float>(f, "order/values");
+  ASSERT_EQ(static_cast<int64_t>(values.size()), 2 * rows * width);
+  const auto indices = read_vector<int32_t>(f, "evolution/indices");
+  const auto ids = read_vector<int32_t>(f, "tokens/ids");
+  const auto model = model::load_model(fixture().model_dir);
+  const std::vector<int32_t> p1(ids.begin() + n_tokens[0], ids.end());
+  const auto cap = model->forward(p1, {});
+  int64_t compared = 0;
+  for (int layer = 0; layer < 2; ++layer) {
+    const auto sae = sae::load_sae_lens(fixture().sae_dirs[layer]);
+    sweep::AttentionParts parts{cap.layers[layer].pattern, model->head_outputs(layer, cap.layers[layer].values),
+                                model->attention_output_bias(layer)};
+    model::PostAttentionNorm none;
+    sweep::EvolutionRequest req;
+    req.resid_pre = &cap.layers[layer].resid_pre;
+    req.parts = &parts;
+    req.post_norm = &none;
+    for (int64_t q = 1; q < n_tokens[1]; ++q) {
+      const int64_t row = layer * rows + row_offset[1] + sweep::row_of_query(q), n = q + 1;
+      std::vector<float> expect(slots * n * 3), full(slots), empty(slots);
+      sweep::order_free(sae, req, q, indices.data() + row * 16, 16, slots, 12, sweep::order_seed(9, 1, layer, q),
+                        expect.data(), full.data(), empty.data());
+      for (int64_t i = 0; i < slots; ++i) {
+        const float* initial = values.data() + row * width + 3 * i;
+        if (std::isnan(full[i])) {
+          EXPECT_TRUE(std::isnan(initial[0]));
+          continue;
+        }
+        EXPECT_NEAR(initial[0], full[i], 1e-5f * (1 + std::fabs(full[i])));
+        EXPECT_NEAR(initial[1], empty[i], 1e-5f * (1 + std::fabs(empty[i])));
+        for (int64_t j = 0; j < n; ++j) {
+          for (int64_t c = 0; c < 3; ++c) {
+            const float want = expect[(i * n + j) * 3 + c];
+            EXPECT_NEAR(values[(row + j + 1) * width + 3 * i + c], want, 1e-5f * (1 + std::fabs(want)));
+          }
+        }
+        ++compared;
+      }
+    }
+  }
+  EXPECT_GT(compared, 0);
+  opts.orders = 0;
+  opts.resume = true;
+  EXPECT_THROW(pipeline::run_sweep(opts, *comm), InputError);
+}
+
+TEST(HeadsFile, OneOrderIsRefused) {
+  saetraj::testing::TempDir dir;
+  auto opts = options(dir.file("one.h5"), false);
+  opts.orders = 1;
+  const auto comm = dist::make_serial_communicator();
+  try {
+    pipeline::run_sweep(opts, *comm);
+    FAIL() << "expected InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--orders must be 0 (off) or at least 2, got 1"), std::string::npos) << e.what();
   }
 }

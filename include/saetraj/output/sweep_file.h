@@ -10,7 +10,12 @@
 //                                              the slot holds no newcomer
 // with attributes slots (S = min(k, top_t + 1)), heads (H) and columns (the column names), and the graph
 // tables gain /graphs/trajectory_heads float32 [rows of /graphs/trajectories, H+3] (pipeline/graph_builder).
-// Without --heads a version 2 file has version 1's layout. Readers accept versions 1 and 2.
+// With --orders M (issue 15 part 2), /order/values float32 [L, R, S * 3] is aligned with /evolution's rows:
+// for slot i (final position) of query q, row (q, s = j+1) holds at [3i, 3i+3) the feature's activation
+// without token j (leave-one-out), token j's sampled Shapley value and its standard error; row (q, s = 0)
+// holds its activation with every token, with none, and NaN (NOTE in sweep/order_free.h); NaN where the
+// slot holds no newcomer. Attributes slots, orders, seed. Without --heads and --orders a version 2 file
+// has version 1's layout. Readers accept versions 1 and 2.
 //
 // Life cycle: rank 0 creates the file serially with everything known before computing (attributes,
 // prompts, tokens, row index, empty evolution/readout datasets with early allocation); then every rank
@@ -66,6 +71,9 @@ struct SweepHeader {
   std::vector<SkippedPrompt> skipped;
   int64_t head_slots = 0;  // S of /heads/split; 0: no /heads (sweep without --heads)
   int64_t heads = 0;       // H of /heads/split
+  int64_t order_slots = 0;  // S of /order/values; 0: no /order (sweep without --orders)
+  int64_t orders = 0;       // M
+  int64_t order_seed = 0;
 
   int64_t total_rows() const;
   int64_t total_queries() const;                // sum over prompts of (n_tokens - 1)
@@ -121,6 +129,9 @@ class ParallelSweepFile {
   // Collective: every rank passes its own slabs (possibly none). Only for files with /heads.
   void write_heads(std::vector<HeadSlab> slabs);
   bool has_heads() const { return head_slots_ > 0; }
+  // Collective: slabs of /order/values rows (`values` = rows x slots x 3 floats). Only with /order.
+  void write_order(std::vector<EvolutionSlab> slabs);
+  bool has_order() const { return order_width_ > 0; }
   // Collective: `ids`/`probs` hold n_layers x 5 entries on the writing rank, nullptr elsewhere.
   void write_readout(int64_t prompt, const int32_t* ids, const float* probs);
   // Collective: sets done[prompt] = 1 after flushing what was written before.
@@ -136,8 +147,8 @@ class ParallelSweepFile {
 
   std::string path_;
   const dist::Communicator& comm_;
-  int64_t k_ = 0, n_layers_ = 0, head_slots_ = 0, head_columns_ = 0;
-  H5Handle file_, heads_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_, bulk_dxpl_;
+  int64_t k_ = 0, n_layers_ = 0, head_slots_ = 0, head_columns_ = 0, order_width_ = 0;
+  H5Handle file_, heads_, order_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_, bulk_dxpl_;
   int injected_errno_ = 0;
 };
 
