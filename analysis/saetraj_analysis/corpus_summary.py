@@ -41,6 +41,10 @@ class CorpusSummary:
     distance_counts: list     # distance_counts[d] = trajectories whose source lies d tokens back
     layer_counts: dict        # layer -> number of trajectories
     head_counts: dict = None  # layer -> [trajectories brought in by head h, for each h] (sweep --heads)
+    # layer -> {"trajectories", "shapley_agree", "loo_agree"}: how many trajectories have order-free views
+    # and the share whose prompt-order source token is also the largest Shapley / leave-one-out contributor
+    # (sweep --orders)
+    order_agreement: dict = None
 
 
 def summarise(sweep, graphs, top_n=10):
@@ -66,8 +70,17 @@ def summarise(sweep, graphs, top_n=10):
             # argmax takes the lowest head among equal parts
             head_counts[layer] = [int(c) for c in np.bincount(np.argmax(rows, axis=1), minlength=n_heads)] \
                 if len(rows) else [0] * n_heads
+    order_agreement = None
+    if graphs.trajectory_order is not None:
+        order_agreement = {}
+        for layer in layers:
+            rows = graphs.trajectory_order[(table["layer"] == layer) & (graphs.trajectory_order[:, 0] >= 0)]
+            n = int(len(rows))
+            order_agreement[layer] = {"trajectories": n,
+                                      "shapley_agree": float(rows[:, 3].mean()) if n else None,
+                                      "loo_agree": float(rows[:, 2].mean()) if n else None}
     return CorpusSummary(graphs.top_t, int(len(np.unique(table["prompt"]))), layers, top_features,
-                         [int(c) for c in counts], layer_counts, head_counts)
+                         [int(c) for c in counts], layer_counts, head_counts, order_agreement)
 
 
 def summary_data(summary):
@@ -77,7 +90,9 @@ def summary_data(summary):
             "distance_counts": summary.distance_counts,
             "layer_counts": {str(l): c for l, c in summary.layer_counts.items()},
             "head_counts": None if summary.head_counts is None
-            else {str(l): c for l, c in summary.head_counts.items()}}
+            else {str(l): c for l, c in summary.head_counts.items()},
+            "order_agreement": None if summary.order_agreement is None
+            else {str(l): a for l, a in summary.order_agreement.items()}}
 
 
 def _grid(summary):

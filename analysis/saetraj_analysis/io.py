@@ -61,6 +61,9 @@ class GraphTables:
     # /graphs/trajectory_heads of a sweep made with --heads: float32 [rows of trajectories, 3 + H] with
     # columns jump, bias, unassigned, then one signed part per head (NaN where none was recorded); else None.
     trajectory_heads: np.ndarray = None
+    # /graphs/trajectory_order of a sweep made with --orders: int32 [rows of trajectories, 4] with columns
+    # loo_source, shapley_source, loo_agrees, shapley_agrees (-1 where none was recorded); else None.
+    trajectory_order: np.ndarray = None
 
     def for_prompt(self, prompt):
         """The tables restricted to one prompt's rows."""
@@ -68,7 +71,8 @@ class GraphTables:
         return GraphTables(self.group, self.top_t, self.trajectories[mine],
                            self.edges[self.edges["prompt"] == prompt],
                            self.traced_edges[self.traced_edges["prompt"] == prompt],
-                           None if self.trajectory_heads is None else self.trajectory_heads[mine])
+                           None if self.trajectory_heads is None else self.trajectory_heads[mine],
+                           None if self.trajectory_order is None else self.trajectory_order[mine])
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,9 @@ class Sweep:
                 if "trajectory_heads" in root[name]:
                     n_rows = root[f"{name}/trajectories"].shape[0]
                     self._dataset(f"{name}/trajectory_heads", "f", (n_rows, None))
+                if "trajectory_order" in root[name]:
+                    n_rows = root[f"{name}/trajectories"].shape[0]
+                    self._dataset(f"{name}/trajectory_order", "i", (n_rows, 4))
                 self._graph_groups.setdefault(top_t, name)
         if "graphs" not in root:
             self._fail("missing group /graphs")
@@ -312,8 +319,9 @@ class Sweep:
                                   f"(build others with `saetraj graph`)")
         group = self._file[name]
         heads = group["trajectory_heads"][()] if "trajectory_heads" in group else None
+        order = group["trajectory_order"][()] if "trajectory_order" in group else None
         return GraphTables(name, int(group.attrs["top_t"]), group["trajectories"][()],
-                           group["edges"][()], group["traced_edges"][()], heads)
+                           group["edges"][()], group["traced_edges"][()], heads, order)
 
     # ----- explanations -----------------------------------------------------------------------------
 

@@ -30,6 +30,8 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
       "k", po::value(&k)->default_value(k), "top features per step")(
       "top-t", po::value(&top_t)->default_value(top_t), "graph filter on final rank")(
       "heads", "also record which attention head brought each newcomer in (sweep --heads)")(
+      "orders", po::value<int64_t>()->default_value(0),
+      "M > 0: also record leave-one-out and sampled Shapley values over M orders (sweep --orders)")(
       "analysis-dir", po::value(&analysis)->default_value(analysis), "saetraj's analysis/ folder (render.py)")(
       "python", po::value(&python)->default_value(python), "Python with h5py, matplotlib, plotly (Debian's)")(
       "no-render", "skip the pictures");
@@ -85,6 +87,7 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   o.k = k;
   o.top_t = top_t;
   o.heads = vm.count("heads") > 0;
+  o.orders = vm["orders"].as<int64_t>();
   o.out = out + "/demo_sweep.h5";
   o.overwrite = true;
   o.command_line = ctx.command_line;

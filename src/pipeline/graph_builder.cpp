@@ -1,5 +1,6 @@
 #include "saetraj/pipeline/graph_builder.h"
 
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -153,6 +154,54 @@ class HeadSplits {
   std::vector<float> block_;
 };
 
+// The order-free views of a sweep made with --orders (/order/values), one prompt at a time, reduced per
+// trajectory to: the source token with the largest leave-one-out drop (activation with every token minus
+// without it), the one with the largest Shapley value (ties: the lower token), and whether each is the
+// trajectory's prompt-order source token (1/0); -1 everywhere when the file has none for it.
+class OrderViews {
+ public:
+  explicit OrderViews(hid_t file) {
+    if (!output::link_exists(file, "order")) return;
+    slots_ = output::read_attr_int(output::h5_group(H5Gopen2(file, "order", H5P_DEFAULT), "/order"), "slots");
+    dataset_ = h5_dataset(H5Dopen2(file, "order/values", H5P_DEFAULT), "order/values");
+  }
+  bool present() const { return slots_ > 0; }
+  void load_prompt(int64_t row_begin, int64_t rows, size_t n_layers) {
+    if (!present()) return;
+    rows_ = rows;
+    block_.assign(n_layers * rows * 3 * slots_, 0.0f);
+    if (rows == 0) return;
+    const auto fspace = h5_space(H5Dget_space(dataset_), "order/values");
+    const hsize_t start[3] = {0, static_cast<hsize_t>(row_begin), 0};
+    const hsize_t count[3] = {n_layers, static_cast<hsize_t>(rows), static_cast<hsize_t>(3 * slots_)};
+    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), "order/values");
+    const hsize_t n = block_.size();
+    const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), "order/values");
+    h5_check_status(H5Dread(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, block_.data()),
+                    "reading order/values");
+  }
+  std::array<int32_t, 4> summary(size_t layer_index, int q, int slot, int source_token) const {
+    std::array<int32_t, 4> out = {-1, -1, -1, -1};
+    if (!present() || slot >= slots_) return out;
+    const int64_t width = 3 * slots_;
+    const float* base = block_.data() + (layer_index * rows_ + sweep::row_of_query(q)) * width + 3 * slot;
+    if (std::isnan(base[0])) return out;
+    float best_drop = -std::numeric_limits<float>::infinity(), best_shapley = best_drop;
+    for (int j = 0; j <= q; ++j) {
+      const float* cell = base + (j + 1) * width;
+      if (base[0] - cell[0] > best_drop) best_drop = base[0] - cell[0], out[0] = j;
+      if (cell[1] > best_shapley) best_shapley = cell[1], out[1] = j;
+    }
+    out[2] = out[0] == source_token, out[3] = out[1] == source_token;
+    return out;
+  }
+
+ private:
+  int64_t slots_ = 0, rows_ = 0;
+  H5Handle dataset_;
+  std::vector<float> block_;
+};
+
 std::string two_digits(int64_t v, int width) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%0*lld", width, static_cast<long long>(v));
@@ -186,6 +235,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   const auto token_text = output::read_strings(file, "tokens/text");
   const auto indices = h5_dataset(H5Dopen2(file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
   HeadSplits heads(file);
+  OrderViews order(file);
   std::map<int, size_t> layer_index;
   for (size_t i = 0; i < layers.size(); ++i) layer_index[layers[i]] = i;
 
@@ -196,11 +246,13 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     std::vector<EdgeRow> edge_rows;
     std::vector<TracedRow> traced_rows;
     std::vector<float> trajectory_heads;  // [rows of trajectory_rows, columns] when the file has /heads
+    std::vector<int32_t> trajectory_order;  // [rows of trajectory_rows, 4] when the file has /order
 
     for (size_t p = 0; p < n_tokens.size(); ++p) {
       if (!done[p]) continue;
       const int n = n_tokens[p];
       heads.load_prompt(p, n, layers.size());
+      order.load_prompt(row_offset[p], sweep::rows_of_prompt(n), layers.size());
       // per_length[n][i]: trajectories of layers[i] at length n.
       std::vector<std::vector<std::vector<graph::Trajectory>>> per_length(n + 1,
                                                                           std::vector<std::vector<graph::Trajectory>>(layers.size()));
@@ -213,6 +265,10 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
           for (const auto& tr : per_length[q + 1][i]) {
             trajectory_rows.push_back({static_cast<int32_t>(p), q + 1, layers[i], tr.source_token, tr.feature,
                                        tr.final_position});
+            if (order.present()) {
+              const auto s = order.summary(i, q, tr.final_position, tr.source_token);
+              trajectory_order.insert(trajectory_order.end(), s.begin(), s.end());
+            }
             if (heads.present()) {
               const float* row = heads.split(i, q, tr.final_position);
               for (int64_t c = 0; c < heads.columns(); ++c) {
@@ -283,6 +339,19 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
                         "trajectory_heads");
       }
       output::write_attr(ds, "columns", heads.column_names());
+    }
+    if (order.present()) {
+      const hsize_t dims[2] = {trajectory_rows.size(), 4};
+      const auto space = h5_space(H5Screate_simple(2, dims, nullptr), "trajectory_order");
+      const auto ds = h5_dataset(H5Dcreate2(group, "trajectory_order", H5T_NATIVE_INT32, space, H5P_DEFAULT,
+                                            H5P_DEFAULT, H5P_DEFAULT),
+                                 "trajectory_order");
+      if (!trajectory_order.empty()) {
+        h5_check_status(H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, trajectory_order.data()),
+                        "trajectory_order");
+      }
+      output::write_attr(ds, "columns", std::vector<std::string>{"loo_source", "shapley_source", "loo_agrees",
+                                                                 "shapley_agrees"});
     }
     if (t_index == 0) {
       result.trajectories = static_cast<int64_t>(trajectory_rows.size());

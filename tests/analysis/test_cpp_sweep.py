@@ -24,7 +24,7 @@ def sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("cpp")
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     subprocess.run(["mpirun", "-n", "2", "--oversubscribe", BINARY, "demo", "--out", str(out), "--no-render",
-                    "--heads"],
+                    "--heads", "--orders", "8"],
                    check=True, env=env, capture_output=True)
     figures = out / "figures"
     done = subprocess.run([sys.executable, RENDER, str(out / "demo_sweep.h5"), "--out", str(figures)],
@@ -101,3 +101,25 @@ def test_head_split_reaches_hover_page_data_and_corpus_summary(sweep):
         rows = heads[(table["layer"] == layer) & ~np.isnan(heads[:, 0])]
         expected = np.bincount(np.argmax(rows[:, 3:], axis=1), minlength=n_heads).tolist() if len(rows) else [0] * n_heads
         assert counts[str(layer)] == expected
+
+
+def test_order_agreement_per_layer_in_the_corpus_summary(sweep):
+    """sweep --orders: the corpus summary's share of trajectories whose source token is also the largest
+    Shapley / leave-one-out contributor equals the mean of /graphs/trajectory_order's flags per layer."""
+    h5, figures, _ = sweep
+    summary = (figures / "corpus_summary.html").read_text()
+    data = json.loads(re.search(r'id="saetraj-corpus-data">(.*?)</script>', summary, re.S).group(1))
+    agreement = data["order_agreement"]
+    with h5py.File(h5, "r") as f:
+        table = f["graphs/trajectories"][()]
+        order = f["graphs/trajectory_order"][()]
+    assert order.shape == (len(table), 4)
+    checked = 0
+    for layer in set(int(l) for l in table["layer"]):
+        rows = order[(table["layer"] == layer) & (order[:, 0] >= 0)]
+        assert agreement[str(layer)]["trajectories"] == len(rows)
+        if len(rows):
+            assert agreement[str(layer)]["shapley_agree"] == pytest.approx(rows[:, 3].mean())
+            assert agreement[str(layer)]["loo_agree"] == pytest.approx(rows[:, 2].mean())
+            checked += 1
+    assert checked > 0

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
@@ -267,6 +268,38 @@ TEST(HeadsFile, OrderFreeViewsInFileRows) {
     }
   }
   EXPECT_GT(compared, 0);
+
+  // /graphs/trajectory_order: per trajectory, the largest leave-one-out drop and Shapley value's token.
+  struct Row { int32_t prompt, length, layer, source_token, feature, final_position; };
+  const auto traj_ds = h5_dataset(H5Dopen2(f, "graphs/trajectories", H5P_DEFAULT), "trajectories");
+  const auto traj_type = h5_type(H5Dget_type(traj_ds), "type");
+  const auto traj_space = h5_space(H5Dget_space(traj_ds), "space");
+  std::vector<Row> trajectories(H5Sget_simple_extent_npoints(traj_space));
+  ASSERT_GT(trajectories.size(), 0u);
+  ASSERT_GE(H5Dread(traj_ds, traj_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, trajectories.data()), 0);
+  const auto summary = read_vector<int32_t>(f, "graphs/trajectory_order");
+  ASSERT_EQ(summary.size(), 4 * trajectories.size());
+  int64_t agree = 0;
+  for (size_t t = 0; t < trajectories.size(); ++t) {
+    const auto& r = trajectories[t];
+    const int64_t q = r.length - 1, row = r.layer * rows + row_offset[r.prompt] + sweep::row_of_query(q);
+    const float full = values[row * width + 3 * r.final_position];
+    int32_t loo = 0, shapley = 0;
+    for (int32_t j = 1; j <= q; ++j) {
+      const float* cell = values.data() + (row + j + 1) * width + 3 * r.final_position;
+      const float* best_loo = values.data() + (row + loo + 1) * width + 3 * r.final_position;
+      const float* best_shapley = values.data() + (row + shapley + 1) * width + 3 * r.final_position;
+      if (full - cell[0] > full - best_loo[0]) loo = j;
+      if (cell[1] > best_shapley[1]) shapley = j;
+    }
+    EXPECT_EQ(summary[4 * t], loo) << t;
+    EXPECT_EQ(summary[4 * t + 1], shapley) << t;
+    EXPECT_EQ(summary[4 * t + 2], loo == r.source_token);
+    EXPECT_EQ(summary[4 * t + 3], shapley == r.source_token);
+    agree += shapley == r.source_token;
+  }
+  std::cout << "trajectories whose source token is the largest Shapley contributor: " << agree << " of "
+            << trajectories.size() << "\n";
   opts.orders = 0;
   opts.resume = true;
   EXPECT_THROW(pipeline::run_sweep(opts, *comm), InputError);
