@@ -113,6 +113,8 @@ def test_file_without_explanations(tmp_path):
     (lambda h5: h5.__delitem__("graphs"), r"missing group /graphs"),
     (lambda h5: h5.create_dataset("graphs/trajectory_heads", data=np.zeros((1, 5), np.float32)),
      r"/graphs/trajectory_heads has shape \(1, 5\); expected \(\d+, \*\)"),
+    (lambda h5: h5.create_dataset("graphs/trajectory_order", data=np.zeros((1, 4), np.int32)),
+     r"/graphs/trajectory_order has shape \(1, 4\); expected \(\d+, 4\)"),
     (lambda h5: h5.attrs.__setitem__("k", 9),
      r"/evolution/indices has shape \(4, \d+, 8\); expected \(4, \d+, 9\)"),
     (lambda h5: (h5.__delitem__("prompts/text"), h5.create_dataset("prompts/text", data=[1, 2, 3])),
