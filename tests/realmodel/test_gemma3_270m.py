@@ -6,9 +6,10 @@ make_gemma3_270m.py) against transformers loading the same checkpoint:
 - logits and every layer's resid_pre / resid_mid / resid_post within 1e-4 of the largest magnitude (float32);
 - greedy continuation of the reference prompt, 5 tokens, the same as transformers' generate() (read from
   one forward pass over the prompt and the continuation: the model is causal);
-- a sweep of the reference prompt runs end to end with random SAE-Lens SAEs on a few layers (no real Gemma-3
-  SAEs can be downloaded here), and its last step at the last query is the SAE's own top-k of transformers'
-  residual after attention.
+- a sweep of the reference prompt runs end to end with random SAEs in Gemma Scope 2's release layout on a few
+  layers (no real Gemma Scope 2 SAEs can be downloaded here), read through --gemmascope2-root with one
+  layer's sparsity chosen by --gemmascope2-l0-layer, and its last step at the last query is the chosen SAE's
+  own JumpReLU top-k of transformers' residual after attention.
 
 The converted checkpoint is kept in $SAETRAJ_REAL_MODEL_DIR (ctest: <build>/realmodel) so later runs skip
 the 75 s conversion.
@@ -35,6 +36,7 @@ PROMPT = ("The final correct answer: Max, Mark and Smith are in the empty dark r
           "flashlight to")
 SAE_LAYERS = [0, 5, 17]  # a sliding layer, the first full one, the last
 D_SAE = 256
+WIDTH = "256"  # the width label of a 256-feature SAE in the folder names
 
 
 @pytest.fixture(scope="session")
@@ -111,28 +113,40 @@ def test_forward_and_greedy_continuation_match_transformers(real, reference, pro
           f"continuation {continuation}")
 
 
-def _write_random_sae(folder, layer, seed):
+def _write_random_gemma_scope2_sae(root, layer, l0, seed, x):
+    """resid_post/layer_L_width_W_l0_X/params.safetensors as google/gemma-scope-2-* has them: lower-case
+    w_enc [d, W], w_dec [W, d], b_enc, b_dec, threshold; no config file. The thresholds are drawn on the
+    scale of the pre-activations of residual `x` (it differs by orders of magnitude between layers)."""
     rng = np.random.default_rng(seed)
+    folder = root / "resid_post" / f"layer_{layer}_width_{WIDTH}_l0_{l0}"
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"W_enc": (rng.standard_normal((640, D_SAE)) / 25).astype(np.float32),
-               "W_dec": (rng.standard_normal((D_SAE, 640)) / 25).astype(np.float32),
-               "b_enc": (rng.standard_normal(D_SAE) * 0.1).astype(np.float32),
-               "b_dec": (rng.standard_normal(640) * 0.1).astype(np.float32)}, str(folder / "sae_weights.safetensors"))
-    (folder / "cfg.json").write_text(json.dumps({
-        "architecture": "standard", "d_in": 640, "d_sae": D_SAE, "dtype": "float32", "device": "cpu",
-        "apply_b_dec_to_input": True, "normalize_activations": "none",
-        "metadata": {"model_name": "gemma-3-270m", "hook_name": f"blocks.{layer}.hook_resid_post",
-                     "prepend_bos": True, "model_from_pretrained_kwargs": {"center_writing_weights": False}}}))
+    w_enc = (rng.standard_normal((640, D_SAE)) / 25).astype(np.float32)
+    b_enc = (rng.standard_normal(D_SAE) * 0.1).astype(np.float32)
+    scale = float(np.std(x.astype(np.float64) @ w_enc + b_enc))
+    save_file({"w_enc": w_enc,
+               "w_dec": (rng.standard_normal((D_SAE, 640)) / 25).astype(np.float32),
+               "b_enc": b_enc,
+               "b_dec": (rng.standard_normal(640) * 0.1).astype(np.float32),
+               "threshold": (rng.uniform(0, 1.5, D_SAE) * scale).astype(np.float32)},
+              str(folder / "params.safetensors"))
+    return folder
 
 
 def test_sweep_of_the_reference_prompt(real, reference, prompt_ids, tmp_path):
+    _, _, layers = reference_forward(reference, prompt_ids)
+    root = tmp_path / "gemma-scope-2-270m-pt"
+    chosen = {}
     for i, l in enumerate(SAE_LAYERS):
-        _write_random_sae(tmp_path / "saes" / f"layer_{l}", l, 100 + i)
+        # Two sparsities per layer with different weights: the sweep must take medium, and big for the last layer.
+        x = layers[l]["resid_mid"][len(prompt_ids) - 1]
+        medium = _write_random_gemma_scope2_sae(root, l, "medium", 100 + i, x)
+        big = _write_random_gemma_scope2_sae(root, l, "big", 200 + i, x)
+        chosen[l] = big if l == SAE_LAYERS[-1] else medium
     out = tmp_path / "sweep.h5"
     k = 32
-    run_saetraj("sweep", "--model", real, "--sae", str(tmp_path / "saes" / "layer_{layer}"),
+    run_saetraj("sweep", "--model", real, "--gemmascope2-root", root, "--gemmascope2-width", WIDTH,
+                "--gemmascope2-l0", "medium", "--gemmascope2-l0-layer", f"{SAE_LAYERS[-1]}=big",
                 "--layers", ",".join(map(str, SAE_LAYERS)), "--prompt", PROMPT, "--k", k, "--out", out)
-    _, _, layers = reference_forward(reference, prompt_ids)
     with h5py.File(out, "r") as f:
         assert f.attrs["complete"] == 1 and f.attrs["architecture"] == "Gemma3ForCausalLM"
         n = int(f["prompts/n_tokens"][0])
@@ -140,9 +154,12 @@ def test_sweep_of_the_reference_prompt(real, reference, prompt_ids, tmp_path):
         assert f["evolution/indices"].shape == (len(SAE_LAYERS), (n - 1) * (n + 4) // 2, k)
         last_row = (n - 1) * (n + 4) // 2 - 1  # q = n-1, s = q+1: every source token added
         for i, l in enumerate(SAE_LAYERS):
-            w = load_file(str(tmp_path / "saes" / f"layer_{l}" / "sae_weights.safetensors"))
+            w = load_file(str(chosen[l] / "params.safetensors"))
             x = layers[l]["resid_mid"][n - 1].astype(np.float64)
-            acts = np.maximum((x - w["b_dec"]) @ w["W_enc"] + w["b_enc"], 0)
+            pre = x @ w["w_enc"] + w["b_enc"]  # Gemma Scope 2: no b_dec subtraction
+            acts = np.where(pre > w["threshold"], pre, 0.0)
+            assert np.any((pre > 0) & (pre <= w["threshold"])), "the thresholds must cut positive pre-activations"
             top = [int(j) for j in np.argsort(-acts, kind="stable")[:k] if acts[j] > 0][:8]
+            assert len(top) >= 4, f"layer {l}: too few features above their thresholds"
             assert f["evolution/indices"][i, last_row, :len(top)].tolist() == top, f"layer {l}"
             np.testing.assert_allclose(f["evolution/values"][i, last_row, :len(top)], acts[top], rtol=1e-3)
