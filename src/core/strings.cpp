@@ -83,4 +83,11 @@ std::string human_bytes(double bytes) {
   return buf;
 }
 
+std::string layer_name(const char* pattern, int layer) {
+  std::string s = pattern;
+  const auto pos = s.find("{L}");
+  if (pos != std::string::npos) s.replace(pos, 3, std::to_string(layer));
+  return s;
+}
+
 }  // namespace saetraj

@@ -5,6 +5,7 @@
 
 #include "decoder_ops.h"
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 
 namespace saetraj::model {
 namespace {
@@ -28,12 +29,6 @@ struct GemmaNames {
   static constexpr const char* up = "layers.{L}.mlp.up_proj.weight";
   static constexpr const char* down = "layers.{L}.mlp.down_proj.weight";
 };
-
-std::string layer_name(const char* pattern, int layer) {
-  std::string s = pattern;
-  s.replace(s.find("{L}"), 3, std::to_string(layer));
-  return s;
-}
 
 // Norm scales are stored as (1 + w) once, so every use is one multiplication.
 struct GemmaBlock {

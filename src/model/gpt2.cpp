@@ -4,6 +4,7 @@
 
 #include "config_reader.h"
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 #include "saetraj/model/architecture.h"
 #include "saetraj/io/safetensors.h"
 #include "saetraj/model/model.h"
@@ -31,13 +32,6 @@ struct Gpt2Names {
   static constexpr const char* fc_proj_w = "h.{L}.mlp.c_proj.weight";
   static constexpr const char* fc_proj_b = "h.{L}.mlp.c_proj.bias";
 };
-
-std::string layer_name(const char* pattern, int layer) {
-  std::string s = pattern;
-  const auto pos = s.find("{L}");
-  if (pos != std::string::npos) s.replace(pos, 3, std::to_string(layer));
-  return s;
-}
 
 struct Gpt2Block {
   torch::Tensor ln_1_w, ln_1_b, c_attn_w, c_attn_b, c_proj_w, c_proj_b, ln_2_w, ln_2_b, fc_w, fc_b, fc_proj_w,

@@ -6,6 +6,7 @@
 #include "config_reader.h"
 #include "decoder_ops.h"
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 #include "saetraj/model/architecture.h"
 
 namespace saetraj::model {
@@ -29,12 +30,6 @@ struct LlamaNames {
   static constexpr const char* up = "model.layers.{L}.mlp.up_proj.";
   static constexpr const char* down = "model.layers.{L}.mlp.down_proj.";
 };
-
-std::string layer_name(const char* pattern, int layer) {
-  std::string s = pattern;
-  s.replace(s.find("{L}"), 3, std::to_string(layer));
-  return s;
-}
 
 // An HF Linear: weight [out, in], bias [out] or undefined.
 struct Linear {

@@ -76,12 +76,6 @@ void write_gzip_lines(const std::string& path, const std::vector<std::string>& l
   SAETRAJ_CHECK(gzclose(f) == Z_OK, IoError, "cannot finish ", path);
 }
 
-std::string layer_name(const char* pattern, int layer) {
-  std::string s = pattern;
-  s.replace(s.find("{L}"), 3, std::to_string(layer));
-  return s;
-}
-
 void write_explanations(const std::string& root, const std::string& model_id, const std::string& source,
                         const torch::Tensor& acts, const std::vector<std::string>& row_token,
                         const std::vector<std::string>& row_prev, Rng& rng) {

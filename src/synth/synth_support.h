@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "saetraj/core/strings.h"
 #include "saetraj/model/model.h"
 #include "saetraj/sae/sae.h"
 #include "saetraj/synth/synth.h"
@@ -52,8 +53,7 @@ void write_gzip_lines(const std::string& path, const std::vector<std::string>& l
 // subtraction (Gemma Scope 1 and 2).
 sae::Sae calibrated_jumprelu_sae(const torch::Tensor& x, int64_t d_sae, double firing_rate, Rng& rng);
 
-// "h.{L}.ln_1.weight" with {L} replaced by the layer.
-std::string layer_name(const char* pattern, int layer);
+using saetraj::layer_name;
 
 // Writes <root>/<model_id>/<source>/explanations/batch-{0,1}.jsonl.gz: each feature described by the
 // calibration token it fires on most strongly (`acts` [rows, d_sae], one row per entry of row_token and

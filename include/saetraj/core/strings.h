@@ -15,5 +15,9 @@ std::string sanitize_utf8(const std::string& bytes);
 bool is_valid_utf8(const std::string& bytes);
 // "1.5 GiB"
 std::string human_bytes(double bytes);
+// A per-layer tensor name: the first "{L}" of pattern replaced by the layer number
+// ("model.layers.{L}.mlp.up_proj.weight", 3 -> "model.layers.3.mlp.up_proj.weight"); a pattern
+// without "{L}" is returned as it is.
+std::string layer_name(const char* pattern, int layer);
 
 }  // namespace saetraj
