@@ -1,8 +1,10 @@
 // Leave-one-out and sampled Shapley values of a newcomer's activation (NOTE in
-// include/saetraj/sweep/order_free.h), in float64 LibTorch ops on the request's device.
+// include/saetraj/sweep/order_free.h), in float64 LibTorch ops on the request's device, in the coordinates
+// of the source tokens (NOTE The game in token coordinates there).
 #include "saetraj/sweep/order_free.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "saetraj/core/error.h"
@@ -27,9 +29,124 @@ torch::Tensor contributions(const AttentionParts& parts, int64_t q, const torch:
   return a;
 }
 
-// Orders evaluated together: a [batch * (q+1), d] float64 block of about 16 MiB, fixed by q and d alone.
-int64_t order_batch(int64_t q, int64_t d, int64_t orders) {
-  return std::clamp<int64_t>((int64_t{1} << 21) / std::max<int64_t>(1, (q + 1) * d), 1, std::max<int64_t>(1, orders));
+// One query's game for the features F, reduced to the source tokens (the NOTE's token coordinates).
+struct TokenGame {
+  torch::Tensor proj;    // [n, F] w_i . W_enc[:, f]
+  torch::Tensor base;    // [F] u . W_enc[:, f]
+  torch::Tensor offset;  // [F] b_enc[f] - b_dec . W_enc[:, f] (b_dec only when subtracted)
+  torch::Tensor gram;    // [n, n] a_i . a_k: with a post-attention norm, else undefined
+  torch::Tensor wgram;   // [n, n] w_i . w_k: with an SAE normalisation, else undefined
+  torch::Tensor cross;   // [n] u . w_i: likewise
+  double uu = 0.0;       // u . u: likewise
+  torch::Tensor threshold;  // [F] JumpReLU thresholds, else undefined
+  bool post_norm = false;
+  double norm_eps = 0.0;
+  sae::Normalization normalization = sae::Normalization::None;
+  int64_t d = 0;
+};
+
+// Per coalition: the sums over its tokens that v_f needs (undefined where the game has no such term).
+struct CoalitionSums {
+  torch::Tensor lin;    // [rows, F] sum_i proj_i
+  torch::Tensor gram;   // [rows] sum_{i,k} a_i . a_k
+  torch::Tensor wgram;  // [rows] sum_{i,k} w_i . w_k
+  torch::Tensor cross;  // [rows] sum_i u . w_i
+};
+
+TokenGame token_game(const sae::Sae& sae, const EvolutionRequest& request, int64_t q, const torch::Tensor& features,
+                     const torch::TensorOptions& f64) {
+  TokenGame g;
+  const auto a = contributions(*request.parts, q, f64);  // [n, d]
+  g.d = a.size(1);
+  g.post_norm = request.post_norm && request.post_norm->enabled;
+  g.normalization = sae.cfg.normalization;
+  const bool centre = sae.cfg.center_residual || g.normalization == sae::Normalization::LayerNorm;
+  const bool scaled =
+      g.normalization == sae::Normalization::LayerNorm || g.normalization == sae::Normalization::ConstantNormRescale;
+  auto w = a;
+  if (g.post_norm) {
+    g.norm_eps = request.post_norm->eps;
+    g.gram = torch::matmul(a, a.t());
+    w = a * request.post_norm->weight.to(f64);
+  }
+  auto u = request.resid_pre->select(0, q).to(f64);
+  if (centre) {
+    w = w - w.mean(-1, true);
+    u = u - u.mean();
+  }
+  const auto w_enc = sae.w_enc.index_select(1, features).to(f64);  // [d, F]
+  g.proj = torch::matmul(w, w_enc);
+  g.base = torch::matmul(u, w_enc);
+  g.offset = sae.b_enc.index_select(0, features).to(f64);
+  if (sae.cfg.apply_b_dec_to_input) g.offset = g.offset - torch::matmul(sae.b_dec.to(f64), w_enc);
+  if (scaled) {
+    g.wgram = torch::matmul(w, w.t());
+    g.cross = torch::matmul(w, u);
+    g.uu = u.dot(u).item<double>();
+  }
+  if (sae.cfg.activation == sae::Activation::JumpReLU) g.threshold = sae.threshold.index_select(0, features).to(f64);
+  return g;
+}
+
+// Sums over the coalitions `sets` ([rows, n] of 0/1).
+CoalitionSums sums_of_sets(const TokenGame& g, const torch::Tensor& sets) {
+  CoalitionSums s;
+  s.lin = torch::matmul(sets, g.proj);
+  if (g.gram.defined()) s.gram = (torch::matmul(sets, g.gram) * sets).sum(-1);
+  if (g.wgram.defined()) {
+    s.wgram = (torch::matmul(sets, g.wgram) * sets).sum(-1);
+    s.cross = torch::matmul(sets, g.cross);
+  }
+  return s;
+}
+
+// sum_{i,k <= t} m[perm_t', perm_k] for every prefix t of every order: [b, n]. The row of token perm_t adds
+// its diagonal and twice its products with the tokens before it.
+torch::Tensor prefix_quadratic(const torch::Tensor& m, const torch::Tensor& perm) {
+  const int64_t b = perm.size(0), n = perm.size(1);
+  const auto permuted = m.index_select(0, perm.reshape({-1})).reshape({b, n, n}).gather(2, perm.unsqueeze(1).expand({b, n, n}));
+  const auto ones = torch::ones({n, n}, m.options());
+  const auto weights = 2.0 * ones.tril(-1) + ones.diag().diag();
+  return (permuted * weights).sum(-1).cumsum(1);
+}
+
+// Sums over every prefix of the orders `perm` ([b, n]): rows b * n, order by order.
+CoalitionSums sums_of_prefixes(const TokenGame& g, const torch::Tensor& perm) {
+  const int64_t b = perm.size(0), n = perm.size(1);
+  const auto flat = perm.reshape({-1});
+  CoalitionSums s;
+  s.lin = g.proj.index_select(0, flat).reshape({b, n, -1}).cumsum(1).reshape({b * n, -1});
+  if (g.gram.defined()) s.gram = prefix_quadratic(g.gram, perm).reshape({-1});
+  if (g.wgram.defined()) {
+    s.wgram = prefix_quadratic(g.wgram, perm).reshape({-1});
+    s.cross = g.cross.index_select(0, flat).reshape({b, n}).cumsum(1).reshape({-1});
+  }
+  return s;
+}
+
+// v_f of each coalition: [rows, F].
+torch::Tensor activations(const TokenGame& g, const CoalitionSums& s) {
+  // rho: the post-attention RMSNorm's scalar of the coalition's sum (1 without one).
+  auto rho = torch::ones({s.lin.size(0)}, s.lin.options());
+  if (g.post_norm) rho = (s.gram.clamp_min(0.0) / static_cast<double>(g.d) + g.norm_eps).rsqrt();
+  auto pre = g.base + rho.unsqueeze(1) * s.lin;
+  if (g.wgram.defined()) {
+    const auto sq = (g.uu + 2.0 * rho * s.cross + rho * rho * s.wgram).clamp_min(0.0);  // |y|^2
+    const auto sigma = g.normalization == sae::Normalization::LayerNorm
+                           ? 1.0 / ((sq / static_cast<double>(g.d - 1)).sqrt() + 1e-5)
+                           : (static_cast<double>(g.d) / sq).sqrt();
+    pre = sigma.unsqueeze(1) * pre;
+  }
+  pre = pre + g.offset;
+  auto act = pre.clamp_min(0.0);
+  if (g.threshold.defined()) act = torch::where(pre > g.threshold, act, torch::zeros_like(act));
+  return act;
+}
+
+// Orders evaluated together: a [batch, n, max(n, F)] float64 block of about 16 MiB, fixed by q and F alone.
+int64_t order_batch(int64_t n, int64_t count, int64_t orders) {
+  const int64_t per_order = std::max<int64_t>(1, n * std::max(n, count));
+  return std::clamp<int64_t>((int64_t{1} << 21) / per_order, 1, std::max<int64_t>(1, orders));
 }
 
 }  // namespace
@@ -61,24 +178,6 @@ std::vector<int64_t> sample_orders(int64_t n, int64_t orders, uint64_t seed) {
   return out;
 }
 
-torch::Tensor coalition_activations(const sae::Sae& sae, const EvolutionRequest& request, int64_t q,
-                                    const torch::Tensor& sums, const torch::Tensor& features) {
-  const auto f64 = sums.options();
-  const bool norm = request.post_norm && request.post_norm->enabled;
-  auto attn = sums;
-  if (norm) {
-    attn = sums * (sums.pow(2).mean(-1, true) + request.post_norm->eps).rsqrt() * request.post_norm->weight.to(f64);
-  }
-  const auto x = request.resid_pre->select(0, q).to(f64).unsqueeze(0) + attn;
-  const auto w = sae.w_enc.index_select(1, features).to(f64);  // [d, F]
-  const auto pre = torch::matmul(sae.preprocess(x), w) + sae.b_enc.index_select(0, features).to(f64);
-  auto act = pre.clamp_min(0.0);
-  if (sae.cfg.activation == sae::Activation::JumpReLU) {
-    act = torch::where(pre > sae.threshold.index_select(0, features).to(f64), act, torch::zeros_like(act));
-  }
-  return act;
-}
-
 void order_free(const sae::Sae& sae, const EvolutionRequest& request, int64_t q, const int32_t* lists, int64_t k,
                 int64_t slots, int64_t orders, uint64_t seed, float* out, float* full, float* empty) {
   c10::InferenceMode guard;
@@ -101,23 +200,22 @@ void order_free(const sae::Sae& sae, const EvolutionRequest& request, int64_t q,
   const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
   const auto i64 = torch::TensorOptions().dtype(torch::kInt64);
   const auto features = torch::from_blob(feature.data(), {count}, i64).to(device);
-  const auto a = contributions(*request.parts, q, f64);  // [n, d]
-  const int64_t d = a.size(1);
-  const auto total = a.sum(0, true);                      // [1, d]
+  const auto game = token_game(sae, request, q, features, f64);
 
-  const auto ends = coalition_activations(sae, request, q, torch::cat({torch::zeros_like(total), total}), features);
-  const auto v_empty = ends[0], v_full = ends[1];                             // [F]
-  const auto loo = coalition_activations(sae, request, q, total - a, features);  // [n, F]
+  // The empty and the full coalition, then every token left out in turn.
+  const auto ones = torch::ones({n, n}, f64);
+  const auto ends = activations(game, sums_of_sets(game, torch::cat({torch::zeros({1, n}, f64), ones.slice(0, 0, 1)})));
+  const auto v_empty = ends[0], v_full = ends[1];                              // [F]
+  const auto loo = activations(game, sums_of_sets(game, ones - torch::eye(n, f64)));  // [n, F]
 
   // Marginals of every order, gathered back to token positions: [orders, n, F].
   const auto order_list = sample_orders(n, orders, seed);
   std::vector<torch::Tensor> per_token;
-  const int64_t batch = order_batch(q, d, orders);
+  const int64_t batch = order_batch(n, count, orders);
   for (int64_t m0 = 0; m0 < orders; m0 += batch) {
     const int64_t m1 = std::min(orders, m0 + batch), b = m1 - m0;
     const auto perm = torch::from_blob(const_cast<int64_t*>(order_list.data()) + m0 * n, {b, n}, i64).to(device);
-    const auto prefix = a.index_select(0, perm.reshape({-1})).reshape({b, n, d}).cumsum(1);
-    const auto act = coalition_activations(sae, request, q, prefix.reshape({b * n, d}), features).reshape({b, n, count});
+    const auto act = activations(game, sums_of_prefixes(game, perm)).reshape({b, n, count});
     const auto before = torch::cat({v_empty.expand({b, 1, count}), act.slice(1, 0, n - 1)}, 1);
     const auto marginal = act - before;  // position t of each order
     // where token j sits in each order (perm's inverse; unique indices, so the scatter is deterministic)

@@ -227,3 +227,52 @@ TEST(OrderFree, ShapleyEstimateShrinksTowardsTheExactValue) {
     EXPECT_NE(std::string(e.what()).find("--orders must be at least 2"), std::string::npos);
   }
 }
+
+TEST(OrderFree, LongPromptMatchesTheGameOnTheSameOrders) {
+  // The token-coordinate computation (NOTE The game in token coordinates) for a query of 23 tokens, every
+  // case: each leave-one-out value and each sampled Shapley value and standard error recomputed from the
+  // game on the same orders.
+  for (const auto& c : saetraj::testing::every_case()) {
+    const auto f = make_fixture(c, 3, 24, 12, 120, 31);
+    const auto req = request_of(f);
+    Game game(f);
+    const int64_t q = 22, n = q + 1, k = 16, slots = 6, orders = 12;
+    const auto lists = lists_of(f, q, k);
+    const auto entry = sweep::entry_steps(lists.data(), q, k, slots);
+    std::vector<float> out(slots * n * sweep::kOrderColumns), full(slots), empty(slots);
+    const uint64_t seed = sweep::order_seed(9, 1, 2, q);
+    sweep::order_free(f.sae, req, q, lists.data(), k, slots, orders, seed, out.data(), full.data(), empty.data());
+    const auto sampled = sweep::sample_orders(n, orders, seed);
+    int64_t checked = 0;
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      if (entry[slot] < 0) continue;
+      const int64_t feature = lists[(q + 1) * k + slot];
+      const uint32_t all = (1u << n) - 1;
+      const double v_all = game(q, all, feature), v_none = game(q, 0, feature);
+      const double tol = 1e-5 * (1.0 + std::fabs(v_all));
+      EXPECT_NEAR(full[slot], v_all, tol) << c.name;
+      std::vector<double> sum(n, 0.0), sumsq(n, 0.0);
+      for (int64_t m = 0; m < orders; ++m) {
+        uint32_t set = 0;
+        double before = v_none;
+        for (int64_t t = 0; t < n; ++t) {
+          const int64_t j = sampled[m * n + t];
+          set |= 1u << j;
+          const double now = game(q, set, feature);
+          sum[j] += now - before, sumsq[j] += (now - before) * (now - before);
+          before = now;
+        }
+      }
+      for (int64_t j = 0; j < n; ++j) {
+        const float* cell = out.data() + (slot * n + j) * sweep::kOrderColumns;
+        const double mean = sum[j] / orders;
+        const double se = std::sqrt(std::max(0.0, (sumsq[j] - orders * mean * mean) / (orders - 1)) / orders);
+        EXPECT_NEAR(cell[sweep::kOrderLoo], game(q, all & ~(1u << j), feature), tol) << c.name << " j=" << j;
+        EXPECT_NEAR(cell[sweep::kOrderShapley], mean, tol) << c.name << " j=" << j;
+        EXPECT_NEAR(cell[sweep::kOrderStderr], se, tol) << c.name << " j=" << j;
+      }
+      ++checked;
+    }
+    EXPECT_GT(checked, 0) << c.name;
+  }
+}
