@@ -1,0 +1,83 @@
+// A prompt's traced graph (SPEC 1.5) in the attribution-graph JSON that Neuronpedia's graph viewer and
+// circuit-tracer's local server read (Neuronpedia's apps/webapp/app/api/graph/graph-schema.json, draft-07;
+// circuit-tracer's frontend/graph_models.py): {"metadata", "qParams", "nodes", "links"}.
+//
+// [NOTE] How trajectories map onto an attribution graph
+// An attribution graph has feature nodes at (layer, position), one embedding node per prompt token, logit
+// nodes at the last position, and weighted links between them. saetraj's traced graph has vertices
+// (token, layer) and edges (j, p) -> (t, l) that carry trajectories: SAE features of layer l that entered
+// the top-k list at position t when token j's attention contribution was added. The export makes
+//   - one embedding node per token: node_id "E_<token id>_<pos>", layer "E", feature = pos;
+//   - one feature node per trajectory of the traced graph: node_id "<l>_<f>_<t>", layer "<l>", ctx_idx t,
+//     feature = the Cantor pair of (l, f) (metadata.schema_version 1, the encoding Neuronpedia decodes back
+//     into layer and index), feature_type "cross layer transcoder" (the only feature kind both viewers
+//     draw as a feature; the SAE id is in metadata.info), clerp the saetraj label, and under "saetraj" the
+//     source token, final position and prompt length;
+//   - one link per (source node, trajectory) of each traced edge (j, p) -> (t, l): from every feature node
+//     at (p, j) (the features that themselves arrived at token j's vertex in the traced graph), or from
+//     token j's embedding node when none did;
+//   - logit nodes for the readout's top tokens when the last analysed layer is the model's last layer
+//     (then the readout is the model's own next-token distribution), with no links.
+// What does not map: link weights are not attributions. saetraj measures no effect of one feature on
+// another; a link's weight is the target trajectory's rank score (T + 1 - final_position) / (T + 1), so
+// that the viewers' widths and orderings follow the final rank, the quantity saetraj filters on. Nodes
+// carry no influence (the viewers' pruning slider stays off) and no activation. 0-trajectory edges (the
+// spine and vertical edges) carry nothing to link and are left out.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "saetraj/graph/trajectory_graph.h"
+
+namespace saetraj::graph {
+
+struct LogitEntry {
+  int token_id = 0;
+  std::string text;
+  double probability = 0.0;
+};
+
+struct AttributionGraphInput {
+  std::string slug;                     // the graph's name in the viewers (and its file name, slug.json)
+  std::string scan;                     // Neuronpedia model id (metadata.scan)
+  std::string source_set;               // Neuronpedia source set ("gemmascope-res-65k"); "" when unknown
+  std::string prompt;                   // the prompt text
+  std::vector<std::string> tokens;      // token strings of the whole prompt
+  std::vector<int32_t> token_ids;       // same length as tokens
+  std::vector<int> layers;              // analysed model layers, increasing
+  int top_t = 0;                        // the T the graph was built with
+  std::vector<Edge> traced;             // trace_graph's output for this prompt
+  std::vector<LogitEntry> logits;       // empty: no logit nodes
+  nlohmann::json info = nlohmann::json::object();  // metadata.info (generator, SAE ids, ...)
+};
+
+// metadata.scan and feature_details.neuronpedia_source_set from the layers' SAE ids: when every id reads
+// "<model>/<layer>-<set>" (Neuronpedia's model/source form) with the same model and set and its own layer,
+// {model, set}; otherwise {fallback, ""}.
+struct NeuronpediaScan {
+  std::string scan;
+  std::string source_set;
+};
+NeuronpediaScan neuronpedia_scan(const std::vector<std::string>& sae_ids, const std::vector<int>& layers,
+                                 const std::string& fallback);
+
+// The Cantor pairing (layer + index)(layer + index + 1)/2 + index, Neuronpedia's schema_version 1 feature
+// id. InputError for a negative layer or index.
+int64_t cantor_feature(int layer, int feature);
+
+// The document of the NOTE above. InputError when an edge's endpoint is outside the prompt, an edge joins
+// layers that are not analysed, token_ids and tokens differ in length, or a trajectory appears twice.
+nlohmann::json attribution_graph_json(const AttributionGraphInput& input);
+
+// The viewer's token label: circuit-tracer's local viewer shows newline, tab and carriage return as
+// U+23CE, U+2192 and U+21B5; invalid UTF-8 becomes U+FFFD.
+std::string viewer_token(const std::string& token);
+
+// Writes `doc` (UTF-8, indented) to path. IoError when the file cannot be written.
+void write_json_file(const std::string& path, const nlohmann::json& doc, const std::string& what);
+
+}  // namespace saetraj::graph
