@@ -15,7 +15,7 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
                         "folder to write (the model, saes/, explanations/)")(
       "arch", po::value(&arch)->default_value(arch),
       "gpt2 (SAE-Lens SAEs), gemma2 (BF16 shards, SentencePiece, Gemma Scope-layout SAEs), gemma3 (Gemma Scope "
-      "2-layout SAEs) or llama")(
+      "2-layout SAEs), llama, or qwen3 (SAE-Lens TopK SAEs)")(
       "seed", po::value(&o.seed)->default_value(o.seed), "random seed (same seed, same files)")(
       "layers", po::value(&o.n_layers)->default_value(o.n_layers), "number of layers")(
       "d-model", po::value(&o.d_model)->default_value(o.d_model), "hidden size")(
@@ -25,16 +25,18 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
       "context", po::value(&o.n_ctx)->default_value(o.n_ctx), "positions")(
       "d-sae", po::value(&o.d_sae)->default_value(o.d_sae), "SAE width")(
       "kv-heads", po::value(&o.n_kv_heads)->default_value(o.n_kv_heads),
-      "gemma2, gemma3: key/value heads (0: heads / 2)")(
+      "gemma2, gemma3, qwen3: key/value heads (0: heads / 2)")(
       "sliding-window", po::value(&o.sliding_window)->default_value(o.sliding_window),
-      "gemma2, gemma3: sliding window of the sliding layers");
+      "gemma2, gemma3: sliding window of the sliding layers")(
+      "topk-k", po::value(&o.topk_k)->default_value(o.topk_k), "qwen3: k of the TopK SAEs");
   po::variables_map vm;
   if (!parse_command("synth", "--out DIR [options]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   if (ctx.comm.rank() != 0) return 0;
-  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2" || arch == "gemma3" || arch == "llama", InputError,
-                "--arch must be gpt2, gemma2, gemma3 or llama, got \"", arch, "\"");
+  SAETRAJ_CHECK(arch == "gpt2" || arch == "gemma2" || arch == "gemma3" || arch == "llama" || arch == "qwen3",
+                InputError, "--arch must be gpt2, gemma2, gemma3, llama or qwen3, got \"", arch, "\"");
   const auto r = arch == "gpt2"     ? synth::synth_gpt2_fixture(o)
                  : arch == "llama"  ? synth::synth_llama_fixture(o)
+                 : arch == "qwen3"  ? synth::synth_qwen3_fixture(o)
                  : arch == "gemma3" ? synth::synth_gemma3_fixture(o)
                                     : synth::synth_gemma2_fixture(o);
   std::cout << "model: " << r.model_dir << "\n";

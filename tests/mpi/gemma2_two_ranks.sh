@@ -9,7 +9,7 @@ rm -rf "$WORK" && mkdir -p "$WORK"
   --vocab 320 --sliding-window 6 | tee "$WORK/synth.log"
 grep -q "Gemma Scope layout, width 128" "$WORK/synth.log"
 if "$BIN" synth --arch bert --out "$WORK/bad" 2> "$WORK/bad.log"; then echo "--arch bert accepted"; exit 1; fi
-grep -q -- '--arch must be gpt2, gemma2, gemma3 or llama, got "bert"' "$WORK/bad.log"
+grep -q -- '--arch must be gpt2, gemma2, gemma3, llama or qwen3, got "bert"' "$WORK/bad.log"
 if "$BIN" sweep --model "$WORK/fx/saetraj-demo-gemma2" --gemmascope-root "$WORK/fx/saes" --gemmascope-width 16k \
     --prompt "Max" --out "$WORK/bad.h5" 2> "$WORK/bad.log"; then echo "missing width accepted"; exit 1; fi
 grep -q "has no width_16k folder; widths there: width_128" "$WORK/bad.log"

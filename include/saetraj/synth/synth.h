@@ -33,6 +33,8 @@ struct SynthOptions {
   int sliding_window = 16;       // even layers attend to the last sliding_window tokens only
   double attn_softcap = 50.0;    // attention-logit soft-cap (gemma-2-2b: 50)
   double final_softcap = 30.0;   // final-logit soft-cap (gemma-2-2b: 30)
+  // Qwen3 only
+  int topk_k = 8;                // k of the TopK SAEs
 };
 
 struct SynthResult {
@@ -64,6 +66,20 @@ SynthResult synth_llama_fixture(const SynthOptions& options);
 // 2-layout JumpReLU SAEs on resid_post: saes/resid_post/layer_L_width_W_l0_{small,big}/params.safetensors,
 // calibrated on the corpus. sae_dirs names the sparser (small) variant of each layer.
 SynthResult synth_gemma3_fixture(const SynthOptions& options);
+
+// A small Qwen3ForCausalLM checkpoint as Qwen/Qwen3-1.7B-Base is saved (per-head q/k norms, grouped-query
+// attention, tied embeddings, no BOS token in the tokenizer: config.json's bos_token_id is <|endoftext|>;
+// byte-level BPE with Llama-3's pre-tokenizer pattern, which differs from Qwen's in splitting digits by three
+// instead of one) and TopK SAEs on resid_post in SAE-Lens's folder layout, as SAE-Lens saves the Qwen Scope
+// SAEs (sae_pattern is "<out>/saes/layer_{layer}").
+SynthResult synth_qwen3_fixture(const SynthOptions& options);
+
+// Random Gemma Scope 2-layout JumpReLU SAEs for every layer of an existing checkpoint (e.g. the real Gemma 3 270M of
+// tests/realmodel/make_gemma3_270m.py), calibrated on its resid_mid over the demo corpus (run with BOS first,
+// the <bos> rows left out) in per-dimension standardised coordinates, each feature firing on about
+// options.firing_rate of the rows: <out>/resid_post/layer_L_width_W_l0_medium/params.safetensors, W the label
+// of d_sae. No explanations.
+SynthResult synth_gemma_scope2_saes(const std::string& model_dir, const SynthOptions& options);
 
 // The English text the tokenizer is trained on and the SAEs are calibrated on.
 const std::string& demo_corpus();

@@ -1,0 +1,166 @@
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
+#include "saetraj/model/model.h"
+#include "saetraj/sae/sae.h"
+#include "saetraj/synth/synth.h"
+#include "saetraj/tokenizer/byte_level_bpe.h"
+#include "synth_support.h"
+
+namespace saetraj::synth {
+namespace {
+
+using ojson = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+using support::layer_name;
+using support::Rng;
+
+struct Qwen3Shape {
+  int64_t d, m, h, kv, hd, vocab;
+};
+
+// Qwen3ForCausalLM's tensors: no biases, per-head q/k RMSNorm weights [head_dim], tied embeddings (no lm_head),
+// as Qwen3-0.6B to 4B are saved.
+std::vector<std::pair<std::string, torch::Tensor>> qwen3_weights(const SynthOptions& o, const Qwen3Shape& s,
+                                                                 Rng& rng) {
+  const double in_d = 1.0 / std::sqrt(static_cast<double>(s.d));
+  std::vector<std::pair<std::string, torch::Tensor>> w;
+  w.emplace_back("model.embed_tokens.weight", rng.normal({s.vocab, s.d}, 1.0));
+  w.emplace_back("model.norm.weight", rng.normal({s.d}, 0.1, 1.0));
+  for (int l = 0; l < o.n_layers; ++l) {
+    auto add = [&](const char* pattern, std::vector<int64_t> shape, double std, double mean = 0.0) {
+      w.emplace_back(layer_name(pattern, l), rng.normal(std::move(shape), std, mean));
+    };
+    add("model.layers.{L}.input_layernorm.weight", {s.d}, 0.1, 1.0);
+    add("model.layers.{L}.self_attn.q_proj.weight", {s.h * s.hd, s.d}, 2.0 * in_d);
+    add("model.layers.{L}.self_attn.k_proj.weight", {s.kv * s.hd, s.d}, 2.0 * in_d);
+    add("model.layers.{L}.self_attn.v_proj.weight", {s.kv * s.hd, s.d}, in_d);
+    add("model.layers.{L}.self_attn.o_proj.weight", {s.d, s.h * s.hd}, 1.0 / std::sqrt(double(s.h * s.hd)));
+    add("model.layers.{L}.self_attn.q_norm.weight", {s.hd}, 0.3, 1.5);
+    add("model.layers.{L}.self_attn.k_norm.weight", {s.hd}, 0.3, 1.5);
+    add("model.layers.{L}.post_attention_layernorm.weight", {s.d}, 0.1, 1.0);
+    add("model.layers.{L}.mlp.gate_proj.weight", {s.m, s.d}, in_d);
+    add("model.layers.{L}.mlp.up_proj.weight", {s.m, s.d}, in_d);
+    add("model.layers.{L}.mlp.down_proj.weight", {s.d, s.m}, 1.0 / std::sqrt(double(s.m)));
+  }
+  return w;
+}
+
+ojson qwen3_config(const SynthOptions& o, const Qwen3Shape& s, int32_t endoftext) {
+  // As Qwen/Qwen3-1.7B-Base's config.json: bos and eos are both <|endoftext|>, which the tokenizer itself
+  // does not add.
+  return ojson{{"architectures", {"Qwen3ForCausalLM"}},
+               {"model_type", "qwen3"},
+               {"hidden_size", s.d},
+               {"intermediate_size", s.m},
+               {"num_hidden_layers", o.n_layers},
+               {"num_attention_heads", s.h},
+               {"num_key_value_heads", s.kv},
+               {"head_dim", s.hd},
+               {"vocab_size", s.vocab},
+               {"max_position_embeddings", o.n_ctx},
+               {"rms_norm_eps", 1e-6},
+               {"hidden_act", "silu"},
+               {"rope_theta", 1000000.0},
+               {"rope_scaling", nullptr},
+               {"attention_bias", false},
+               {"use_sliding_window", false},
+               {"tie_word_embeddings", true},
+               {"bos_token_id", endoftext},
+               {"eos_token_id", endoftext},
+               {"torch_dtype", "float32"},
+               {"saetraj_synthetic_seed", o.seed}};
+}
+
+}  // namespace
+
+SynthResult synth_qwen3_fixture(const SynthOptions& o) {
+  support::check_options(o);
+  SAETRAJ_CHECK(o.d_model % o.n_heads == 0 || o.head_dim > 0, InputError,
+                "--d-model must be a multiple of --heads");
+  const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);
+  SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "--heads ", o.n_heads, " is not a multiple of --kv-heads ", kv);
+  SAETRAJ_CHECK(o.topk_k > 0 && o.topk_k <= o.d_sae, InputError, "--topk-k must be in 1..--d-sae (", o.d_sae,
+                "), got ", o.topk_k);
+  c10::InferenceMode guard;
+  Rng rng(o.seed);
+  SynthResult r;
+  r.model_dir = o.out + "/model";
+  r.sae_pattern = o.out + "/saes/layer_{layer}";
+  r.explanations_root = o.out + "/explanations";
+  r.neuronpedia_model = "saetraj-demo-qwen3";
+  fs::create_directories(r.model_dir);
+
+  auto bpe = tokenizer::train_byte_level_bpe(demo_corpus(), o.vocab_size, {"<|endoftext|>", "<|im_start|>"},
+                                             tokenizer::PreTokenizer::LLAMA3);
+  const int32_t endoftext = bpe.special_tokens.at("<|endoftext|>");
+  bpe.add_bos = false;  // Qwen's tokenizer has no BOS token and adds none
+  tokenizer::write_bpe_files(r.model_dir, bpe);
+  int64_t vocab = 0;
+  for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);
+  for (const auto& [piece, id] : bpe.special_tokens) vocab = std::max<int64_t>(vocab, id + 1);
+  const int64_t hd = o.head_dim > 0 ? o.head_dim : o.d_model / o.n_heads;
+  const Qwen3Shape shape{o.d_model, o.d_mlp, o.n_heads, kv, hd, vocab};
+  support::write_json(r.model_dir + "/config.json", qwen3_config(o, shape, endoftext));
+  io::write_safetensors(r.model_dir + "/model.safetensors", qwen3_weights(o, shape, rng), {{"format", "pt"}});
+
+  // Calibration on resid_post, the hook the SAEs read, with <|endoftext|> first as the SAEs' prepend_bos asks.
+  const auto model = model::load_model(r.model_dir);
+  const tokenizer::ByteLevelBpe tok(bpe);
+  const auto calibration = support::calibrate(*model, tok, endoftext, o.n_ctx);
+
+  // TopK SAEs in SAE-Lens's folder layout, as SAE-Lens saves Qwen Scope's (`topk`, k, no b_dec subtraction;
+  // see jobs/qwen3.cfg): encoder directions half from the data, b_enc centring the pre-activations.
+  for (int l = 0; l < o.n_layers; ++l) {
+    const std::string dir = o.out + "/saes/layer_" + std::to_string(l);
+    const std::string source = std::to_string(l) + "-demo-res-topk";
+    const auto x = calibration.resid_post[l];
+    const auto mean = x.mean(0);
+    const auto z = x - mean;
+    auto directions = rng.normal({o.d_sae, o.d_model}, 1.0);
+    for (int64_t feat = 0; feat < o.d_sae; feat += 2) {
+      const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(z.size(0)));
+      directions[feat] = z[row] / z[row].norm() * std::sqrt(double(o.d_model)) + 0.3 * directions[feat];
+    }
+    directions = directions / directions.norm(2, 1, true);
+    const double scale = z.pow(2).sum(1).mean().sqrt().item<double>();
+    sae::Sae s;
+    s.cfg.d_in = o.d_model;
+    s.cfg.d_sae = o.d_sae;
+    s.cfg.activation = sae::Activation::TopK;
+    s.cfg.topk_k = o.topk_k;
+    s.w_enc = (directions / scale).t().contiguous();
+    s.b_enc = (-torch::matmul(mean, s.w_enc)).contiguous();  // pre-activation of the mean row is 0
+    s.b_dec = mean.contiguous();
+    fs::create_directories(dir);
+    support::write_json(dir + "/cfg.json",
+                        ojson{{"architecture", "topk"},
+                              {"d_in", o.d_model},
+                              {"d_sae", o.d_sae},
+                              {"dtype", "float32"},
+                              {"k", o.topk_k},
+                              {"apply_b_dec_to_input", false},
+                              {"normalize_activations", "none"},
+                              {"rescale_acts_by_decoder_norm", false},
+                              {"metadata",
+                               {{"model_name", r.neuronpedia_model},
+                                {"hook_name", "blocks." + std::to_string(l) + ".hook_resid_post"},
+                                {"prepend_bos", true},
+                                {"model_from_pretrained_kwargs", ojson::object()},
+                                {"neuronpedia_id", r.neuronpedia_model + "/" + source}}}});
+    io::write_safetensors(dir + "/sae_weights.safetensors", {{"W_enc", s.w_enc},
+                                                             {"W_dec", directions.contiguous()},
+                                                             {"b_enc", s.b_enc},
+                                                             {"b_dec", s.b_dec}});
+    r.sae_dirs.push_back(dir);
+    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, s.encode(x), calibration.row_token,
+                                calibration.row_prev, rng);
+  }
+  return r;
+}
+
+}  // namespace saetraj::synth
