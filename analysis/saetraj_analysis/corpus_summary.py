@@ -106,12 +106,55 @@ def _grid(summary):
     return counts, ids
 
 
+def _plot_head_counts(summary, ax):
+    n_heads = max(len(c) for c in summary.head_counts.values())
+    z = np.array([summary.head_counts[l] + [0] * (n_heads - len(summary.head_counts[l])) for l in summary.layers])
+    ax.imshow(z, aspect="auto", cmap="Blues")
+    for (row, col), c in np.ndenumerate(z):
+        ax.text(col, row, str(c), ha="center", va="center", fontsize=7,
+                color="white" if c > 0.7 * max(z.max(), 1) else "black")
+    ax.set_xticks(range(n_heads))
+    ax.set_xticklabels([f"h{h}" for h in range(n_heads)], fontsize=8)
+    ax.set_yticks(range(len(summary.layers)))
+    ax.set_yticklabels([str(l) for l in summary.layers], fontsize=8)
+    ax.set_xlabel("head with the largest signed part of the entry jump")
+    ax.set_ylabel("layer")
+    ax.set_title("Which head brought features in (sweep --heads)")
+
+
+def _plot_order_agreement(summary, ax):
+    layers = summary.layers
+    x = np.arange(len(layers))
+    for offset, key, label, colour in ((-0.2, "shapley_agree", "largest Shapley value", style.BLUE),
+                                       (0.2, "loo_agree", "largest leave-one-out drop", style.PURPLE)):
+        shares = [summary.order_agreement.get(l, {}).get(key) for l in layers]
+        ax.bar(x + offset, [np.nan if v is None else v for v in shares], width=0.4, color=colour, label=label)
+    for i, l in enumerate(layers):
+        ax.text(i, 1.02, str(summary.order_agreement.get(l, {}).get("trajectories", 0)), ha="center",
+                va="bottom", fontsize=7)
+    ax.set_ylim(0, 1.12)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(l) for l in layers], fontsize=8)
+    ax.set_xlabel("layer (number above: trajectories with order-free views)")
+    ax.set_ylabel("share of trajectories")
+    ax.set_title("Prompt-order source token is the largest order-free contributor (sweep --orders)")
+    ax.legend(fontsize=8, loc="lower right", frameon=False)
+
+
 def plot_corpus_png(summary, out_path):
     counts, ids = _grid(summary)
     n_layers = len(summary.layers)
-    fig = plt.figure(figsize=(14, 4.0 + 0.36 * n_layers + 4.0), dpi=100)
-    grid = fig.add_gridspec(2, 2, height_ratios=[max(n_layers, 4) * 0.36 + 1.0, 4.0])
+    # A third row for the views beyond the original method: which head brought features in (--heads) and
+    # whether the prompt order's source token is the largest order-free contributor (--orders).
+    extra = summary.head_counts is not None or summary.order_agreement is not None
+    ratios = [max(n_layers, 4) * 0.36 + 1.0, 4.0] + ([4.0] if extra else [])
+    fig = plt.figure(figsize=(14, sum(ratios) + 2.6), dpi=100)
+    grid = fig.add_gridspec(len(ratios), 2, height_ratios=ratios)
     heat, hist, bars = fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])
+    if summary.head_counts is not None:
+        _plot_head_counts(summary, fig.add_subplot(grid[2, 0]))
+    if summary.order_agreement is not None:
+        _plot_order_agreement(summary, fig.add_subplot(grid[2, 1]))
 
     image = heat.imshow(np.ma.masked_invalid(counts), aspect="auto", cmap="YlOrRd")
     darkest = np.nanmax(counts) if np.any(ids >= 0) else 1.0
@@ -162,6 +205,11 @@ def write_corpus_html(summary, out_path):
     if heads:
         titles.append("Which head brought features in (largest signed part of the entry jump), per layer")
         heights.append(max(len(summary.layers), 4) * 0.06 + 0.3)
+    orders = summary.order_agreement is not None
+    if orders:
+        titles.append("Share of trajectories whose prompt-order source token is the largest order-free "
+                      "contributor, per layer")
+        heights.append(0.3)
     fig = make_subplots(rows=len(titles), cols=1, vertical_spacing=0.06, row_heights=heights,
                         subplot_titles=titles)
     fig.add_trace(go.Heatmap(z=counts, x=[str(i + 1) for i in range(counts.shape[1])],
@@ -188,10 +236,21 @@ def write_corpus_html(summary, out_path):
                                              for h, c in enumerate(summary.head_counts[l])]
                                             for l in summary.layers], hoverinfo="text"), row=4, col=1)
         fig.update_yaxes(autorange="reversed", row=4, col=1)
+    if orders:
+        for key, label, colour in (("shapley_agree", "largest Shapley value", style.BLUE),
+                                   ("loo_agree", "largest leave-one-out drop", style.PURPLE)):
+            shares = [summary.order_agreement.get(l, {}).get(key) for l in summary.layers]
+            fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers], y=shares, name=label, marker_color=colour,
+                                 hovertext=[f"layer {l}: {label} agrees for "
+                                            f"{'-' if v is None else f'{v:.0%}'} of "
+                                            f"{summary.order_agreement.get(l, {}).get('trajectories', 0)} trajectories"
+                                            for l, v in zip(summary.layers, shares)], hoverinfo="text"),
+                          row=len(titles), col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_layout(title={"text": f"saetraj corpus summary: {summary.n_prompts} prompts, "
                                      f"T = {summary.top_t}"},
-                      height=900 + (36 if heads else 18) * len(summary.layers) + (300 if heads else 0),
+                      height=900 + (36 if heads else 18) * len(summary.layers) + (300 if heads else 0)
+                      + (300 if orders else 0),
                       showlegend=False)
     page = fig.to_html(include_plotlyjs=True, full_html=True, config={"displaylogo": False})
     with open(out_path, "w", encoding="utf-8") as out:

@@ -44,13 +44,35 @@ def _heads(t):
     return f" [jump {t.heads.jump:+.3g}: {parts}{rest}]"
 
 
+def _yes(flag):
+    return "yes" if flag else "no"
+
+
+def _order(t):
+    """' [order-free: ...]' for a trajectory with order-free views (sweep --orders), else ''. Names whether
+    the feature vanishes without the source token, the source token's Shapley value and the largest one
+    (each with its standard error), and whether each view agrees with the prompt order."""
+    o = t.order
+    if o is None:
+        return ""
+    if o.activation != o.activation:  # a file without trajectory_order_values: the agreement only
+        return (f" [order-free: largest leave-one-out drop token {o.loo_largest}, largest Shapley token "
+                f"{o.shapley_largest}; agree: LOO {_yes(o.loo_agrees)}, Shapley {_yes(o.shapley_agrees)}]")
+    loo = "vanishes" if o.vanishes_without_source else f"{o.without_source:.3g} of {o.activation:.3g}"
+    largest = ("largest" if o.shapley_agrees else
+               f"largest token {o.shapley_largest} {o.shapley_largest_value:+.3g} \u00b1 {o.shapley_largest_se:.2g}")
+    return (f" [order-free: without token {o.source_token} {loo}; Shapley {o.shapley_source:+.3g} \u00b1 "
+            f"{o.shapley_source_se:.2g}, {largest}; agree: LOO {_yes(o.loo_agrees)}, "
+            f"Shapley {_yes(o.shapley_agrees)}]")
+
+
 def node_hover(graph, node):
     lines = [f"<b>token {_token(graph, node.token)}, layer {node.layer}</b>",
              f"<i>readout of layer {node.layer} at the last token:</i>"]
     lines += [f"{INDENT}{_escape(repr(r.text))} {r.prob:.3f}" for r in node.readout]
     lines.append(f"<i>newcomers arriving here (length {node.token + 1}):</i>")
     lines += ([f"{INDENT}f{t.feature} from token {_token(graph, t.source_token)}, final position "
-              f"{t.final_position}{_heads(t)}: {_explained(t.explanation)}" for t in node.newcomers]
+              f"{t.final_position}{_heads(t)}{_order(t)}: {_explained(t.explanation)}" for t in node.newcomers]
               or [f"{INDENT}none"])
     lines.append("<i>top 5 features here:</i>")
     lines += [f"{INDENT}#{f.rank} f{f.feature} ({f.activation:.3g}): {_explained(f.explanation)}"
@@ -65,7 +87,7 @@ def edge_hover(graph, edge):
         lines.append("0 trajectories")
     else:
         lines.append(f"{edge.num_trajectories} trajectories, best final position {edge.best_final_position}")
-        lines += [f"{INDENT}f{t.feature}, final position {t.final_position}{_heads(t)}: "
+        lines += [f"{INDENT}f{t.feature}, final position {t.final_position}{_heads(t)}{_order(t)}: "
                   f"{_explained(t.explanation)}" for t in edge.trajectories]
     return "<br>".join(lines)
 
@@ -78,6 +100,19 @@ def graph_data(graph):
         if t.heads is not None:
             out["heads"] = {"jump": t.heads.jump, "bias": t.heads.bias, "unassigned": t.heads.unassigned,
                             "values": list(t.heads.values)}
+        if t.order is not None:
+            o = t.order
+
+            def number(v):
+                return None if v != v else v
+            out["order"] = {"activation": number(o.activation), "without_source": number(o.without_source),
+                            "vanishes_without_source": None if o.without_source != o.without_source
+                            else o.vanishes_without_source,
+                            "loo_largest": o.loo_largest, "loo_agrees": o.loo_agrees,
+                            "shapley_source": {"value": number(o.shapley_source), "se": number(o.shapley_source_se)},
+                            "shapley_largest": {"token": o.shapley_largest, "value": number(o.shapley_largest_value),
+                                                "se": number(o.shapley_largest_se)},
+                            "shapley_agrees": o.shapley_agrees}
         return out
 
     nodes = [{"token": n.token, "layer": n.layer,

@@ -64,6 +64,10 @@ class GraphTables:
     # /graphs/trajectory_order of a sweep made with --orders: int32 [rows of trajectories, 4] with columns
     # loo_source, shapley_source, loo_agrees, shapley_agrees (-1 where none was recorded); else None.
     trajectory_order: np.ndarray = None
+    # /graphs/trajectory_order_values (files whose graphs were built since the order views reached the
+    # graphs): float32 [rows of trajectories, 6] with columns activation, without_source, shapley_source,
+    # shapley_source_se, shapley_largest, shapley_largest_se (NaN where none was recorded); else None.
+    trajectory_order_values: np.ndarray = None
 
     def for_prompt(self, prompt):
         """The tables restricted to one prompt's rows."""
@@ -72,7 +76,8 @@ class GraphTables:
                            self.edges[self.edges["prompt"] == prompt],
                            self.traced_edges[self.traced_edges["prompt"] == prompt],
                            None if self.trajectory_heads is None else self.trajectory_heads[mine],
-                           None if self.trajectory_order is None else self.trajectory_order[mine])
+                           None if self.trajectory_order is None else self.trajectory_order[mine],
+                           None if self.trajectory_order_values is None else self.trajectory_order_values[mine])
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,9 @@ class Sweep:
                 if "trajectory_order" in root[name]:
                     n_rows = root[f"{name}/trajectories"].shape[0]
                     self._dataset(f"{name}/trajectory_order", "i", (n_rows, 4))
+                if "trajectory_order_values" in root[name]:
+                    n_rows = root[f"{name}/trajectories"].shape[0]
+                    self._dataset(f"{name}/trajectory_order_values", "f", (n_rows, 6))
                 self._graph_groups.setdefault(top_t, name)
         if "graphs" not in root:
             self._fail("missing group /graphs")
@@ -320,8 +328,9 @@ class Sweep:
         group = self._file[name]
         heads = group["trajectory_heads"][()] if "trajectory_heads" in group else None
         order = group["trajectory_order"][()] if "trajectory_order" in group else None
+        values = group["trajectory_order_values"][()] if "trajectory_order_values" in group else None
         return GraphTables(name, int(group.attrs["top_t"]), group["trajectories"][()],
-                           group["edges"][()], group["traced_edges"][()], heads, order)
+                           group["edges"][()], group["traced_edges"][()], heads, order, values)
 
     # ----- explanations -----------------------------------------------------------------------------
 

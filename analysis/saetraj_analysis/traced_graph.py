@@ -23,6 +23,7 @@ class Trajectory:
     final_position: int
     explanation: str  # None when the file holds no explanation for the feature
     heads: "HeadSplit" = None  # which head brought it in (sweep --heads), else None
+    order: "OrderViews" = None  # whether the order of adding matters (sweep --orders), else None
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,43 @@ def head_split(row):
     if row is None or np.isnan(row[0]):
         return None
     return HeadSplit(float(row[0]), float(row[1]), float(row[2]), tuple(float(v) for v in row[3:]))
+
+
+@dataclass(frozen=True)
+class OrderViews:
+    """The order-free views of one trajectory (NOTE in sweep/order_free.h): leave-one-out and sampled
+    Shapley values of the feature's activation per source token, reduced as /graphs/trajectory_order and
+    /graphs/trajectory_order_values hold them."""
+    source_token: int
+    loo_largest: int        # the token whose removal lowers the activation most
+    shapley_largest: int    # the token with the largest Shapley value
+    activation: float       # with every token (nan when the file has no values)
+    without_source: float   # with every token but the source token
+    shapley_source: float
+    shapley_source_se: float
+    shapley_largest_value: float
+    shapley_largest_se: float
+
+    @property
+    def loo_agrees(self):
+        return self.loo_largest == self.source_token
+
+    @property
+    def shapley_agrees(self):
+        return self.shapley_largest == self.source_token
+
+    @property
+    def vanishes_without_source(self):
+        return self.without_source == 0
+
+
+def order_views(source_token, row, values=None):
+    """OrderViews from one row of trajectory_order (and of trajectory_order_values, when the file has it),
+    or None when the row is -1 or absent."""
+    if row is None or int(row[0]) < 0:
+        return None
+    v = [float("nan")] * 6 if values is None else [float(x) for x in values]
+    return OrderViews(source_token, int(row[0]), int(row[1]), *v)
 
 
 @dataclass(frozen=True)
@@ -89,7 +127,7 @@ class TracedGraph:
     edges: list
 
 
-def _trajectories(sweep, table, length, layer, source_token=None, heads=None):
+def _trajectories(sweep, table, length, layer, source_token=None, heads=None, order=None, order_values=None):
     mask = (table["length"] == length) & (table["layer"] == layer)
     if source_token is not None:
         mask &= table["source_token"] == source_token
@@ -97,7 +135,9 @@ def _trajectories(sweep, table, length, layer, source_token=None, heads=None):
                     key=lambda i: (int(table[i]["final_position"]), int(table[i]["source_token"])))
     return [Trajectory(int(table[i]["source_token"]), int(table[i]["feature"]), int(table[i]["final_position"]),
                        sweep.explanation(layer, int(table[i]["feature"])),
-                       head_split(None if heads is None else heads[i])) for i in picked]
+                       head_split(None if heads is None else heads[i]),
+                       order_views(int(table[i]["source_token"]), None if order is None else order[i],
+                                   None if order_values is None else order_values[i])) for i in picked]
 
 
 def _top_features(sweep, prompt, token, layer):
@@ -119,7 +159,7 @@ def build_traced_graph(sweep, prompt, graphs):
         carried = []
         if int(row["num_trajectories"]) > 0:
             carried = _trajectories(sweep, trajectories, to_token + 1, to_layer, int(row["from_token"]),
-                                    tables.trajectory_heads)
+                                    tables.trajectory_heads, tables.trajectory_order, tables.trajectory_order_values)
         if len(carried) != int(row["num_trajectories"]):
             raise SweepFormatError(
                 f"{sweep.path}: {graphs.group}/traced_edges edge ({int(row['from_token'])}, "
@@ -133,7 +173,8 @@ def build_traced_graph(sweep, prompt, graphs):
     vertices = sorted({(e.from_token, e.from_layer) for e in edges}
                       | {(e.to_token, e.to_layer) for e in edges})
     nodes = [Node(token, layer, sweep.readout(prompt, layer),
-                  _trajectories(sweep, trajectories, token + 1, layer, heads=tables.trajectory_heads),
+                  _trajectories(sweep, trajectories, token + 1, layer, heads=tables.trajectory_heads,
+                                order=tables.trajectory_order, order_values=tables.trajectory_order_values),
                   _top_features(sweep, prompt, token, layer)) for token, layer in vertices]
     return TracedGraph(prompt, sweep.prompt_text(prompt), sweep.tokens(prompt),
                        [int(l) for l in sweep.layers], graphs.top_t, nodes, edges)

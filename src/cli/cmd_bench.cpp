@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -227,26 +228,30 @@ void bench_kernel(const KernelOptions& o, int64_t d_sae, const std::vector<int64
 
 void print_demo(const pipeline::SweepOptions& o, const pipeline::SweepResult& r, double seconds, int64_t peak);
 
-// The head split's cost (sweep --heads) as a ratio to one plain sweep of the same prompts: plain and
-// --heads sweeps interleaved for `rounds` rounds, best of each (the machine's noise hits both alike).
-void bench_head_split(pipeline::SweepOptions o, int rounds, const CommandContext& ctx) {
-  double plain = 1e300, heads = 1e300;
+// The cost of an optional view (`extra` switches it on) as a ratio to one plain sweep of the same prompts:
+// plain sweeps and sweeps with the view interleaved for `rounds` rounds, best of each (the machine's noise
+// hits both alike).
+void bench_ratio(pipeline::SweepOptions o, int rounds, const CommandContext& ctx, const std::string& what,
+                 const std::function<void(pipeline::SweepOptions&)>& extra) {
+  pipeline::SweepOptions with = o;
+  extra(with);
+  double plain = 1e300, extended = 1e300;
   for (int round = 0; round < rounds; ++round) {
-    for (bool with_heads : {false, true}) {
-      o.heads = with_heads;
+    for (const auto* options : {&o, &with}) {
       const double t0 = now();
-      pipeline::run_sweep(o, ctx.comm);
-      (with_heads ? heads : plain) = std::min(with_heads ? heads : plain, now() - t0);
+      pipeline::run_sweep(*options, ctx.comm);
+      double& best = options == &o ? plain : extended;
+      best = std::min(best, now() - t0);
     }
   }
   if (ctx.comm.rank() != 0) return;
-  std::printf("head split (sweep --heads, T = %d): plain sweep %.3f s, with --heads %.3f s: %.2fx one plain sweep "
-              "(best of %d interleaved rounds)\n",
-              o.top_t, plain, heads, heads / plain, rounds);
+  std::printf("%s: plain sweep %.3f s, with it %.3f s: %.2fx one plain sweep (best of %d interleaved rounds)\n",
+              what.c_str(), plain, extended, extended / plain, rounds);
+  std::fflush(stdout);
 }
 
 // A whole sweep of the demo model (synthetic GPT-2) in this process: the phase breakdown of a real run.
-void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, bool head_split,
+void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, bool head_split, int64_t orders,
                 const CommandContext& ctx) {
   const std::string fixture = work + "/demo-fixture";
   if (ctx.comm.rank() == 0 && !fs::exists(fixture + "/model/config.json")) {
@@ -275,7 +280,15 @@ void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, boo
   const double seconds = now() - t0;
   const int64_t peak = status_bytes("VmHWM:");  // this sweep's peak, not the kernel tables' before it
   if (ctx.comm.rank() == 0) print_demo(o, r, seconds, peak);
-  if (head_split) bench_head_split(o, 3, ctx);
+  if (head_split) {
+    bench_ratio(o, 3, ctx, "head split (sweep --heads, T = " + std::to_string(o.top_t) + ")",
+                [](pipeline::SweepOptions& x) { x.heads = true; });
+  }
+  if (orders > 0) {
+    bench_ratio(o, 3, ctx,
+                "order-free views (sweep --orders " + std::to_string(orders) + ", T = " + std::to_string(o.top_t) + ")",
+                [orders](pipeline::SweepOptions& x) { x.orders = orders; });
+  }
 }
 
 void print_demo(const pipeline::SweepOptions& o, const pipeline::SweepResult& r, double seconds, int64_t peak) {
@@ -298,6 +311,7 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
   KernelOptions o{2304, 8, 400, 2048, 1, true, "bench-work"};
   std::vector<int64_t> tokens, widths;
   bool no_baseline = false, no_demo = false, no_kernel = false, head_split = false;
+  int64_t orders = 0;
   std::string device = "cpu";
   GpuBenchOptions gpu;
   po::options_description options("Bench options");
@@ -315,6 +329,9 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
       "head-split", po::bool_switch(&head_split),
       "also time the demo sweep with --heads (which head brought each newcomer in) against the plain sweep, "
       "as a ratio (3 interleaved rounds)")(
+      "orders", po::value(&orders)->default_value(orders),
+      "M >= 2: also time the demo sweep with --orders M (leave-one-out and sampled Shapley values) against the "
+      "plain sweep, as a ratio (3 interleaved rounds)")(
       "device", po::value(&device)->default_value(device),
       "cpu, or cuda: the GPU benchmark (26 Gemma-2-2b-shaped layers, 65k JumpReLU SAEs, N = 24 128 256; "
       "--d-sae, --tokens, --layers, --k change it)")(
@@ -337,6 +354,9 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
     return bench_gpu(gpu);
   }
   SAETRAJ_CHECK(device == "cpu", InputError, "bench --device must be cpu or cuda, got \"", device, "\"");
+  SAETRAJ_CHECK(orders == 0 || orders >= 2, InputError, "bench --orders must be 0 (off) or at least 2, got ", orders);
+  SAETRAJ_CHECK(!(no_demo && (orders > 0 || head_split)), InputError,
+                "bench --orders and --head-split time the demo sweep; they cannot go with --no-demo");
   if (tokens.empty()) tokens = {24, 64, 128, 256};
   if (widths.empty()) widths = {16384};
   o.baseline = !no_baseline;
@@ -347,7 +367,7 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
                 (long long)o.chunk_rows, (long long)o.d_model, (long long)o.d_model, (long long)widths.front(), peak);
     for (int64_t w : widths) bench_kernel(o, w, tokens, peak);
   }
-  if (!no_demo) bench_demo(o.work, tokens, head_split, ctx);
+  if (!no_demo) bench_demo(o.work, tokens, head_split, orders, ctx);
   std::fflush(stdout);
   return 0;
 }

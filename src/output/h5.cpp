@@ -262,6 +262,25 @@ std::vector<T> read_vector(hid_t parent, const std::string& name) {
   return v;
 }
 
+template <typename T>
+void write_matrix(hid_t parent, const std::string& name, const std::vector<T>& values, hsize_t rows,
+                  hsize_t columns, const std::vector<std::string>& column_names) {
+  SAETRAJ_CHECK(values.size() == rows * columns, IoError, "dataset '", name, "': ", values.size(),
+                " values for [", rows, ", ", columns, "]");
+  SAETRAJ_CHECK(column_names.empty() || column_names.size() == columns, IoError, "dataset '", name, "': ",
+                column_names.size(), " column names for ", columns, " columns");
+  const hsize_t dims[2] = {rows, columns};
+  const auto space = h5_space(H5Screate_simple(2, dims, nullptr), name);
+  const auto ds =
+      h5_dataset(H5Dcreate2(parent, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), name);
+  if (!values.empty()) h5_check_status(H5Dwrite(ds, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), name);
+  if (!column_names.empty()) write_attr(ds, "columns", column_names);
+}
+
+template void write_matrix<int32_t>(hid_t, const std::string&, const std::vector<int32_t>&, hsize_t, hsize_t,
+                                    const std::vector<std::string>&);
+template void write_matrix<float>(hid_t, const std::string&, const std::vector<float>&, hsize_t, hsize_t,
+                                  const std::vector<std::string>&);
 template void write_vector<int32_t>(hid_t, const std::string&, const std::vector<int32_t>&);
 template void write_vector<int64_t>(hid_t, const std::string&, const std::vector<int64_t>&);
 template void write_vector<uint8_t>(hid_t, const std::string&, const std::vector<uint8_t>&);

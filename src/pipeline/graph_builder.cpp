@@ -195,6 +195,40 @@ class OrderViews {
     out[2] = out[0] == source_token, out[3] = out[1] == source_token;
     return out;
   }
+  // Values behind the summary, as /graphs/trajectory_order_values' columns (value_column_names); NaN
+  // everywhere when the file has none for the trajectory.
+  static constexpr int64_t kValueColumns = 6;
+  static std::vector<std::string> value_column_names() {
+    return {"activation", "without_source", "shapley_source", "shapley_source_se", "shapley_largest",
+            "shapley_largest_se"};
+  }
+  std::array<float, kValueColumns> values(size_t layer_index, int q, int slot, int source_token) const {
+    std::array<float, kValueColumns> out;
+    out.fill(std::numeric_limits<float>::quiet_NaN());
+    const auto s = summary(layer_index, q, slot, source_token);
+    if (s[0] < 0) return out;
+    const int64_t width = 3 * slots_;
+    const float* base = block_.data() + (layer_index * rows_ + sweep::row_of_query(q)) * width + 3 * slot;
+    const float* source = base + (source_token + 1) * width;
+    const float* largest = base + (s[1] + 1) * width;
+    out = {base[0], source[0], source[1], source[2], largest[1], largest[2]};
+    return out;
+  }
+  // The JSON members of one trajectory: {"order": {...}}, or null when the file has none for it.
+  nlohmann::json json_of(size_t layer_index, int q, int slot, int source_token) const {
+    const auto s = summary(layer_index, q, slot, source_token);
+    if (s[0] < 0) return nullptr;
+    const auto v = values(layer_index, q, slot, source_token);
+    return {{"order",
+             {{"activation", v[0]},
+              {"without_source", v[1]},
+              {"vanishes_without_source", v[1] == 0.0f},
+              {"loo_largest", s[0]},
+              {"loo_agrees", s[2] == 1},
+              {"shapley_source", {{"value", v[2]}, {"se", v[3]}}},
+              {"shapley_largest", {{"token", s[1]}, {"value", v[4]}, {"se", v[5]}}},
+              {"shapley_agrees", s[3] == 1}}}};
+  }
 
  private:
   int64_t slots_ = 0, rows_ = 0;
@@ -247,6 +281,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     std::vector<TracedRow> traced_rows;
     std::vector<float> trajectory_heads;  // [rows of trajectory_rows, columns] when the file has /heads
     std::vector<int32_t> trajectory_order;  // [rows of trajectory_rows, 4] when the file has /order
+    std::vector<float> trajectory_order_values;  // [rows of trajectory_rows, OrderViews::kValueColumns] likewise
 
     for (size_t p = 0; p < n_tokens.size(); ++p) {
       if (!done[p]) continue;
@@ -268,6 +303,8 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
             if (order.present()) {
               const auto s = order.summary(i, q, tr.final_position, tr.source_token);
               trajectory_order.insert(trajectory_order.end(), s.begin(), s.end());
+              const auto v = order.values(i, q, tr.final_position, tr.source_token);
+              trajectory_order_values.insert(trajectory_order_values.end(), v.begin(), v.end());
             }
             if (heads.present()) {
               const float* row = heads.split(i, q, tr.final_position);
@@ -302,9 +339,15 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         nlohmann::json meta = {{"model", model}, {"layers", layers}, {"top_t", top_t}, {"k", k},
                                {"sae_ids", sae_ids}, {"prompt_index", p}, {"prompt", texts[p]}};
         graph::TrajectoryExtras extras;
-        if (heads.present()) {
+        if (heads.present() || order.present()) {
           extras = [&](const graph::Edge& e, int final_position, int) {
-            return heads.json_of(heads.split(layer_index.at(e.to_layer), e.to_token, final_position));
+            const size_t i = layer_index.at(e.to_layer);
+            nlohmann::json out = nlohmann::json::object();
+            const auto split = heads.json_of(heads.split(i, e.to_token, final_position));
+            if (split.is_object()) out.update(split);
+            const auto views = order.json_of(i, e.to_token, final_position, e.from_token);
+            if (views.is_object()) out.update(views);
+            return out;
           };
         }
         for (int len = 2; len <= n; ++len) {
@@ -329,29 +372,14 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     write_table(group, "edges", edge_type(), edge_rows);
     write_table(group, "traced_edges", traced_type(), traced_rows);
     if (heads.present()) {
-      const hsize_t dims[2] = {trajectory_rows.size(), static_cast<hsize_t>(heads.columns())};
-      const auto space = h5_space(H5Screate_simple(2, dims, nullptr), "trajectory_heads");
-      const auto ds = h5_dataset(H5Dcreate2(group, "trajectory_heads", H5T_NATIVE_FLOAT, space, H5P_DEFAULT,
-                                            H5P_DEFAULT, H5P_DEFAULT),
-                                 "trajectory_heads");
-      if (!trajectory_heads.empty()) {
-        h5_check_status(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, trajectory_heads.data()),
-                        "trajectory_heads");
-      }
-      output::write_attr(ds, "columns", heads.column_names());
+      output::write_matrix(group, "trajectory_heads", trajectory_heads, trajectory_rows.size(),
+                           static_cast<hsize_t>(heads.columns()), heads.column_names());
     }
     if (order.present()) {
-      const hsize_t dims[2] = {trajectory_rows.size(), 4};
-      const auto space = h5_space(H5Screate_simple(2, dims, nullptr), "trajectory_order");
-      const auto ds = h5_dataset(H5Dcreate2(group, "trajectory_order", H5T_NATIVE_INT32, space, H5P_DEFAULT,
-                                            H5P_DEFAULT, H5P_DEFAULT),
-                                 "trajectory_order");
-      if (!trajectory_order.empty()) {
-        h5_check_status(H5Dwrite(ds, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, trajectory_order.data()),
-                        "trajectory_order");
-      }
-      output::write_attr(ds, "columns", std::vector<std::string>{"loo_source", "shapley_source", "loo_agrees",
-                                                                 "shapley_agrees"});
+      output::write_matrix(group, "trajectory_order", trajectory_order, trajectory_rows.size(), 4,
+                           {"loo_source", "shapley_source", "loo_agrees", "shapley_agrees"});
+      output::write_matrix(group, "trajectory_order_values", trajectory_order_values, trajectory_rows.size(),
+                           OrderViews::kValueColumns, OrderViews::value_column_names());
     }
     if (t_index == 0) {
       result.trajectories = static_cast<int64_t>(trajectory_rows.size());

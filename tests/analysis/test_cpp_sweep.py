@@ -123,3 +123,83 @@ def test_order_agreement_per_layer_in_the_corpus_summary(sweep):
             assert agreement[str(layer)]["loo_agree"] == pytest.approx(rows[:, 2].mean())
             checked += 1
     assert checked > 0
+
+
+def _order_values_recomputed(f, table):
+    """[rows of table, 6] from /order/values itself: activation, without_source, shapley_source and its SE,
+    and the largest Shapley value and its SE (ties: the lower token), per trajectory."""
+    values = f["order/values"][()]
+    slots = int(f["order"].attrs["slots"])
+    layers = [int(l) for l in f.attrs["layers"]]
+    row_offset = f["prompts/row_offset"][()]
+    out = np.full((len(table), 6), np.nan)
+    for r, row in enumerate(table):
+        q, slot, j = int(row["length"]) - 1, int(row["final_position"]), int(row["source_token"])
+        if slot >= slots:
+            continue
+        base = int(row_offset[int(row["prompt"])]) + (q - 1) * (q + 4) // 2  # rows before query q
+        block = values[layers.index(int(row["layer"])), base:base + q + 2, 3 * slot:3 * slot + 3]
+        if np.isnan(block[0, 0]):
+            continue
+        shapley = block[1:, 1]
+        largest = int(np.argmax(shapley))
+        out[r] = [block[0, 0], block[j + 1, 0], block[j + 1, 1], block[j + 1, 2], shapley[largest],
+                  block[largest + 1, 2]]
+    return out
+
+
+def test_order_views_reach_json_graphs_hover_and_page_data(sweep):
+    """sweep --orders: /graphs/trajectory_order_values equals a recomputation from /order/values; every
+    JSON graph entry and every drawn trajectory carries the same views; the hover text names them."""
+    h5, figures, _ = sweep
+    with h5py.File(h5, "r") as f:
+        table = f["graphs/trajectories"][()]
+        order = f["graphs/trajectory_order"][()]
+        values = f["graphs/trajectory_order_values"][()]
+        assert list(f["graphs/trajectory_order_values"].attrs["columns"]) == [
+            "activation", "without_source", "shapley_source", "shapley_source_se", "shapley_largest",
+            "shapley_largest_se"]
+        expected = _order_values_recomputed(f, table)
+    assert values.shape == (len(table), 6)
+    np.testing.assert_array_equal(np.isnan(values), np.isnan(expected))
+    np.testing.assert_allclose(values[~np.isnan(values)], expected[~np.isnan(expected)], rtol=1e-6)
+    assert (~np.isnan(values[:, 0])).sum() > 0
+    by_key = {(int(r["length"]), int(r["layer"]), int(r["source_token"]), int(r["feature"])): i
+              for i, r in enumerate(table) if r["prompt"] == 0}
+
+    traced = json.loads((h5.parent / "demo_sweep_graphs" / "T10" / "prompt_0000" / "traced.json").read_text())
+    in_json = 0
+    for edge in traced["edges"]:
+        for t in edge["all_trajectories"]:
+            i = by_key[(edge["to"][0] + 1, edge["to"][1], edge["from"][0], t["sae_index"])]
+            if order[i, 0] < 0:
+                assert "order" not in t
+                continue
+            o = t["order"]
+            assert o["loo_largest"] == order[i, 0] and o["shapley_largest"]["token"] == order[i, 1]
+            assert o["loo_agrees"] == bool(order[i, 2]) and o["shapley_agrees"] == bool(order[i, 3])
+            assert o["activation"] == pytest.approx(float(values[i, 0]))
+            assert o["vanishes_without_source"] == (values[i, 1] == 0)
+            assert o["shapley_source"]["value"] == pytest.approx(float(values[i, 2]))
+            assert o["shapley_source"]["se"] == pytest.approx(float(values[i, 3]))
+            assert o["shapley_largest"]["value"] == pytest.approx(float(values[i, 4]))
+            in_json += 1
+    assert in_json > 0
+
+    page = (figures / "prompt_0000" / "traced_graph.html").read_text()
+    data = json.loads(re.search(r'id="saetraj-graph-data">(.*?)</script>', page, re.S).group(1))
+    drawn = 0
+    for edge in data["edges"]:
+        for t in edge["trajectories"]:
+            i = by_key[(edge["to"][0] + 1, edge["to"][1], t["source_token"], t["feature"])]
+            if order[i, 0] < 0:
+                continue
+            o = t["order"]
+            assert o["shapley_source"]["value"] == pytest.approx(float(values[i, 2]))
+            assert o["shapley_largest"]["token"] == order[i, 1]
+            assert o["loo_agrees"] == bool(order[i, 2])
+            agree = f"agree: LOO {'yes' if order[i, 2] else 'no'}, Shapley {'yes' if order[i, 3] else 'no'}"
+            assert agree in edge["hover"]
+            drawn += 1
+    assert drawn > 0
+    assert "order-free: without token" in page

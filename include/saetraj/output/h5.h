@@ -91,6 +91,11 @@ template <typename T>
 void write_vector(hid_t parent, const std::string& name, const std::vector<T>& values);
 template <typename T>
 std::vector<T> read_vector(hid_t parent, const std::string& name);
+// A [rows, columns] dataset from row-major `values` (rows * columns of them), with a "columns" attribute
+// naming each column when `column_names` is not empty.
+template <typename T>
+void write_matrix(hid_t parent, const std::string& name, const std::vector<T>& values, hsize_t rows,
+                  hsize_t columns, const std::vector<std::string>& column_names = {});
 bool link_exists(hid_t parent, const std::string& path);
 
 template <typename T>
