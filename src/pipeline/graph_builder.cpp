@@ -1,14 +1,17 @@
 #include "saetraj/pipeline/graph_builder.h"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <iostream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/graph/export_writer.h"
 #include "saetraj/graph/graph_json.h"
 #include "saetraj/graph/graphml.h"
 #include "saetraj/graph/trajectory_graph.h"
@@ -267,6 +270,11 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   const auto done = output::read_vector<uint8_t>(file, "prompts/done");
   const auto texts = output::read_strings(file, "prompts/text");
   const auto token_text = output::read_strings(file, "tokens/text");
+  const auto token_ids = output::read_vector<int32_t>(file, "tokens/ids");
+  const int64_t n_model_layers = output::read_attr_int(file, "n_model_layers");
+  const auto readout_ids = output::read_vector<int32_t>(file, "readout/token_ids");
+  const auto readout_probs = output::read_vector<float>(file, "readout/probs");
+  const auto readout_text = output::read_strings(file, "readout/token_text");
   const auto indices = h5_dataset(H5Dopen2(file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
   HeadSplits heads(file);
   OrderViews order(file);
@@ -281,11 +289,34 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     std::vector<TracedRow> traced_rows;
     std::vector<float> trajectory_heads;  // [rows of trajectory_rows, columns] when the file has /heads
     std::vector<int32_t> trajectory_order;  // [rows of trajectory_rows, 4] when the file has /order
+    std::optional<graph::ExportWriter> exports;  // trajectories.csv and attribution_graphs/ (graph/export_writer.h)
+    if (options.write_json) {
+      graph::ExportSettings settings{result.json_dir + "/T" + std::to_string(top_t),
+                                     std::filesystem::path(sweep_path).stem().string(), top_t, layers,
+                                     graph::neuronpedia_scan(sae_ids, layers,
+                                                             std::filesystem::path(model).filename().string()),
+                                     {{"generator", {{"name", "saetraj"}}}, {"sae_ids", sae_ids}, {"k", k},
+                                      {"model", model}},
+                                     {}};
+      if (heads.present()) {
+        for (auto c : heads.column_names()) {
+          std::replace(c.begin(), c.end(), ' ', '_');  // "head 0" -> heads_head_0
+          settings.extra_columns.push_back("heads_" + c);
+        }
+      }
+      if (order.present()) {
+        for (const char* c : {"loo_source", "shapley_source", "loo_agrees", "shapley_agrees"}) {
+          settings.extra_columns.push_back(std::string("order_") + c);
+        }
+      }
+      exports.emplace(std::move(settings));
+    }
     std::vector<float> trajectory_order_values;  // [rows of trajectory_rows, OrderViews::kValueColumns] likewise
 
     for (size_t p = 0; p < n_tokens.size(); ++p) {
       if (!done[p]) continue;
       const int n = n_tokens[p];
+      const size_t first_row = trajectory_rows.size();
       heads.load_prompt(p, n, layers.size());
       order.load_prompt(row_offset[p], sweep::rows_of_prompt(n), layers.size());
       // per_length[n][i]: trajectories of layers[i] at length n.
@@ -359,9 +390,31 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         traced_meta["traced"] = true;
         graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
         graph::write_graphml(dir + "/traced.graphml", traced, tokens);
+
+        graph::ExportPrompt exported{static_cast<int>(p), texts[p], tokens,
+                                     std::vector<int32_t>(token_ids.begin() + token_offset[p],
+                                                          token_ids.begin() + token_offset[p] + n),
+                                     traced, {}, {}, {}};
+        for (size_t r = first_row; r < trajectory_rows.size(); ++r) {
+          const auto& row = trajectory_rows[r];
+          exported.rows.push_back({row.length, row.layer, {row.source_token, row.feature, row.final_position}});
+          for (int64_t c = 0; heads.present() && c < heads.columns(); ++c) {
+            exported.extras.push_back(trajectory_heads[r * heads.columns() + c]);
+          }
+          for (int c = 0; order.present() && c < 4; ++c) exported.extras.push_back(trajectory_order[r * 4 + c]);
+        }
+        // The readout of the model's last layer is its own next-token distribution: the logit nodes.
+        if (layers.back() == n_model_layers - 1) {
+          const size_t base = (p * layers.size() + layers.size() - 1) * 5;
+          for (size_t i = base; i < base + 5; ++i) {
+            if (readout_ids[i] >= 0) exported.logits.push_back({readout_ids[i], readout_text[i], readout_probs[i]});
+          }
+        }
+        exports->add_prompt(exported);
       }
     }
 
+    if (exports) exports->finish();
     if (output::link_exists(file, group_name)) {
       h5_check_status(H5Ldelete(file, group_name.c_str(), H5P_DEFAULT), "replacing /" + group_name);
     }
