@@ -8,7 +8,9 @@ mpirun -n 2 --oversubscribe "$BIN" demo --out "$WORK/demo" --analysis-dir "$SRC/
 grep -q "ranks:          2" "$WORK/log"
 for f in demo_sweep.h5 demo_sweep_graphs/T10/prompt_0000/traced.json demo_sweep_graphs/T10/prompt_0000/traced.graphml \
          figures/prompt_0000/traced_graph.png figures/prompt_0000/traced_graph.html \
-         figures/prompt_0000/evolution_layer_00.png figures/corpus_summary.png; do
+         figures/prompt_0000/evolution_layer_00.png figures/corpus_summary.png \
+         demo_sweep_graphs/T10/trajectories.csv demo_sweep_graphs/T10/attribution_graphs/demo_sweep-T10-p0000.json \
+         demo_sweep_graphs/T10/attribution_graphs/graph-metadata.json; do
   [ -s "$WORK/demo/$f" ] || { echo "missing $f"; exit 1; }
 done
 /usr/bin/python3 - "$WORK/demo/demo_sweep.h5" <<'PY'
