@@ -17,6 +17,7 @@
 #include "saetraj/sweep/rows.h"
 #include "saetraj/output/h5.h"
 #include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/sae/sae_source.h"
 #include "saetraj/synth/synth.h"
 #include "saetraj/tokenizer/tokenizer.h"
 #include "test_support.h"
@@ -454,4 +455,85 @@ TEST(Qwen2, QkvBiasesWithoutOutputBiasAndMethodInvariants) {
   write_checkpoint(dir.path(), qwen_config("Qwen2ForCausalLM"), missing);
   EXPECT_THAT([&] { model::load_model(dir.path()); },
               ThrowsMessage<FormatError>(HasSubstr("model.layers.0.self_attn.k_proj.bias")));
+}
+
+// The synthetic Qwen3 fixture (saetraj synth --arch qwen3): the checkpoint loads as Qwen3ForCausalLM with q/k
+// norms and tied embeddings; its tokenizer adds no BOS and config.json's bos_token_id is <|endoftext|>, as
+// Qwen3-1.7B-Base's; its SAEs are SAE-Lens TopK folders whose encoding is the k largest positive
+// pre-activations x W_enc + b_enc (computed here in double); a sweep prepends <|endoftext|> (the SAEs'
+// prepend_bos) and runs end to end.
+TEST(Qwen3Fixture, SynthesisedCheckpointSweepsEndToEnd) {
+  saetraj::testing::TempDir dir("saetraj-qwen3-fx");
+  synth::SynthOptions o;
+  o.out = dir.path();
+  o.n_layers = 2;
+  o.d_model = 32;
+  o.n_heads = 4;
+  o.head_dim = 16;  // Qwen3's head_dim is not d_model / heads
+  o.d_mlp = 64;
+  o.vocab_size = 320;
+  o.n_ctx = 64;
+  o.d_sae = 64;
+  o.topk_k = 5;
+  const auto fx = synth::synth_qwen3_fixture(o);
+  const auto m = model::load_model(fx.model_dir);
+  EXPECT_STREQ(model::arch_name(m->config().arch), "Qwen3ForCausalLM");
+  EXPECT_EQ(m->config().n_kv_heads, 2);
+  EXPECT_EQ(m->config().head_dim, 16);
+  EXPECT_TRUE(m->config().tie_word_embeddings);
+  EXPECT_TRUE(m->config().params<model::LlamaParams>().qk_norm);
+  const auto tok = tokenizer::load_tokenizer(fx.model_dir, m->config().bos_token_id);
+  EXPECT_FALSE(tok->adds_bos_by_default());
+  ASSERT_TRUE(m->config().bos_token_id.has_value());
+  EXPECT_EQ(tok->encode("<|endoftext|>"), std::vector<int32_t>{*m->config().bos_token_id});
+
+  ASSERT_EQ(fx.sae_dirs.size(), 2u);
+  EXPECT_EQ(fx.sae_dirs[1], fx.sae_pattern.substr(0, fx.sae_pattern.find("{layer}")) + "1");
+  const auto sae1 = sae::load_sae(fx.sae_dirs[1], 1, {});
+  EXPECT_EQ(sae1.cfg.activation, sae::Activation::TopK);
+  EXPECT_EQ(sae1.cfg.topk_k, 5);
+  EXPECT_FALSE(sae1.cfg.apply_b_dec_to_input);
+  EXPECT_EQ(sae1.cfg.hook_layer, 1);
+  const auto raw = io::SafetensorsFile::open(fx.sae_dirs[1] + "/sae_weights.safetensors");
+  const auto w_enc = raw->load("W_enc", std::vector<int64_t>{32, 64}).to(torch::kDouble);
+  const auto b_enc = raw->load("b_enc", std::vector<int64_t>{64}).to(torch::kDouble);
+  torch::manual_seed(7);
+  const auto x = torch::randn({6, 32}, torch::kDouble) * 3.0;
+  const auto got = sae1.encode(x.to(torch::kFloat)).to(torch::kDouble);
+  for (int64_t r = 0; r < 6; ++r) {
+    const auto pre = torch::matmul(x[r], w_enc) + b_enc;
+    const auto [vals, idx] = pre.topk(5);
+    auto want = torch::zeros({64}, torch::kDouble);
+    for (int j = 0; j < 5; ++j) {
+      if (vals[j].item<double>() > 0) want[idx[j].item<int64_t>()] = vals[j];
+    }
+    EXPECT_GT((want != 0).sum().item<int64_t>(), 0) << "row " << r << ": no positive pre-activation in the top 5";
+    EXPECT_LE((got[r] != 0).sum().item<int64_t>(), 5);
+    EXPECT_TRUE(torch::allclose(got[r], want, 1e-4, 1e-5)) << "row " << r;
+  }
+
+  pipeline::SweepOptions s;
+  s.model = fx.model_dir;
+  s.saes = {fx.sae_pattern};
+  s.prompts = {"Mark gave flashlight to Max"};
+  s.k = 5;
+  s.out = dir.file("qwen3.h5");
+  const auto comm = dist::make_serial_communicator();
+  EXPECT_TRUE(pipeline::run_sweep(s, *comm).complete);
+  const output::H5Handle f = output::h5_file(H5Fopen(s.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(output::read_attr_string(f, "architecture"), "Qwen3ForCausalLM");
+  EXPECT_EQ(output::read_attr_string(f, "bos"), "prepended");
+  EXPECT_EQ(output::read_vector<int32_t>(f, "tokens/ids")[0], *m->config().bos_token_id);
+}
+
+// synth --arch qwen3 refuses a k its SAEs cannot have, before writing anything.
+TEST(Qwen3Fixture, RefusesTopkLargerThanWidth) {
+  saetraj::testing::TempDir dir("saetraj-qwen3-bad");
+  synth::SynthOptions o;
+  o.out = dir.file("fx");
+  o.d_sae = 16;
+  o.topk_k = 17;
+  EXPECT_THAT([&] { synth::synth_qwen3_fixture(o); },
+              ThrowsMessage<InputError>(HasSubstr("--topk-k must be in 1..--d-sae (16), got 17")));
+  EXPECT_FALSE(fs::exists(o.out));
 }
