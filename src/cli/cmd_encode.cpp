@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <optional>
 
 #include "options.h"
 #include "saetraj/cli/commands.h"
@@ -13,12 +14,13 @@
 #include "saetraj/core/strings.h"
 #include "saetraj/io/safetensors.h"
 #include "saetraj/sae/sae_source.h"
+#include "saetraj/sae/transcoder.h"
 #include "saetraj/sweep/topk.h"
 
 namespace saetraj::cli {
 
 int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx) {
-  std::string sae_path, input, tensor = "x", out, center = "auto";
+  std::string sae_path, transcoder_path, input, tensor = "x", out, center = "auto";
   int64_t k = 400;
   int layer = -1;
   po::options_description options("Encode options");
@@ -26,6 +28,10 @@ int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx) 
                                                     "(cfg.json + sae_weights.safetensors), Gemma Scope params.npz, "
                                                     "Gemma Scope 2 params.safetensors, Llama Scope "
                                                     "(hyperparams.json), sparsify (cfg.json + sae.safetensors)")(
+      "transcoder", po::value(&transcoder_path),
+      "instead of --sae: an MLP transcoder (SAE-Lens transcoder folder, Gemma Scope transcoder params.npz, Gemma "
+      "Scope 2 transcoder/ folder); its top-k features are listed and its output (decoder, bias and skip term) "
+      "is written as 'output' [rows, d_out]")(
       "input", po::value(&input), "safetensors file holding the vectors to encode, [rows, d_in]")(
       "tensor", po::value(&tensor)->default_value(tensor), "name of the tensor in --input")(
       "k", po::value(&k)->default_value(k), "top-k active features kept per row")(
@@ -39,7 +45,8 @@ int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx) 
   if (!parse_command("encode", "--sae DIR --input X.safetensors --k K --out LISTS.safetensors", options, {}, args,
                      vm, ctx.comm.rank() == 0))
     return 0;
-  SAETRAJ_CHECK(!sae_path.empty(), InputError, "saetraj encode: give --sae DIR");
+  SAETRAJ_CHECK(sae_path.empty() != transcoder_path.empty(), InputError,
+                "saetraj encode: give --sae DIR or --transcoder DIR (one of them)");
   SAETRAJ_CHECK(!input.empty(), InputError, "saetraj encode: give --input X.safetensors");
   SAETRAJ_CHECK(!out.empty(), InputError, "saetraj encode: give --out LISTS.safetensors");
   SAETRAJ_CHECK(k >= 1, InputError, "saetraj encode: --k must be at least 1, got ", k);
@@ -50,7 +57,9 @@ int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx) 
   c10::InferenceMode guard;
   sae::SaeSourceOptions source;
   if (center != "auto") source.sae_lens.center_residual = center == "on";
-  const auto sae = sae::load_sae(sae_path, layer, source);
+  std::optional<sae::Transcoder> transcoder;
+  if (!transcoder_path.empty()) transcoder = sae::load_transcoder(transcoder_path, layer, source);
+  const auto sae = transcoder ? transcoder->encoder : sae::load_sae(sae_path, layer, source);
 
   const auto file = io::SafetensorsFile::open(input);
   SAETRAJ_CHECK(file->contains(tensor), FormatError, input, ": no tensor '", tensor, "' (give its name with --tensor)");
@@ -75,7 +84,9 @@ int cmd_encode(const std::vector<std::string>& args, const CommandContext& ctx) 
       sweep::topk_active_fused(product, bias.data_ptr<float>(), jump ? threshold.data_ptr<float>() : nullptr, keep, k,
                                indices.data_ptr<int32_t>(), values.data_ptr<float>());
   SAETRAJ_CHECK(finite, NumericError, "saetraj encode: a pre-activation of ", input, " is NaN or Inf");
-  io::write_safetensors(out, {{"indices", indices}, {"values", values}});
+  std::vector<std::pair<std::string, torch::Tensor>> written{{"indices", indices}, {"values", values}};
+  if (transcoder) written.emplace_back("output", transcoder->forward(x).contiguous());
+  io::write_safetensors(out, written);
   std::cout << "encode: " << rows << " rows, " << sae.cfg.id << " (" << sae.cfg.preprocessing_summary() << ") -> "
             << out << "\n";
   return 0;

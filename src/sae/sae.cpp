@@ -72,7 +72,7 @@ void parse_hook_name(const std::string& hook_name, int* layer, HookKind* kind) {
   else if (point == "hook_attn_out") *kind = HookKind::AttnOut;
   else if (point == "attn.hook_z") *kind = HookKind::HookZ;
   else if (point == "hook_mlp_out") *kind = HookKind::MlpOut;
-  else if (point == "hook_mlp_in" || point == "ln2.hook_normalized") *kind = HookKind::MlpIn;
+  else if (point == "hook_mlp_in" || point == "ln2.hook_normalized" || point == "mlp.hook_in") *kind = HookKind::MlpIn;
 }
 
 void require_residual_hook(const SaeConfig& cfg) {

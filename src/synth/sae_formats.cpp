@@ -5,6 +5,7 @@
 #include <fstream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/io/npz.h"
 
 namespace saetraj::synth {
 namespace {
@@ -125,6 +126,81 @@ void write_sae_lens_sae(const std::string& folder, nlohmann::json cfg, const std
   cfg["metadata"] = {{"hook_name", hook_name}, {"model_name", "synthetic-model"}, {"prepend_bos", true}};
   write_json(fs::path(folder) / "cfg.json", cfg);
   io::write_safetensors((fs::path(folder) / "sae_weights.safetensors").string(), tensors);
+}
+
+RawTranscoder random_raw_transcoder(int64_t d_in, int64_t d_out, int64_t width, bool skip, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  RawTranscoder t;
+  t.w_enc = torch::randn({d_in, width}, gen) / std::sqrt(static_cast<double>(d_in));
+  t.b_enc = torch::randn({width}, gen) * 0.3 - 0.4;
+  const auto row_norms = 0.5 + 1.5 * torch::rand({width, 1}, gen);
+  const auto w_dec = torch::randn({width, d_out}, gen);
+  t.w_dec = w_dec / w_dec.norm(2, 1, true) * row_norms;
+  t.b_dec = torch::randn({d_out}, gen) * 0.2;
+  t.threshold = torch::rand({width}, gen) * 0.3;
+  if (skip) t.w_skip = torch::randn({d_out, d_in}, gen) * (0.2 / std::sqrt(static_cast<double>(d_in)));
+  return t;
+}
+
+void write_sae_lens_transcoder(const std::string& folder, const std::string& architecture, int layer,
+                               const RawTranscoder& t) {
+  fs::create_directories(folder);
+  const std::string L = std::to_string(layer);
+  nlohmann::json cfg{{"d_in", t.w_enc.size(0)},
+                     {"d_sae", t.w_enc.size(1)},
+                     {"d_out", t.w_dec.size(1)},
+                     {"dtype", "float32"},
+                     {"device", "cpu"},
+                     {"apply_b_dec_to_input", false},
+                     {"normalize_activations", "none"},
+                     {"reshape_activations", "none"},
+                     {"architecture", architecture},
+                     {"metadata",
+                      {{"model_name", "synthetic-model"},
+                       {"hook_name", "blocks." + L + ".ln2.hook_normalized"},
+                       {"hook_name_out", "blocks." + L + ".hook_mlp_out"},
+                       {"prepend_bos", true}}}};
+  write_json(fs::path(folder) / "cfg.json", cfg);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors{
+      {"W_enc", t.w_enc}, {"b_enc", t.b_enc}, {"W_dec", t.w_dec}, {"b_dec", t.b_dec}};
+  if (architecture.rfind("jumprelu", 0) == 0) tensors.emplace_back("threshold", t.threshold);
+  if (architecture.find("skip") != std::string::npos) tensors.emplace_back("W_skip", t.w_skip);
+  io::write_safetensors((fs::path(folder) / "sae_weights.safetensors").string(), tensors);
+}
+
+std::string write_gemma_scope_transcoder(const std::string& root, int layer, const std::string& width, int l0,
+                                         const RawTranscoder& t) {
+  const fs::path dir = fs::path(root) / ("layer_" + std::to_string(layer)) / ("width_" + width) /
+                       ("average_l0_" + std::to_string(l0));
+  fs::create_directories(dir);
+  io::write_npz((dir / "params.npz").string(), {{"W_enc", t.w_enc},
+                                                {"W_dec", t.w_dec},
+                                                {"b_enc", t.b_enc},
+                                                {"b_dec", t.b_dec},
+                                                {"threshold", t.threshold}});
+  return dir.string();
+}
+
+std::string write_gemma_scope2_transcoder(const std::string& root, const GemmaScope2Spec& spec,
+                                          const RawTranscoder& t) {
+  const bool affine = t.w_skip.defined();
+  const fs::path dir = fs::path(root) / spec.site /
+                       ("layer_" + std::to_string(spec.layer) + "_width_" + spec.width + "_l0_" + spec.l0 +
+                        (affine ? "_affine" : ""));
+  fs::create_directories(dir);
+  std::vector<std::pair<std::string, torch::Tensor>> tensors{
+      {"w_enc", t.w_enc}, {"w_dec", t.w_dec}, {"b_enc", t.b_enc}, {"b_dec", t.b_dec}, {"threshold", t.threshold}};
+  if (affine) tensors.emplace_back("affine_skip_connection", t.w_skip.t().contiguous());
+  io::write_safetensors((dir / "params.safetensors").string(), tensors);
+  if (spec.config_json) {
+    const std::string L = std::to_string(spec.layer);
+    write_json(dir / "config.json", {{"architecture", "jump_relu"},
+                                     {"model_name", spec.model_name},
+                                     {"hf_hook_point_in", "model.layers." + L + ".pre_feedforward_layernorm.output"},
+                                     {"hf_hook_point_out", "model.layers." + L + ".post_feedforward_layernorm.output"},
+                                     {"affine_connection", affine}});
+  }
+  return dir.string();
 }
 
 }  // namespace saetraj::synth

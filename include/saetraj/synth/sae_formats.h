@@ -65,4 +65,29 @@ std::string write_sparsify_sae(const std::string& root, const SparsifySpec& spec
 void write_sae_lens_sae(const std::string& folder, nlohmann::json cfg, const std::string& hook_name,
                         const std::vector<std::pair<std::string, torch::Tensor>>& tensors);
 
+// A transcoder's tensors in SAE-Lens orientation: w_enc [d_in, W], b_enc [W], w_dec [W, d_out], b_dec [d_out],
+// threshold [W], w_skip [d_out, d_in] (undefined: no skip term).
+struct RawTranscoder {
+  torch::Tensor w_enc, b_enc, w_dec, b_dec, threshold, w_skip;
+};
+// Random tensors (float32, deterministic from `seed`), biases and thresholds such that a few features of a
+// unit-scale input are active.
+RawTranscoder random_raw_transcoder(int64_t d_in, int64_t d_out, int64_t width, bool skip, uint64_t seed);
+
+// An SAE-Lens 6 transcoder folder as Transcoder.save_model writes it: cfg.json (architecture, d_in, d_sae, d_out,
+// apply_b_dec_to_input false, metadata.hook_name = blocks.L.ln2.hook_normalized, metadata.hook_name_out =
+// blocks.L.hook_mlp_out) and sae_weights.safetensors with the architecture's tensors (threshold for jumprelu_*,
+// W_skip for *skip*).
+void write_sae_lens_transcoder(const std::string& folder, const std::string& architecture, int layer,
+                               const RawTranscoder& t);
+// Gemma Scope 1 (gemma-scope-2b-pt-transcoders): <root>/layer_L/width_W/average_l0_N/params.npz with W_enc,
+// W_dec, b_enc, b_dec, threshold. Returns the folder.
+std::string write_gemma_scope_transcoder(const std::string& root, int layer, const std::string& width, int l0,
+                                         const RawTranscoder& t);
+// Gemma Scope 2: <root>/<spec.site>/layer_L_width_W_l0_X[_affine]/params.safetensors (w_enc, w_dec, b_enc, b_dec,
+// threshold, and affine_skip_connection [d_in, d_out] with "_affine" when t.w_skip is defined), config.json
+// (with affine_connection) if spec.config_json. Returns the folder.
+std::string write_gemma_scope2_transcoder(const std::string& root, const GemmaScope2Spec& spec,
+                                          const RawTranscoder& t);
+
 }  // namespace saetraj::synth
