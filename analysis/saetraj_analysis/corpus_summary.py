@@ -137,7 +137,7 @@ def _plot_order_agreement(summary, ax):
     ax.set_xticklabels([str(l) for l in layers], fontsize=8)
     ax.set_xlabel("layer (number above: trajectories with order-free views)")
     ax.set_ylabel("share of trajectories")
-    ax.set_title("Prompt-order source token is the largest order-free contributor (sweep --orders)")
+    ax.set_title("Source token = largest order-free contributor (sweep --orders)")
     ax.legend(fontsize=8, loc="lower right", frameon=False)
 
 
