@@ -12,7 +12,8 @@
 # - Bad options (--real-model for another architecture, a folder without config.json) are refused.
 # Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
-BIN=$1 WORK=$2 SRC=$3
+BIN=$1 WORK=$2
+SRC=$(cd "$3" && pwd -P)  # as the binary names it (ctest passes tests/..)
 rm -rf "$WORK" && mkdir -p "$WORK"
 unset SAETRAJ_REAL_MODEL_DIR
 mpirun -n 2 --oversubscribe "$BIN" demo --arch gemma3 --no-render --out "$WORK/demo" \
