@@ -14,8 +14,8 @@
 #include "saetraj/io/npz.h"
 #include "saetraj/io/safetensors.h"
 #include "saetraj/model/config.h"
-#include "saetraj/output/h5.h"
 #include "saetraj/output/sweep_file.h"
+#include "saetraj/output/sweep_reader.h"
 #include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/rows.h"
@@ -63,25 +63,20 @@ void describe_sae(const std::string& dir) {
 }
 
 void describe_sweep(const std::string& path) {
-  using namespace output;
-  const H5Handle f = open_sweep_file(path, false, "give a sweep file written by saetraj sweep");
-  const auto layers = read_attr_ints(f, "layers");
-  const auto done = read_vector<uint8_t>(f, "prompts/done");
+  const auto r = output::SweepReader::open(path);
+  const auto& a = r.attributes();
   int64_t n_done = 0;
-  for (auto d : done) n_done += d;
-  std::cout << "sweep:        " << path << " (format " << read_attr_string(f, "format") << " v"
-            << read_attr_int(f, "format_version") << ")\n"
-            << "model:        " << read_attr_string(f, "model") << " (" << read_attr_string(f, "architecture") << ")\n"
-            << "layers:       " << layers.size() << " of " << read_attr_int(f, "n_model_layers") << ", k = "
-            << read_attr_int(f, "k") << "\n"
-            << "prompts:      " << done.size() << " (" << n_done << " done), "
-            << read_vector<int64_t>(f, "skipped/line").size() << " skipped\n"
-            << "complete:     " << (read_attr_int(f, "complete") ? "yes" : "no") << "\n"
-            << "graphs:       " << (link_exists(f, "graphs") ? "T = " + std::to_string(read_attr_int(
-                                                                     h5_group(H5Gopen2(f, "graphs", H5P_DEFAULT), "graphs"), "top_t"))
-                                                             : std::string("not built")) << "\n"
-            << "explanations: " << (link_exists(f, "explanations") ? "yes" : "no") << "\n"
-            << "created:      " << read_attr_string(f, "created_utc") << "\n";
+  for (auto d : r.prompts().done) n_done += d;
+  std::cout << "sweep:        " << path << " (format " << output::kSweepFormat << " v" << a.format_version << ")\n"
+            << "model:        " << a.model << " (" << a.architecture << ")\n"
+            << "layers:       " << a.layers.size() << " of " << a.n_model_layers << ", k = " << a.k << "\n"
+            << "prompts:      " << r.n_prompts() << " (" << n_done << " done), " << r.prompts().skipped_line.size()
+            << " skipped\n"
+            << "complete:     " << (a.complete ? "yes" : "no") << "\n"
+            << "graphs:       " << (r.has_graphs() ? "T = " + std::to_string(r.graph_top_t()) : std::string("not built"))
+            << "\n"
+            << "explanations: " << (r.has_explanations() ? "yes" : "no") << "\n"
+            << "created:      " << a.created_utc << "\n";
 }
 
 // [NOTE] What `info` takes a single file for. By name first (a damaged file still has its name), then by its

@@ -9,7 +9,7 @@
 
 #include "saetraj/cli/commands.h"
 #include "saetraj/core/error.h"
-#include "saetraj/output/h5.h"
+#include "saetraj/output/sweep_file.h"
 #include "saetraj/pipeline/collective.h"
 
 namespace {

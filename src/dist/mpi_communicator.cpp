@@ -1,4 +1,3 @@
-#include <hdf5.h>
 #include <mpi.h>
 
 #include <algorithm>
@@ -88,33 +87,10 @@ class MpiCommunicator final : public Communicator {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
   }
-  int64_t hdf5_file_access() const override {
-    const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, MPI_COMM_WORLD, MPI_INFO_NULL);
-    H5Pset_all_coll_metadata_ops(fapl, true);
-    H5Pset_coll_metadata_write(fapl, true);
-    return fapl;
-  }
-  int64_t hdf5_collective_transfer() const override {
-    const hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    return dxpl;
-  }
-
-  // [NOTE] Why the evolution rows skip collective buffering. Each rank writes whole blocks of rows x k
-  // (megabytes, contiguous within each chunk row), disjoint from every other rank's. Two-phase collective
-  // I/O would first ship every rank's block to the aggregator ranks, which then write it: a copy through
-  // MPI and serialised writing on the aggregators, for blocks that are already large and contiguous.
-  // Individual I/O under the collective call lets each rank write its own; measured on the scaling
-  // benchmark (2 ranks), rank 0's write time fell from 1.0-1.6 s to 0.8 s.
-  int64_t hdf5_bulk_transfer() const override {
-    const hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
-    H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
-    H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO);
-    return dxpl;
-  }
+  const void* mpi_comm_handle() const override { return &comm_; }
 
  private:
+  MPI_Comm comm_ = MPI_COMM_WORLD;
   int rank_ = 0;
   int size_ = 1;
 };

@@ -1,5 +1,3 @@
-#include <hdf5.h>
-
 #include <cstdlib>
 #include <cstring>
 
@@ -41,9 +39,7 @@ class SerialCommunicator final : public Communicator {
     throw Error("the serial communicator has no other rank to receive from");
   }
   [[noreturn]] void abort(int code) const override { std::exit(code); }
-  int64_t hdf5_file_access() const override { return H5Pcreate(H5P_FILE_ACCESS); }
-  int64_t hdf5_collective_transfer() const override { return H5Pcreate(H5P_DATASET_XFER); }
-  int64_t hdf5_bulk_transfer() const override { return H5Pcreate(H5P_DATASET_XFER); }
+  const void* mpi_comm_handle() const override { return nullptr; }
 };
 
 }  // namespace

@@ -13,6 +13,8 @@
 
 #include "saetraj/core/error.h"
 #include "saetraj/core/strings.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/output/sweep_file_h5.h"
 #include "saetraj/sweep/rows.h"
 
 namespace saetraj::output {
@@ -112,6 +114,12 @@ H5Handle open_sweep_file(const std::string& path, bool writable, const std::stri
                 " is an HDF5 file but not a saetraj sweep file (no root attribute format = \"", kSweepFormat,
                 "\"); ", advice);
   SAETRAJ_CHECK(has_attr(f, "format_version"), FormatError, path, " has no format_version; ", advice);
+  {
+    const auto attr = h5_attr(H5Aopen(f, "format_version", H5P_DEFAULT), path + ": attribute format_version");
+    const auto type = h5_type(H5Aget_type(attr), path + ": attribute format_version");
+    SAETRAJ_CHECK(H5Tget_class(type) == H5T_INTEGER, FormatError, path,
+                  ": attribute 'format_version' of the root is not an integer; ", advice);
+  }
   const int64_t version = read_attr_int(f, "format_version");
   SAETRAJ_CHECK(version >= kOldestReadableSweepVersion && version <= kSweepFormatVersion, FormatError, path,
                 " has format_version ", version, "; this saetraj reads versions ", kOldestReadableSweepVersion,
@@ -356,29 +364,75 @@ std::vector<uint8_t> read_done_flags(const std::string& path) {
   return read_vector<uint8_t>(f, "prompts/done");
 }
 
+namespace {
+
+// [NOTE] The seam between dist/ and output/. Parallel HDF5 needs the MPI communicator itself; dist/ hands
+// out only its address (Communicator::mpi_comm_handle), and this file passes it on to HDF5 without any
+// MPI call of its own (<mpi.h> comes in through parallel HDF5's <hdf5.h>). A serial communicator has none:
+// the file is then opened with HDF5's default (serial) driver and plain transfer lists.
+const MPI_Comm* mpi_comm_of(const dist::Communicator& comm) {
+  return static_cast<const MPI_Comm*>(comm.mpi_comm_handle());
+}
+
+// One file opened by all ranks, with collective metadata operations.
+H5Handle file_access(const dist::Communicator& comm, const std::string& path) {
+  H5Handle fapl = h5_plist(H5Pcreate(H5P_FILE_ACCESS), path + ": file access list");
+  if (const MPI_Comm* c = mpi_comm_of(comm)) {
+    h5_check_status(H5Pset_fapl_mpio(fapl, *c, MPI_INFO_NULL), path + ": MPI-IO file access");
+    h5_check_status(H5Pset_all_coll_metadata_ops(fapl, true), path + ": collective metadata reads");
+    h5_check_status(H5Pset_coll_metadata_write(fapl, true), path + ": collective metadata writes");
+  }
+  return fapl;
+}
+
+// Collective raw-data transfers; `individual` lets each rank's data go to the file directly within the
+// collective call (NOTE Why the evolution rows skip collective buffering).
+H5Handle transfer(const dist::Communicator& comm, bool individual, const std::string& path) {
+  H5Handle dxpl = h5_plist(H5Pcreate(H5P_DATASET_XFER), path + ": transfer list");
+  if (mpi_comm_of(comm) != nullptr) {
+    h5_check_status(H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE), path + ": collective transfer");
+    if (individual) {
+      h5_check_status(H5Pset_dxpl_mpio_collective_opt(dxpl, H5FD_MPIO_INDIVIDUAL_IO), path + ": individual I/O");
+    }
+  }
+  return dxpl;
+}
+
+}  // namespace
+
+// [NOTE] Why the evolution rows skip collective buffering. Each rank writes whole blocks of rows x k
+// (megabytes, contiguous within each chunk row), disjoint from every other rank's. Two-phase collective
+// I/O would first ship every rank's block to the aggregator ranks, which then write it: a copy through
+// MPI and serialised writing on the aggregators, for blocks that are already large and contiguous.
+// Individual I/O under the collective call lets each rank write its own; measured on the scaling
+// benchmark (2 ranks), rank 0's write time fell from 1.0-1.6 s to 0.8 s.
+struct ParallelSweepFile::Handles {
+  H5Handle file, heads, order, indices, values, readout_ids, readout_probs, done, dxpl, bulk_dxpl;
+};
+
 ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Communicator& comm)
-    : path_(path), comm_(comm) {
-  const H5Handle fapl(comm.hdf5_file_access(), H5Pclose);
-  file_ = h5_open_file(path, H5F_ACC_RDWR, fapl, "every rank must see the sweep file on a shared file system");
-  k_ = read_attr_int(file_, "k");
-  n_layers_ = static_cast<int64_t>(read_attr_ints(file_, "layers").size());
-  indices_ = h5_dataset(H5Dopen2(file_, "evolution/indices", H5P_DEFAULT), "evolution/indices");
-  values_ = h5_dataset(H5Dopen2(file_, "evolution/values", H5P_DEFAULT), "evolution/values");
-  readout_ids_ = h5_dataset(H5Dopen2(file_, "readout/token_ids", H5P_DEFAULT), "readout/token_ids");
-  readout_probs_ = h5_dataset(H5Dopen2(file_, "readout/probs", H5P_DEFAULT), "readout/probs");
-  done_ = h5_dataset(H5Dopen2(file_, "prompts/done", H5P_DEFAULT), "prompts/done");
-  if (link_exists(file_, "heads")) {
-    const auto group = h5_group(H5Gopen2(file_, "heads", H5P_DEFAULT), "/heads");
+    : path_(path), comm_(comm), h_(std::make_unique<Handles>()) {
+  const H5Handle fapl = file_access(comm, path);
+  h_->file = h5_open_file(path, H5F_ACC_RDWR, fapl, "every rank must see the sweep file on a shared file system");
+  k_ = read_attr_int(h_->file, "k");
+  n_layers_ = static_cast<int64_t>(read_attr_ints(h_->file, "layers").size());
+  h_->indices = h5_dataset(H5Dopen2(h_->file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
+  h_->values = h5_dataset(H5Dopen2(h_->file, "evolution/values", H5P_DEFAULT), "evolution/values");
+  h_->readout_ids = h5_dataset(H5Dopen2(h_->file, "readout/token_ids", H5P_DEFAULT), "readout/token_ids");
+  h_->readout_probs = h5_dataset(H5Dopen2(h_->file, "readout/probs", H5P_DEFAULT), "readout/probs");
+  h_->done = h5_dataset(H5Dopen2(h_->file, "prompts/done", H5P_DEFAULT), "prompts/done");
+  if (link_exists(h_->file, "heads")) {
+    const auto group = h5_group(H5Gopen2(h_->file, "heads", H5P_DEFAULT), "/heads");
     head_slots_ = read_attr_int(group, "slots");
     head_columns_ = read_attr_int(group, "heads") + 3;
-    heads_ = h5_dataset(H5Dopen2(file_, "heads/split", H5P_DEFAULT), "heads/split");
+    h_->heads = h5_dataset(H5Dopen2(h_->file, "heads/split", H5P_DEFAULT), "heads/split");
   }
-  if (link_exists(file_, "order")) {
-    order_width_ = 3 * read_attr_int(h5_group(H5Gopen2(file_, "order", H5P_DEFAULT), "/order"), "slots");
-    order_ = h5_dataset(H5Dopen2(file_, "order/values", H5P_DEFAULT), "order/values");
+  if (link_exists(h_->file, "order")) {
+    order_width_ = 3 * read_attr_int(h5_group(H5Gopen2(h_->file, "order", H5P_DEFAULT), "/order"), "slots");
+    h_->order = h5_dataset(H5Dopen2(h_->file, "order/values", H5P_DEFAULT), "order/values");
   }
-  dxpl_ = H5Handle(comm.hdf5_collective_transfer(), H5Pclose);
-  bulk_dxpl_ = H5Handle(comm.hdf5_bulk_transfer(), H5Pclose);
+  h_->dxpl = transfer(comm, false, path);
+  h_->bulk_dxpl = transfer(comm, true, path);
 }
 
 // [NOTE] Closing a parallel HDF5 file is collective. An error that unwinds through one rank only (a failed
@@ -388,8 +442,8 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
 ParallelSweepFile::~ParallelSweepFile() {
   if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
     // A fresh empty handle built over each one ends it without running its closing destructor.
-    for (H5Handle* h : {&bulk_dxpl_, &dxpl_, &done_, &readout_probs_, &readout_ids_, &values_, &indices_, &heads_, &order_,
-                        &file_}) {
+    for (H5Handle* h : {&h_->bulk_dxpl, &h_->dxpl, &h_->done, &h_->readout_probs, &h_->readout_ids, &h_->values,
+                        &h_->indices, &h_->heads, &h_->order, &h_->file}) {
       new (h) H5Handle();
     }
     return;
@@ -398,16 +452,17 @@ ParallelSweepFile::~ParallelSweepFile() {
 }
 
 void ParallelSweepFile::close() {
-  bulk_dxpl_.reset();
-  dxpl_.reset();
-  done_.reset();
-  readout_probs_.reset();
-  readout_ids_.reset();
-  values_.reset();
-  indices_.reset();
-  heads_.reset();
-  order_.reset();
-  file_.reset();
+  if (!h_) return;
+  h_->bulk_dxpl.reset();
+  h_->dxpl.reset();
+  h_->done.reset();
+  h_->readout_probs.reset();
+  h_->readout_ids.reset();
+  h_->values.reset();
+  h_->indices.reset();
+  h_->heads.reset();
+  h_->order.reset();
+  h_->file.reset();
 }
 
 namespace {
@@ -457,29 +512,29 @@ void ParallelSweepFile::write_evolution(std::vector<EvolutionSlab> slabs) {
   std::sort(slabs.begin(), slabs.end(), [](const EvolutionSlab& a, const EvolutionSlab& b) {
     return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
   });
-  write_blocks<int32_t>(indices_, bulk_dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
+  write_blocks<int32_t>(h_->indices, h_->bulk_dxpl, slabs, k_, [](const EvolutionSlab& s) { return s.indices; },
                         "writing evolution/indices of " + path_, path_, injected_errno_);
-  write_blocks<float>(values_, bulk_dxpl_, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
+  write_blocks<float>(h_->values, h_->bulk_dxpl, slabs, k_, [](const EvolutionSlab& s) { return s.values; },
                       "writing evolution/values of " + path_, path_, injected_errno_);
 }
 
 void ParallelSweepFile::write_order(std::vector<EvolutionSlab> slabs) {
-  SAETRAJ_CHECK(order_.valid(), InputError, path_, " has no /order (the sweep ran without --orders)");
+  SAETRAJ_CHECK(h_->order.valid(), InputError, path_, " has no /order (the sweep ran without --orders)");
   std::sort(slabs.begin(), slabs.end(), [](const EvolutionSlab& a, const EvolutionSlab& b) {
     return std::tie(a.layer_index, a.row_begin) < std::tie(b.layer_index, b.row_begin);
   });
-  write_blocks<float>(order_, bulk_dxpl_, slabs, order_width_, [](const EvolutionSlab& s) { return s.values; },
+  write_blocks<float>(h_->order, h_->bulk_dxpl, slabs, order_width_, [](const EvolutionSlab& s) { return s.values; },
                       "writing order/values of " + path_, path_, injected_errno_);
 }
 
 void ParallelSweepFile::write_heads(std::vector<HeadSlab> slabs) {
   const std::string what = "writing heads/split of " + path_;
-  SAETRAJ_CHECK(heads_.valid(), InputError, path_, " has no /heads (the sweep ran without --heads)");
+  SAETRAJ_CHECK(h_->heads.valid(), InputError, path_, " has no /heads (the sweep ran without --heads)");
   std::sort(slabs.begin(), slabs.end(), [](const HeadSlab& a, const HeadSlab& b) {
     return std::tie(a.layer_index, a.query_begin) < std::tie(b.layer_index, b.query_begin);
   });
   const int64_t per_query = head_slots_ * head_columns_;
-  const auto fspace = h5_space(H5Dget_space(heads_), what);
+  const auto fspace = h5_space(H5Dget_space(h_->heads), what);
   h5_check_status(H5Sselect_none(fspace), what);
   std::vector<float> packed;
   for (const auto& s : slabs) {
@@ -494,11 +549,11 @@ void ParallelSweepFile::write_heads(std::vector<HeadSlab> slabs) {
   const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), what);
   if (packed.empty()) h5_check_status(H5Sselect_none(mspace), what);
   errno = 0;
-  const herr_t status = injected_errno_ != 0 ? -1 : H5Dwrite(heads_, H5T_NATIVE_FLOAT, mspace, fspace, dxpl_, packed.data());
+  const herr_t status = injected_errno_ != 0 ? -1 : H5Dwrite(h_->heads, H5T_NATIVE_FLOAT, mspace, fspace, h_->dxpl, packed.data());
   if (status < 0) throw_write_failure(what, path_, injected_errno_ != 0 ? injected_errno_ : errno);
 }
 
-void ParallelSweepFile::check_write(herr_t status, const std::string& what) const {
+void ParallelSweepFile::check_write(int status, const std::string& what) const {
   if (status < 0) throw_write_failure(what, path_, errno);
 }
 
@@ -517,18 +572,18 @@ void ParallelSweepFile::write_readout(int64_t prompt, const int32_t* ids, const 
       h5_check_status(H5Sselect_none(mspace), what);
     }
     errno = 0;
-    check_write(injected_errno_ != 0 ? -1 : H5Dwrite(ds, type, mspace, fspace, dxpl_, data), what);
+    check_write(injected_errno_ != 0 ? -1 : H5Dwrite(ds, type, mspace, fspace, h_->dxpl, data), what);
   };
-  write(readout_ids_, H5T_NATIVE_INT32, ids, "writing readout/token_ids of " + path_);
-  write(readout_probs_, H5T_NATIVE_FLOAT, probs, "writing readout/probs of " + path_);
+  write(h_->readout_ids, H5T_NATIVE_INT32, ids, "writing readout/token_ids of " + path_);
+  write(h_->readout_probs, H5T_NATIVE_FLOAT, probs, "writing readout/probs of " + path_);
 }
 
 void ParallelSweepFile::mark_done(int64_t prompt) {
   // Evolution and readout must reach the file before the flag that vouches for them.
   errno = 0;
-  check_write(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  check_write(H5Fflush(h_->file, H5F_SCOPE_GLOBAL), "flushing " + path_);
   const std::string what = "writing prompts/done of " + path_;
-  const auto fspace = h5_space(H5Dget_space(done_), what);
+  const auto fspace = h5_space(H5Dget_space(h_->done), what);
   const hsize_t one = 1;
   const hsize_t start = static_cast<hsize_t>(prompt);
   const auto mspace = h5_space(H5Screate_simple(1, &one, nullptr), what);
@@ -540,8 +595,8 @@ void ParallelSweepFile::mark_done(int64_t prompt) {
     h5_check_status(H5Sselect_none(mspace), what);
   }
   errno = 0;
-  check_write(H5Dwrite(done_, H5T_NATIVE_UINT8, mspace, fspace, dxpl_, &flag), what);
-  check_write(H5Fflush(file_, H5F_SCOPE_GLOBAL), "flushing " + path_);
+  check_write(H5Dwrite(h_->done, H5T_NATIVE_UINT8, mspace, fspace, h_->dxpl, &flag), what);
+  check_write(H5Fflush(h_->file, H5F_SCOPE_GLOBAL), "flushing " + path_);
 }
 
 namespace {

@@ -17,6 +17,7 @@
 #include "saetraj/graph/trajectory_graph.h"
 #include "saetraj/output/h5.h"
 #include "saetraj/output/sweep_file.h"
+#include "saetraj/output/sweep_file_h5.h"
 #include "saetraj/sweep/rows.h"
 
 namespace saetraj::pipeline {

@@ -11,6 +11,7 @@
 #include "saetraj/dist/communicator.h"
 #include "saetraj/output/h5.h"
 #include "saetraj/output/sweep_file.h"
+#include "saetraj/output/sweep_file_h5.h"
 #include "saetraj/pipeline/collective.h"
 #include "saetraj/pipeline/prompts.h"
 #include "test_support.h"

@@ -1,6 +1,7 @@
-// The communicator the pipeline sees: ranks, collectives on plain buffers, and the HDF5 file-access
-// properties that make one output file shared by all ranks. The compute code never includes <mpi.h>;
-// the serial communicator runs the whole pipeline in one process (unit tests, plain invocation).
+// The communicator the pipeline sees: ranks and collectives on plain buffers. Only dist/ includes <mpi.h>
+// (and only output/ includes <hdf5.h>): parallel HDF5 gets the MPI communicator through the opaque
+// mpi_comm_handle(). The serial communicator runs the whole pipeline in one process (unit tests, plain
+// invocation).
 #pragma once
 
 #include <cstdint>
@@ -29,13 +30,9 @@ class Communicator {
   virtual void recv(void* data, size_t bytes, int source, int tag) const = 0;
   // Ends every rank of the job (MPI_Abort) with `code`.
   [[noreturn]] virtual void abort(int code) const = 0;
-  // An HDF5 file-access property list (hid_t) for opening one file from all ranks; the caller closes it.
-  virtual int64_t hdf5_file_access() const = 0;
-  // An HDF5 transfer property list for collective raw-data I/O; the caller closes it.
-  virtual int64_t hdf5_collective_transfer() const = 0;
-  // The same for writes where every rank sends large blocks of its own (the evolution rows): collective
-  // calls, but each rank's data goes to the file directly instead of through MPI-IO's aggregators.
-  virtual int64_t hdf5_bulk_transfer() const = 0;
+  // The address of the MPI_Comm this communicator wraps, for a library that takes one (parallel HDF5, in
+  // output/sweep_file.cpp); nullptr for the serial communicator. Valid as long as this object lives.
+  virtual const void* mpi_comm_handle() const = 0;
 
   // Convenience wrappers.
   void broadcast_string(std::string& s, int root) const;

@@ -26,11 +26,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "saetraj/dist/communicator.h"
-#include "saetraj/output/h5.h"
 
 namespace saetraj::output {
 
@@ -104,11 +104,6 @@ struct HeadSlab {
 // file is marked complete = 0 until finalize).
 void create_sweep_file(const std::string& path, const SweepHeader& header, bool overwrite);
 
-// Serial. Opens an existing sweep file, or throws one line that says what is wrong and ends with `advice`:
-// no such file, a folder, not an HDF5 file, truncated (h5_open_file), or an HDF5 file that is not a sweep
-// (FormatError), or of another format version.
-H5Handle open_sweep_file(const std::string& path, bool writable, const std::string& advice);
-
 // Serial. Throws InputError naming the first difference when `path` was not made by the same run
 // settings (model, layers, k, SAEs, prompts), so that --resume never mixes two sweeps.
 void check_resumable(const std::string& path, const SweepHeader& header);
@@ -143,12 +138,13 @@ class ParallelSweepFile {
 
  private:
   // Throws IoError (the cause, the free space left, how to resume) when a write or flush failed.
-  void check_write(herr_t status, const std::string& what) const;
+  void check_write(int status, const std::string& what) const;
 
   std::string path_;
   const dist::Communicator& comm_;
   int64_t k_ = 0, n_layers_ = 0, head_slots_ = 0, head_columns_ = 0, order_width_ = 0;
-  H5Handle file_, heads_, order_, indices_, values_, readout_ids_, readout_probs_, done_, dxpl_, bulk_dxpl_;
+  struct Handles;  // the HDF5 handles (output/sweep_file.cpp): this header does not include <hdf5.h>
+  std::unique_ptr<Handles> h_;
   int injected_errno_ = 0;
 };
 
@@ -161,6 +157,9 @@ void finalize_sweep_file(const std::string& path, const std::function<std::strin
 // the file system that holds it, e.g. "No space left on device; the file system holding /x has 0 B free
 // of 1.0 MiB".
 std::string storage_failure(const std::string& path, int err);
+
+// Stops HDF5 printing its own error stack on stderr (output/h5.h); main calls it once MPI is started.
+void h5_quiet_errors();
 
 // Current UTC time as ISO 8601.
 std::string utc_now_iso8601();
