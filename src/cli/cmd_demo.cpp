@@ -81,8 +81,8 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   po::options_description options("Demo options");
   options.add_options()("out,o", po::value(&out)->default_value(out), "folder for fixtures, sweep, graphs, figures")(
       "arch", po::value(&arch)->default_value(arch),
-      "synthetic model: gpt2 or llama (SAE-Lens SAEs), gemma2 (Gemma Scope-layout SAEs), gemma3 (Gemma Scope "
-      "2-layout SAEs)")(
+      "gpt2 or llama (synthetic, SAE-Lens SAEs), gemma2 (synthetic, Gemma Scope-layout SAEs), gemma3 (the real "
+      "Gemma 3 270M when its pip package is installed, else synthetic; Gemma Scope 2-layout SAEs)")(
       "real-model", po::value(&real_model),
       "with --arch gemma3: sweep this checkpoint folder (the real Gemma 3 270M as "
       "tests/realmodel/make_gemma3_270m.py writes it) instead of looking for the pip package")(
