@@ -96,15 +96,20 @@ json attribution_graph_json(const AttributionGraphInput& in) {
       SAETRAJ_CHECK(seen.insert(id).second, InputError, "attribution graph ", in.slug, ": feature ", feature,
                     " of layer ", e.to_layer, " arrives twice at token ", e.to_token);
       arrivals[{e.to_token, e.to_layer}].push_back(id);
+      const auto explained = in.explanations ? in.explanations->find({e.to_layer, feature})
+                                             : std::map<std::pair<int, int>, std::string>::const_iterator();
+      const bool has_explanation = in.explanations && explained != in.explanations->end();
       features.push_back({{"node_id", id},
                           {"feature", cantor_feature(e.to_layer, feature)},
                           {"layer", std::to_string(e.to_layer)},
                           {"ctx_idx", e.to_token},
                           {"feature_type", "cross layer transcoder"},
                           {"jsNodeId", id},
-                          {"clerp", "L" + std::to_string(e.to_layer) + " #" + std::to_string(feature) + " from \"" +
-                                        viewer_token(in.tokens[e.from_token]) + "\" (rank " +
-                                        std::to_string(final_position) + ")"},
+                          {"clerp", has_explanation
+                                        ? sanitize_utf8(explained->second)
+                                        : "L" + std::to_string(e.to_layer) + " #" + std::to_string(feature) +
+                                              " from \"" + viewer_token(in.tokens[e.from_token]) + "\" (rank " +
+                                              std::to_string(final_position) + ")"},
                           {"influence", nullptr},
                           {"activation", nullptr},
                           {"saetraj",

@@ -45,6 +45,7 @@ void ExportWriter::add_prompt(const ExportPrompt& p) {
   in.traced = p.traced;
   in.logits = p.logits;
   in.info = settings_.info;
+  in.explanations = &settings_.explanations;
   const auto doc = attribution_graph_json(in);
   write_json_file(graphs_dir(settings_) + "/" + in.slug + ".json", doc, "the attribution graph");
   graphs_.push_back(doc["metadata"]);

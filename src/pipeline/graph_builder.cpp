@@ -279,6 +279,18 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   const auto indices = h5_dataset(H5Dopen2(file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
   HeadSplits heads(file);
   OrderViews order(file);
+  std::map<std::pair<int, int>, std::string> explanations;  // (layer, feature) -> text, after `saetraj explain`
+  if (output::link_exists(file, "explanations")) {
+    const auto e_layer = output::read_vector<int32_t>(file, "explanations/layer");
+    const auto e_feature = output::read_vector<int32_t>(file, "explanations/feature");
+    const auto e_text = output::read_strings(file, "explanations/text");
+    SAETRAJ_CHECK(e_layer.size() == e_feature.size() && e_feature.size() == e_text.size(), FormatError, sweep_path,
+                  ": /explanations/layer, /explanations/feature and /explanations/text have ", e_layer.size(), ", ",
+                  e_feature.size(), " and ", e_text.size(), " entries");
+    for (size_t i = 0; i < e_text.size(); ++i) {
+      if (!e_text[i].empty()) explanations[{e_layer[i], e_feature[i]}] = e_text[i];
+    }
+  }
   std::map<int, size_t> layer_index;
   for (size_t i = 0; i < layers.size(); ++i) layer_index[layers[i]] = i;
 
@@ -298,7 +310,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
                                                              std::filesystem::path(model).filename().string()),
                                      {{"generator", {{"name", "saetraj"}}}, {"sae_ids", sae_ids}, {"k", k},
                                       {"model", model}},
-                                     {}};
+                                     {}, {}};
       if (heads.present()) {
         for (auto c : heads.column_names()) {
           std::replace(c.begin(), c.end(), ' ', '_');  // "head 0" -> heads_head_0
@@ -310,6 +322,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
           settings.extra_columns.push_back(std::string("order_") + c);
         }
       }
+      settings.explanations = explanations;
       exports.emplace(std::move(settings));
     }
     std::vector<float> trajectory_order_values;  // [rows of trajectory_rows, OrderViews::kValueColumns] likewise

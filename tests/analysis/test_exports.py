@@ -142,6 +142,10 @@ def test_graphs_are_the_reference_traced_graphs_mapped(v1):
         for node_id, node in features.items():
             layer, f, t = map(int, node_id.split("_"))
             assert (node["feature"], node["layer"], node["ctx_idx"]) == (cantor(layer, f), str(layer), t)
+            # make_sweep writes explanations for features not divisible by 3: they are the labels.
+            label = f'L{layer} #{f} from "{tokens[node["saetraj"]["source_token"]]}" ' \
+                    f'(rank {node["saetraj"]["final_position"]})'
+            assert node["clerp"] == truth.explanations.get((layer, f), label)
         assert [n["node_id"] for n in doc["nodes"] if n["feature_type"] == "embedding"] == emb
         assert {(l["source"], l["target"], l["weight"]) for l in doc["links"]} == expected_links
         assert len(doc["links"]) == len(expected_links)

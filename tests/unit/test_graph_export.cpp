@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <map>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -120,6 +121,16 @@ TEST(AttributionExport, LogitNodesCarryTheReadoutProbabilityInTheirLabel) {
   EXPECT_EQ(doc["nodes"].size(), 10u);
 }
 
+TEST(AttributionExport, ExplanationsBecomeTheLabels) {
+  auto in = sample_input();
+  const std::map<std::pair<int, int>, std::string> explanations = {{{1, 100}, "light sources \xFF"}, {{2, 100}, "x"}};
+  in.explanations = &explanations;
+  const json doc = attribution_graph_json(in);
+  EXPECT_EQ(doc["nodes"][4]["node_id"], "1_100_3");
+  EXPECT_EQ(doc["nodes"][4]["clerp"], "light sources \uFFFD");
+  EXPECT_EQ(doc["nodes"][5]["clerp"], "L1 #7 from \"A\" (rank 2)");  // none for (1, 7)
+}
+
 TEST(AttributionExport, NoSourceSetWithoutOne) {
   auto in = sample_input();
   in.source_set.clear();
@@ -193,7 +204,8 @@ TEST(ExportWriter, WritesTheTableTheGraphsAndTheirIndex) {
   const std::string dir = tmp.path() + "/T3";
   ExportWriter w({dir, "demo", 3, {0, 1, 2}, {"gemma-2-2b", "gemmascope-res-65k"},
                   {{"generator", {{"name", "saetraj"}}}},
-                  {"order_loo_source"}});
+                  {"order_loo_source"},
+                  {{{2, 5}, "five"}}});
   const auto in = sample_input();
   ExportPrompt p{0, in.prompt, in.tokens, in.token_ids, in.traced, {{4, 1, {1, 100, 0}}, {4, 1, {1, 7, 2}}},
                  {1, -1}, {}};
@@ -214,12 +226,14 @@ TEST(ExportWriter, WritesTheTableTheGraphsAndTheirIndex) {
   EXPECT_EQ(graph["metadata"]["slug"], "demo-T3-p0012");
   EXPECT_EQ(graph["metadata"]["info"]["generator"]["name"], "saetraj");
   EXPECT_EQ(graph["links"].size(), 5u);
+  EXPECT_EQ(graph["nodes"][6]["node_id"], "2_5_3");
+  EXPECT_EQ(graph["nodes"][6]["clerp"], "five");
 }
 
 TEST(ExportWriter, UnwritableFolderIsAnIoError) {
   TempDir tmp;
   saetraj::testing::write_file(tmp.path() + "/file", "x");
-  EXPECT_THAT([&] { ExportWriter w({tmp.path() + "/file/T3", "demo", 3, {0}, {}, {}, {}}); },
+  EXPECT_THAT([&] { ExportWriter w({tmp.path() + "/file/T3", "demo", 3, {0}, {}, {}, {}, {}}); },
               ThrowsMessage<IoError>(HasSubstr("cannot create")));
 }
 

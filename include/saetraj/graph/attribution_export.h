@@ -11,8 +11,9 @@
 //   - one feature node per trajectory of the traced graph: node_id "<l>_<f>_<t>", layer "<l>", ctx_idx t,
 //     feature = the Cantor pair of (l, f) (metadata.schema_version 1, the encoding Neuronpedia decodes back
 //     into layer and index), feature_type "cross layer transcoder" (the only feature kind both viewers
-//     draw as a feature; the SAE id is in metadata.info), clerp the saetraj label, and under "saetraj" the
-//     source token, final position and prompt length;
+//     draw as a feature; the SAE id is in metadata.info), clerp the feature's explanation when the sweep
+//     file has one (after `saetraj explain`), else a saetraj label, and under "saetraj" the source token,
+//     final position and prompt length;
 //   - one link per (source node, trajectory) of each traced edge (j, p) -> (t, l): from every feature node
 //     at (p, j) (the features that themselves arrived at token j's vertex in the traced graph), or from
 //     token j's embedding node when none did;
@@ -26,7 +27,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -52,6 +55,9 @@ struct AttributionGraphInput {
   int top_t = 0;                        // the T the graph was built with
   std::vector<Edge> traced;             // trace_graph's output for this prompt
   std::vector<LogitEntry> logits;       // empty: no logit nodes
+  // (layer, feature) -> explanation, the clerp of that feature's nodes; nullptr or a missing entry: the
+  // saetraj label.
+  const std::map<std::pair<int, int>, std::string>* explanations = nullptr;
   nlohmann::json info = nlohmann::json::object();  // metadata.info (generator, SAE ids, ...)
 };
 

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <fstream>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +28,7 @@ struct ExportSettings {
   NeuronpediaScan scan;
   nlohmann::json info = nlohmann::json::object();  // metadata.info of every graph
   std::vector<std::string> extra_columns;   // of the trajectory table
+  std::map<std::pair<int, int>, std::string> explanations;  // (layer, feature) -> text: the feature nodes' clerp
 };
 
 struct ExportPrompt {
