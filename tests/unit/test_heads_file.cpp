@@ -4,10 +4,12 @@
 // JSON files; a file of format version 1 is still read; resuming across --heads is refused.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
@@ -219,7 +221,8 @@ TEST(HeadsFile, OrderFreeViewsInFileRows) {
   opts.orders = 12;
   opts.order_seed = 9;
   const auto comm = dist::make_serial_communicator();
-  ASSERT_TRUE(pipeline::run_sweep(opts, *comm).complete);
+  const auto result = pipeline::run_sweep(opts, *comm);
+  ASSERT_TRUE(result.complete);
   using namespace output;
   const H5Handle f = h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
   const auto group = h5_group(H5Gopen2(f, "order", H5P_DEFAULT), "/order");
@@ -302,6 +305,48 @@ TEST(HeadsFile, OrderFreeViewsInFileRows) {
   }
   std::cout << "trajectories whose source token is the largest Shapley contributor: " << agree << " of "
             << trajectories.size() << "\n";
+
+  // /graphs/trajectory_order_values and the JSON graphs' "order" member: the values behind the summary.
+  const auto order_values = read_vector<float>(f, "graphs/trajectory_order_values");
+  ASSERT_EQ(order_values.size(), 6 * trajectories.size());
+  std::map<std::array<int32_t, 5>, size_t> row_of;
+  for (size_t t = 0; t < trajectories.size(); ++t) {
+    const auto& r = trajectories[t];
+    const int64_t q = r.length - 1, row = r.layer * rows + row_offset[r.prompt] + sweep::row_of_query(q);
+    const float* base = values.data() + row * width + 3 * r.final_position;
+    const float* source = base + (r.source_token + 1) * width;
+    const float* largest = base + (summary[4 * t + 1] + 1) * width;
+    const float want[6] = {base[0], source[0], source[1], source[2], largest[1], largest[2]};
+    for (int c = 0; c < 6; ++c) EXPECT_EQ(order_values[6 * t + c], want[c]) << t << " column " << c;
+    row_of[{r.prompt, r.length, r.layer, r.source_token, r.feature}] = t;
+  }
+  int64_t entries = 0;
+  for (const auto& file : std::filesystem::recursive_directory_iterator(result.graphs_dir)) {
+    if (file.path().filename().string().rfind("length_", 0) != 0) continue;
+    const int32_t prompt = std::stoi(file.path().parent_path().filename().string().substr(7));  // prompt_NNNN
+    const auto doc = nlohmann::json::parse(slurp(file.path().string()));
+    for (const auto& edge : doc["edges"]) {
+      for (const auto& e : edge["all_trajectories"]) {
+        const auto t = row_of.at({prompt, doc["prompt_length"].get<int32_t>(), edge["to"][1].get<int32_t>(),
+                                  edge["from"][0].get<int32_t>(), e["sae_index"].get<int32_t>()});
+        ASSERT_TRUE(e.contains("order")) << file.path();
+        const auto& o = e["order"];
+        EXPECT_EQ(o["loo_largest"].get<int32_t>(), summary[4 * t]);
+        EXPECT_EQ(o["shapley_largest"]["token"].get<int32_t>(), summary[4 * t + 1]);
+        EXPECT_EQ(o["loo_agrees"].get<bool>(), summary[4 * t + 2] == 1);
+        EXPECT_EQ(o["shapley_agrees"].get<bool>(), summary[4 * t + 3] == 1);
+        EXPECT_FLOAT_EQ(o["activation"].get<float>(), order_values[6 * t]);
+        EXPECT_FLOAT_EQ(o["without_source"].get<float>(), order_values[6 * t + 1]);
+        EXPECT_EQ(o["vanishes_without_source"].get<bool>(), order_values[6 * t + 1] == 0.0f);
+        EXPECT_FLOAT_EQ(o["shapley_source"]["value"].get<float>(), order_values[6 * t + 2]);
+        EXPECT_FLOAT_EQ(o["shapley_source"]["se"].get<float>(), order_values[6 * t + 3]);
+        EXPECT_FLOAT_EQ(o["shapley_largest"]["value"].get<float>(), order_values[6 * t + 4]);
+        EXPECT_FLOAT_EQ(o["shapley_largest"]["se"].get<float>(), order_values[6 * t + 5]);
+        ++entries;
+      }
+    }
+  }
+  EXPECT_GT(entries, 0);
   opts.orders = 0;
   opts.resume = true;
   EXPECT_THROW(pipeline::run_sweep(opts, *comm), InputError);
