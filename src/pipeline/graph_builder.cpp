@@ -15,104 +15,27 @@
 #include "saetraj/graph/graph_json.h"
 #include "saetraj/graph/graphml.h"
 #include "saetraj/graph/trajectory_graph.h"
-#include "saetraj/output/h5.h"
-#include "saetraj/output/sweep_file.h"
-#include "saetraj/output/sweep_file_h5.h"
+#include "saetraj/output/sweep_reader.h"
 #include "saetraj/sweep/rows.h"
 
 namespace saetraj::pipeline {
 
-using output::h5_check_status;
-using output::h5_dataset;
-using output::h5_space;
-using output::H5Handle;
-
 namespace {
 
-struct TrajectoryRow {
-  int32_t prompt, length, layer, source_token, feature, final_position;
-};
-struct EdgeRow {
-  int32_t prompt, length, from_token, from_layer, to_token, to_layer, num_trajectories, best_final_position;
-};
-struct TracedRow {
-  int32_t prompt, from_token, from_layer, to_token, to_layer, num_trajectories, best_final_position;
-};
-
-#define SAETRAJ_FIELD(type, row, name) \
-  H5Tinsert(type, #name, HOFFSET(row, name), H5T_NATIVE_INT32)
-
-H5Handle trajectory_type() {
-  H5Handle t = output::h5_type(H5Tcreate(H5T_COMPOUND, sizeof(TrajectoryRow)), "trajectory table type");
-  SAETRAJ_FIELD(t, TrajectoryRow, prompt);
-  SAETRAJ_FIELD(t, TrajectoryRow, length);
-  SAETRAJ_FIELD(t, TrajectoryRow, layer);
-  SAETRAJ_FIELD(t, TrajectoryRow, source_token);
-  SAETRAJ_FIELD(t, TrajectoryRow, feature);
-  SAETRAJ_FIELD(t, TrajectoryRow, final_position);
-  return t;
-}
-
-H5Handle edge_type() {
-  H5Handle t = output::h5_type(H5Tcreate(H5T_COMPOUND, sizeof(EdgeRow)), "edge table type");
-  SAETRAJ_FIELD(t, EdgeRow, prompt);
-  SAETRAJ_FIELD(t, EdgeRow, length);
-  SAETRAJ_FIELD(t, EdgeRow, from_token);
-  SAETRAJ_FIELD(t, EdgeRow, from_layer);
-  SAETRAJ_FIELD(t, EdgeRow, to_token);
-  SAETRAJ_FIELD(t, EdgeRow, to_layer);
-  SAETRAJ_FIELD(t, EdgeRow, num_trajectories);
-  SAETRAJ_FIELD(t, EdgeRow, best_final_position);
-  return t;
-}
-
-H5Handle traced_type() {
-  H5Handle t = output::h5_type(H5Tcreate(H5T_COMPOUND, sizeof(TracedRow)), "traced edge table type");
-  SAETRAJ_FIELD(t, TracedRow, prompt);
-  SAETRAJ_FIELD(t, TracedRow, from_token);
-  SAETRAJ_FIELD(t, TracedRow, from_layer);
-  SAETRAJ_FIELD(t, TracedRow, to_token);
-  SAETRAJ_FIELD(t, TracedRow, to_layer);
-  SAETRAJ_FIELD(t, TracedRow, num_trajectories);
-  SAETRAJ_FIELD(t, TracedRow, best_final_position);
-  return t;
-}
-#undef SAETRAJ_FIELD
-
-template <typename Row>
-void write_table(hid_t group, const std::string& name, hid_t type, const std::vector<Row>& rows) {
-  const hsize_t n = rows.size();
-  const auto space = h5_space(H5Screate_simple(1, &n, nullptr), name);
-  const auto ds = h5_dataset(H5Dcreate2(group, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), name);
-  if (n) h5_check_status(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()), name);
-}
-
-// Rows [row_begin, row_begin + rows) of layer axis i: [rows, k].
-std::vector<int32_t> read_evolution(hid_t indices, int layer_index, int64_t row_begin, int64_t rows, int64_t k) {
-  std::vector<int32_t> out(rows * k);
-  const auto fspace = h5_space(H5Dget_space(indices), "evolution/indices");
-  const hsize_t start[3] = {static_cast<hsize_t>(layer_index), static_cast<hsize_t>(row_begin), 0};
-  const hsize_t count[3] = {1, static_cast<hsize_t>(rows), static_cast<hsize_t>(k)};
-  h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), "evolution/indices");
-  const hsize_t n = rows * k;
-  const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), "evolution/indices");
-  h5_check_status(H5Dread(indices, H5T_NATIVE_INT32, mspace, fspace, H5P_DEFAULT, out.data()), "reading evolution/indices");
-  return out;
-}
+using TrajectoryRow = output::TrajectoryRecord;
+using EdgeRow = output::EdgeRecord;
+using TracedRow = output::TracedEdgeRecord;
 
 // The head split of a sweep made with --heads (/heads; NOTE Format versions in output/sweep_file.h), one
 // prompt at a time: split(i, q, slot) is the row of layer axis i, query q and final position `slot`, or
 // nullptr when the file has none for that slot (no /heads, or a slot beyond the sweep's top_t).
 class HeadSplits {
  public:
-  explicit HeadSplits(hid_t file) {
-    if (!output::link_exists(file, "heads")) return;
-    const auto group = output::h5_group(H5Gopen2(file, "heads", H5P_DEFAULT), "/heads");
-    slots_ = output::read_attr_int(group, "slots");
-    columns_ = output::read_attr_int(group, "heads") + 3;
-    column_names_ = output::read_attr_strings(group, "columns");
-    query_offset_ = output::read_vector<int64_t>(file, "heads/query_offset");
-    dataset_ = h5_dataset(H5Dopen2(file, "heads/split", H5P_DEFAULT), "heads/split");
+  explicit HeadSplits(const output::SweepReader& file) : file_(file) {
+    if (!file.has_heads()) return;
+    slots_ = file.head_slots();
+    columns_ = file.heads() + 3;
+    column_names_ = file.head_column_names();
   }
   bool present() const { return slots_ > 0; }
   int64_t columns() const { return columns_; }
@@ -121,17 +44,7 @@ class HeadSplits {
   void load_prompt(size_t prompt, int n_tokens, size_t n_layers) {
     if (!present()) return;
     queries_ = n_tokens - 1;
-    block_.assign(n_layers * queries_ * slots_ * columns_, std::numeric_limits<float>::quiet_NaN());
-    if (queries_ <= 0) return;
-    const auto fspace = h5_space(H5Dget_space(dataset_), "heads/split");
-    const hsize_t start[4] = {0, static_cast<hsize_t>(query_offset_.at(prompt)), 0, 0};
-    const hsize_t count[4] = {n_layers, static_cast<hsize_t>(queries_), static_cast<hsize_t>(slots_),
-                              static_cast<hsize_t>(columns_)};
-    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), "heads/split");
-    const hsize_t n = block_.size();
-    const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), "heads/split");
-    h5_check_status(H5Dread(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, block_.data()),
-                    "reading heads/split");
+    block_ = file_.head_split(static_cast<int64_t>(prompt));  // [L, n - 1, slots, columns]
   }
   const float* split(size_t layer_index, int q, int slot) const {
     if (!present() || slot >= slots_ || q < 1 || q > queries_) return nullptr;
@@ -153,8 +66,7 @@ class HeadSplits {
  private:
   int64_t slots_ = 0, columns_ = 0, queries_ = 0;
   std::vector<std::string> column_names_;
-  std::vector<int64_t> query_offset_;
-  H5Handle dataset_;
+  const output::SweepReader& file_;
   std::vector<float> block_;
 };
 
@@ -164,25 +76,12 @@ class HeadSplits {
 // trajectory's prompt-order source token (1/0); -1 everywhere when the file has none for it.
 class OrderViews {
  public:
-  explicit OrderViews(hid_t file) {
-    if (!output::link_exists(file, "order")) return;
-    slots_ = output::read_attr_int(output::h5_group(H5Gopen2(file, "order", H5P_DEFAULT), "/order"), "slots");
-    dataset_ = h5_dataset(H5Dopen2(file, "order/values", H5P_DEFAULT), "order/values");
-  }
+  explicit OrderViews(const output::SweepReader& file) : file_(file) { slots_ = file.order_slots(); }
   bool present() const { return slots_ > 0; }
   void load_prompt(int64_t row_begin, int64_t rows, size_t n_layers) {
     if (!present()) return;
     rows_ = rows;
-    block_.assign(n_layers * rows * 3 * slots_, 0.0f);
-    if (rows == 0) return;
-    const auto fspace = h5_space(H5Dget_space(dataset_), "order/values");
-    const hsize_t start[3] = {0, static_cast<hsize_t>(row_begin), 0};
-    const hsize_t count[3] = {n_layers, static_cast<hsize_t>(rows), static_cast<hsize_t>(3 * slots_)};
-    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, nullptr, count, nullptr), "order/values");
-    const hsize_t n = block_.size();
-    const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), "order/values");
-    h5_check_status(H5Dread(dataset_, H5T_NATIVE_FLOAT, mspace, fspace, H5P_DEFAULT, block_.data()),
-                    "reading order/values");
+    block_ = file_.order_values(row_begin, rows);  // [L, rows, 3 slots]
   }
   std::array<int32_t, 4> summary(size_t layer_index, int q, int slot, int source_token) const {
     std::array<int32_t, 4> out = {-1, -1, -1, -1};
@@ -236,7 +135,7 @@ class OrderViews {
 
  private:
   int64_t slots_ = 0, rows_ = 0;
-  H5Handle dataset_;
+  const output::SweepReader& file_;
   std::vector<float> block_;
 };
 
@@ -259,36 +158,31 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   GraphBuildResult result;
   result.json_dir = options.json_dir.empty() ? default_graphs_dir(sweep_path) : options.json_dir;
 
-  H5Handle file = output::open_sweep_file(sweep_path, true, "give a sweep file written by saetraj sweep");
-  const auto layers32 = output::read_attr_ints(file, "layers");
-  const std::vector<int> layers(layers32.begin(), layers32.end());
-  const int64_t k = output::read_attr_int(file, "k");
-  const std::string model = output::read_attr_string(file, "model");
-  const auto sae_ids = output::read_attr_strings(file, "sae_ids");
-  const auto n_tokens = output::read_vector<int32_t>(file, "prompts/n_tokens");
-  const auto token_offset = output::read_vector<int64_t>(file, "prompts/token_offset");
-  const auto row_offset = output::read_vector<int64_t>(file, "prompts/row_offset");
-  const auto done = output::read_vector<uint8_t>(file, "prompts/done");
-  const auto texts = output::read_strings(file, "prompts/text");
-  const auto token_text = output::read_strings(file, "tokens/text");
-  const auto token_ids = output::read_vector<int32_t>(file, "tokens/ids");
-  const int64_t n_model_layers = output::read_attr_int(file, "n_model_layers");
-  const auto readout_ids = output::read_vector<int32_t>(file, "readout/token_ids");
-  const auto readout_probs = output::read_vector<float>(file, "readout/probs");
-  const auto readout_text = output::read_strings(file, "readout/token_text");
-  const auto indices = h5_dataset(H5Dopen2(file, "evolution/indices", H5P_DEFAULT), "evolution/indices");
+  output::SweepReader file = output::SweepReader::open(sweep_path, true);
+  const auto& attributes = file.attributes();
+  const auto& prompts = file.prompts();
+  const std::vector<int> layers(attributes.layers.begin(), attributes.layers.end());
+  const int64_t k = attributes.k;
+  const std::string& model = attributes.model;
+  const auto& sae_ids = attributes.sae_ids;
+  const auto& n_tokens = prompts.n_tokens;
+  const auto& token_offset = prompts.token_offset;
+  const auto& row_offset = prompts.row_offset;
+  const auto& done = prompts.done;
+  const auto& texts = prompts.text;
+  const auto& token_text = prompts.token_text;
+  const auto& token_ids = prompts.token_ids;
+  const int64_t n_model_layers = attributes.n_model_layers;
+  const auto readout = file.readout();
+  const auto& readout_ids = readout.token_ids;
+  const auto& readout_probs = readout.probs;
+  const auto& readout_text = readout.token_text;
   HeadSplits heads(file);
   OrderViews order(file);
   std::map<std::pair<int, int>, std::string> explanations;  // (layer, feature) -> text, after `saetraj explain`
-  if (output::link_exists(file, "explanations")) {
-    const auto e_layer = output::read_vector<int32_t>(file, "explanations/layer");
-    const auto e_feature = output::read_vector<int32_t>(file, "explanations/feature");
-    const auto e_text = output::read_strings(file, "explanations/text");
-    SAETRAJ_CHECK(e_layer.size() == e_feature.size() && e_feature.size() == e_text.size(), FormatError, sweep_path,
-                  ": /explanations/layer, /explanations/feature and /explanations/text have ", e_layer.size(), ", ",
-                  e_feature.size(), " and ", e_text.size(), " entries");
-    for (size_t i = 0; i < e_text.size(); ++i) {
-      if (!e_text[i].empty()) explanations[{e_layer[i], e_feature[i]}] = e_text[i];
+  if (file.has_explanations()) {
+    for (const auto& e : file.explanations()) {
+      if (!e.text.empty()) explanations[{e.layer, e.feature}] = e.text;
     }
   }
   std::map<int, size_t> layer_index;
@@ -337,7 +231,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
       std::vector<std::vector<std::vector<graph::Trajectory>>> per_length(n + 1,
                                                                           std::vector<std::vector<graph::Trajectory>>(layers.size()));
       for (size_t i = 0; i < layers.size(); ++i) {
-        const auto block = read_evolution(indices, static_cast<int>(i), row_offset[p], sweep::rows_of_prompt(n), k);
+        const auto block = file.evolution_indices(static_cast<int64_t>(i), row_offset[p], sweep::rows_of_prompt(n));
         for (int q = 1; q < n; ++q) {
           const graph::EvolutionView view{block.data() + sweep::row_of_query(q) * k, static_cast<int>(q + 2),
                                           static_cast<int>(k)};
@@ -429,31 +323,30 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     }
 
     if (exports) exports->finish();
-    if (output::link_exists(file, group_name)) {
-      h5_check_status(H5Ldelete(file, group_name.c_str(), H5P_DEFAULT), "replacing /" + group_name);
-    }
-    const auto group = output::h5_group(H5Gcreate2(file, group_name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-                                        "/" + group_name);
-    output::write_attr(group, "top_t", static_cast<int64_t>(top_t));
-    write_table(group, "trajectories", trajectory_type(), trajectory_rows);
-    write_table(group, "edges", edge_type(), edge_rows);
-    write_table(group, "traced_edges", traced_type(), traced_rows);
+    output::GraphTables tables;
+    tables.top_t = top_t;
+    tables.trajectories = std::move(trajectory_rows);
+    tables.edges = std::move(edge_rows);
+    tables.traced_edges = std::move(traced_rows);
     if (heads.present()) {
-      output::write_matrix(group, "trajectory_heads", trajectory_heads, trajectory_rows.size(),
-                           static_cast<hsize_t>(heads.columns()), heads.column_names());
+      tables.head_columns = heads.columns();
+      tables.head_column_names = heads.column_names();
+      tables.trajectory_heads = std::move(trajectory_heads);
     }
     if (order.present()) {
-      output::write_matrix(group, "trajectory_order", trajectory_order, trajectory_rows.size(), 4,
-                           {"loo_source", "shapley_source", "loo_agrees", "shapley_agrees"});
-      output::write_matrix(group, "trajectory_order_values", trajectory_order_values, trajectory_rows.size(),
-                           OrderViews::kValueColumns, OrderViews::value_column_names());
+      tables.has_order = true;
+      tables.order_column_names = {"loo_source", "shapley_source", "loo_agrees", "shapley_agrees"};
+      tables.trajectory_order = std::move(trajectory_order);
+      tables.order_value_columns = OrderViews::kValueColumns;
+      tables.order_value_column_names = OrderViews::value_column_names();
+      tables.trajectory_order_values = std::move(trajectory_order_values);
     }
+    file.write_graphs(group_name, tables);
     if (t_index == 0) {
-      result.trajectories = static_cast<int64_t>(trajectory_rows.size());
-      result.edges = static_cast<int64_t>(edge_rows.size());
+      result.trajectories = static_cast<int64_t>(tables.trajectories.size());
+      result.edges = static_cast<int64_t>(tables.edges.size());
     }
   }
-  h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + sweep_path);
   return result;
 }
 
