@@ -364,3 +364,41 @@ TEST(HeadsFile, OneOrderIsRefused) {
     EXPECT_NE(std::string(e.what()).find("--orders must be 0 (off) or at least 2, got 1"), std::string::npos) << e.what();
   }
 }
+
+TEST(HeadsFile, GraphTableWriterChecksItsShape) {
+  // output::write_matrix, which writes trajectory_heads/_order/_order_values: a [rows, columns] table with
+  // named columns, refused with the dataset's name when the values or the names do not fit the shape.
+  saetraj::testing::TempDir dir;
+  using namespace output;
+  const auto path = dir.file("m.h5");
+  {
+    const H5Handle f = h5_file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), "create");
+    write_matrix<float>(f, "m", {1, 2, 3, 4, 5, 6}, 2, 3, {"a", "b", "c"});
+    write_matrix<int32_t>(f, "empty", {}, 0, 4);
+    try {
+      write_matrix<float>(f, "bad", {1, 2, 3}, 2, 3);
+      FAIL() << "expected IoError";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("dataset 'bad': 3 values for [2, 3]"), std::string::npos) << e.what();
+    }
+    try {
+      write_matrix<int32_t>(f, "names", {1, 2}, 1, 2, {"only one"});
+      FAIL() << "expected IoError";
+    } catch (const IoError& e) {
+      EXPECT_NE(std::string(e.what()).find("dataset 'names': 1 column names for 2 columns"), std::string::npos)
+          << e.what();
+    }
+  }
+  const H5Handle f = h5_file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), "open");
+  EXPECT_EQ(read_vector<float>(f, "m"), (std::vector<float>{1, 2, 3, 4, 5, 6}));
+  const auto ds = h5_dataset(H5Dopen2(f, "m", H5P_DEFAULT), "m");
+  const auto space = h5_space(H5Dget_space(ds), "m");
+  hsize_t dims[2] = {0, 0};
+  ASSERT_EQ(H5Sget_simple_extent_ndims(space), 2);
+  H5Sget_simple_extent_dims(space, dims, nullptr);
+  EXPECT_EQ(dims[0], 2u);
+  EXPECT_EQ(dims[1], 3u);
+  EXPECT_EQ(read_attr_strings(ds, "columns"), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_TRUE(read_vector<int32_t>(f, "empty").empty());
+  EXPECT_FALSE(link_exists(f, "bad"));
+}
