@@ -228,3 +228,23 @@ def test_errors_exit_non_zero_with_a_clear_message(rendered, tmp_path, change, a
     assert re.search(r"^render\.py: error: .*" + message, result.stderr, re.M), result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
+
+
+def test_order_free_hover_text_with_and_without_values():
+    """The hover text of a trajectory with order-free views (sweep --orders): with the values of
+    /graphs/trajectory_order_values, and agreement only for a file whose graphs predate that table."""
+    from saetraj_analysis.html_graph import _order
+    from saetraj_analysis.traced_graph import Trajectory, order_views
+
+    bare = Trajectory(3, 17, 2, None, order=order_views(3, np.array([5, 3, 0, 1], dtype=np.int32)))
+    assert _order(bare) == (" [order-free: largest leave-one-out drop token 5, largest Shapley token 3; "
+                            "agree: LOO no, Shapley yes]")
+    full = Trajectory(3, 17, 2, None, order=order_views(3, np.array([3, 0, 1, 0], dtype=np.int32),
+                                                        np.array([0.5, 0.0, 0.125, 0.01, 0.25, 0.02])))
+    assert _order(full) == (" [order-free: without token 3 vanishes; Shapley +0.125 \u00b1 0.01, largest token 0 "
+                            "+0.25 \u00b1 0.02; agree: LOO yes, Shapley no]")
+    kept = Trajectory(3, 17, 2, None, order=order_views(3, np.array([3, 3, 1, 1], dtype=np.int32),
+                                                        np.array([0.5, 0.2, 0.3, 0.01, 0.3, 0.01])))
+    assert "without token 3 0.2 of 0.5; Shapley +0.3 \u00b1 0.01, largest;" in _order(kept)
+    assert order_views(3, np.array([-1, -1, -1, -1], dtype=np.int32)) is None
+    assert _order(Trajectory(3, 17, 2, None)) == ""
