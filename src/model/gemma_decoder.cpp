@@ -138,6 +138,7 @@ class GemmaModel final : public Model {
         cap.values = v;
       }
       const auto ff_in = ops::rms_norm(x, b.pre_ff_scale, config_.norm_eps);
+      if (capture[l]) cap.mlp_in = ff_in;
       const auto gate = torch::matmul(ff_in, b.gate.t());
       const auto act = config_.activation == "gelu" ? torch::gelu(gate) : torch::gelu(gate, "tanh");
       const auto mlp = torch::matmul(act * torch::matmul(ff_in, b.up.t()), b.down.t());

@@ -118,6 +118,7 @@ class Gpt2Model final : public Model {
         cap.values = v.contiguous();
       }
       const auto ln2 = torch::layer_norm(x, {d}, b.ln_2_w, b.ln_2_b, config_.norm_eps);
+      if (capture[l]) cap.mlp_in = ln2;
       auto hidden = torch::addmm(b.fc_b, ln2, b.fc_w);
       if (config_.activation == "gelu_new") {
         hidden = torch::gelu(hidden, "tanh");

@@ -136,6 +136,7 @@ class LlamaModel final : public Model {
         cap.values = v;
       }
       const auto ff_in = ops::rms_norm(x, b.post_attn_norm, config_.norm_eps);
+      if (capture[l]) cap.mlp_in = ff_in;
       x = x + b.down(torch::silu(b.gate(ff_in)) * b.up(ff_in));
       if (capture[l]) cap.resid_post = x.clone();
     }

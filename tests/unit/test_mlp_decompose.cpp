@@ -3,7 +3,9 @@
 // act_f W_dec[f] sorted by norm (ties by index), then b_dec, W_skip m, and the error y - transcoder(m). Invariants:
 // the terms sum to the MLP output, the last partial sum is resid_post, a transcoder that reconstructs y exactly
 // leaves a zero error term; the lists are the residual SAE's top-k of each partial sum computed independently,
-// and each newcomer is attributed to the term added at its first appearance.
+// and each newcomer is attributed to the term added at its first appearance. On the synthetic GPT-2 and Gemma-2
+// checkpoints: the captured MLP input equals the MLP's norm applied here to resid_mid from the checkpoint's own
+// weights, and the decomposition of the captured MLP output ends on resid_post.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -11,9 +13,12 @@
 #include <numeric>
 
 #include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
+#include "saetraj/model/model.h"
 #include "saetraj/sae/transcoder.h"
 #include "saetraj/sweep/mlp_decompose.h"
 #include "saetraj/synth/sae_formats.h"
+#include "saetraj/synth/synth.h"
 #include "test_support.h"
 
 using namespace saetraj;
@@ -194,4 +199,76 @@ TEST(MlpDecompose, WrongSizesAreRefused) {
               ThrowsMessage<InputError>(HasSubstr("reads d_in = 24")));
   EXPECT_THAT([&] { sweep::decompose_mlp(f.tc, f.mlp_in, torch::zeros({kD - 1})); },
               ThrowsMessage<InputError>(HasSubstr("writes d_out = 24")));
+}
+
+namespace {
+
+// The MLP input at every layer of a small checkpoint, held to its norm recomputed from the weights file, and the
+// decomposition of the last position's MLP output ending on resid_post.
+void check_model(const synth::SynthResult& r, bool gemma) {
+  const auto m = model::load_model(r.model_dir);
+  const auto& cfg = m->config();
+  const std::vector<int32_t> ids{5, 17, 42, 99, 7, 63, 128, 11};
+  const auto cap = m->forward(ids, {});
+  const auto weights = io::SafetensorsSet::open_folder(r.model_dir);
+  const auto d = cfg.d_model;
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    SCOPED_TRACE(l);
+    const auto& c = cap.layers[l];
+    ASSERT_TRUE(c.mlp_in.defined());
+    ASSERT_EQ(c.mlp_in.sizes(), c.resid_mid.sizes());
+    const auto x = f64(c.resid_mid);
+    torch::Tensor want;
+    if (gemma) {
+      const auto w = f64(weights.load("model.layers." + std::to_string(l) + ".pre_feedforward_layernorm.weight"));
+      want = x / (x.pow(2).mean(-1, true) + cfg.norm_eps).sqrt() * (1.0 + w);
+    } else {
+      const auto w = f64(weights.load("h." + std::to_string(l) + ".ln_2.weight"));
+      const auto b = f64(weights.load("h." + std::to_string(l) + ".ln_2.bias"));
+      const auto centred = x - x.mean(-1, true);
+      want = centred / (centred.pow(2).mean(-1, true) + cfg.norm_eps).sqrt() * w + b;
+    }
+    EXPECT_LT((f64(c.mlp_in) - want).abs().max().item<double>(), 1e-4 * std::max(1.0, want.abs().max().item<double>()));
+
+    const auto raw = synth::random_raw_transcoder(d, d, 3 * d, true, 90 + l);
+    TempDir tmp;
+    synth::write_sae_lens_transcoder(tmp.file("tc"), "jumprelu_skip_transcoder", l, raw);
+    const auto tc = sae::load_transcoder(tmp.file("tc"), l);
+    const int64_t last = static_cast<int64_t>(ids.size()) - 1;
+    const auto y = c.resid_post[last] - c.resid_mid[last];
+    const auto dec = sweep::decompose_mlp(tc, c.mlp_in[last], y);
+    const auto steps = sweep::mlp_evolution_inputs(c.resid_mid[last], dec);
+    EXPECT_LT((steps[-1] - c.resid_post[last]).abs().max().item<float>(),
+              1e-5f * std::max(1.0f, c.resid_post[last].abs().max().item<float>()));
+  }
+}
+
+}  // namespace
+
+TEST(MlpDecompose, Gpt2CapturedMlpInputAndResidPost) {
+  TempDir dir("saetraj-mlp-gpt2");
+  synth::SynthOptions o;
+  o.out = dir.path();
+  o.n_layers = 2;
+  o.d_model = 32;
+  o.d_mlp = 64;
+  o.vocab_size = 320;
+  o.n_ctx = 32;
+  o.d_sae = 64;
+  check_model(synth::synth_gpt2_fixture(o), false);
+}
+
+TEST(MlpDecompose, Gemma2CapturedMlpInputAndResidPost) {
+  TempDir dir("saetraj-mlp-gemma2");
+  synth::SynthOptions o;
+  o.out = dir.path();
+  o.n_layers = 2;
+  o.d_model = 32;
+  o.n_heads = 4;
+  o.n_kv_heads = 2;
+  o.d_mlp = 64;
+  o.vocab_size = 320;
+  o.n_ctx = 32;
+  o.d_sae = 64;
+  check_model(synth::synth_gemma2_fixture(o), true);
 }

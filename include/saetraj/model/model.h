@@ -18,6 +18,8 @@ struct LayerCapture {
   torch::Tensor resid_pre;   // [N, d_model] residual entering the block
   torch::Tensor resid_mid;   // [N, d_model] after the attention sub-block (post-norm included)
   torch::Tensor resid_post;  // [N, d_model] after the MLP sub-block
+  torch::Tensor mlp_in;      // [N, d_model] the MLP's input: resid_mid after its norm (GPT-2 ln_2, Llama/Qwen
+                             // post_attention_layernorm, Gemma pre_feedforward_layernorm); what transcoders read
   torch::Tensor pattern;     // [n_heads, N, N] attention probabilities A_h[q, j]
   torch::Tensor values;      // [n_kv_heads, N, head_dim] value vectors, value bias included
 };
