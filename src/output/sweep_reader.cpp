@@ -273,16 +273,7 @@ void write_trajectory_matrix(hid_t group, const std::string& path, const std::st
                   hsize_t rows, hsize_t columns, const std::vector<std::string>& column_names) {
   SAETRAJ_CHECK(data.size() == rows * columns, InputError, path, ": ", name, " has ", data.size(),
                 " values for ", rows, " x ", columns);
-  const hsize_t dims[2] = {rows, columns};
-  const auto space = h5_space(H5Screate_simple(2, dims, nullptr), path + ": " + name);
-  const auto ds = h5_dataset(
-      H5Dcreate2(group, name.c_str(), native_type<T>(), space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
-      path + ": creating " + name);
-  if (!data.empty()) {
-    h5_check_status(H5Dwrite(ds, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()),
-                    path + ": writing " + name);
-  }
-  write_attr(ds, "columns", column_names);
+  write_matrix(group, name, data, rows, columns, column_names);
 }
 
 }  // namespace
