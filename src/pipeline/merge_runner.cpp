@@ -1,6 +1,7 @@
 #include "saetraj/pipeline/merge_runner.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
@@ -110,6 +111,8 @@ Placed place(const Shard& s) {
 MergeResult merge_shards(const MergeOptions& o, const dist::Communicator& comm) {
   SAETRAJ_CHECK(!o.shards.empty(), InputError, "saetraj merge: give the shard files");
   SAETRAJ_CHECK(!o.out.empty(), InputError, "saetraj merge: --out is required");
+  SAETRAJ_CHECK(o.overwrite || !std::filesystem::exists(o.out), InputError, "saetraj merge: ", o.out,
+                " already exists; pass --overwrite to replace it, or choose another --out");
   // Every rank reads the same files and so raises the same error: rank 0 speaks for all.
   std::vector<Shard> shards;
   std::vector<Placed> placed;

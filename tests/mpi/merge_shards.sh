@@ -46,4 +46,10 @@ refused "s1_running.h5 is incomplete (1 of 1 prompts done, complete = 0); finish
 refused "full.h5 is not a shard (it was swept without --shard I/N)" full.h5
 "$BIN" "${common[@]}" --shard 0/2 --out h0_of_2.h5 > /dev/null 2>&1
 refused "h0_of_2.h5 is shard 0/2, but s0.h5 is one of 3 shards" s0.h5 s1.h5 s2.h5 h0_of_2.h5
+if "$BIN" merge s0.h5 s1.h5 s2.h5 --out merged.h5 2> err.txt; then echo "merge over an existing file succeeded"; exit 1; fi
+grep -qF "saetraj merge: merged.h5 already exists; pass --overwrite to replace it, or choose another --out" err.txt \
+  || { cat err.txt; exit 1; }
+"$BIN" merge s0.h5 s1.h5 s2.h5 --out merged.h5 --overwrite > /dev/null
+/usr/bin/python3 "$COMPARE" full.h5 merged.h5 > /dev/null || exit 1
+passed=$((passed + 1))
 echo "merge: $passed passed, 0 failed"
