@@ -193,6 +193,9 @@ struct SweepInputs {
   output::SweepHeader header;
   std::vector<int64_t> row_offsets;
   std::vector<int64_t> query_offsets;
+  // Each prompt's position in the whole input (all shards together): what seeds its --orders samples, so
+  // that a shard's /order/values equal those of one unsharded sweep (and `saetraj merge` can copy them).
+  std::vector<int64_t> corpus_position;
 };
 
 std::vector<sae::SaeConfig> read_sae_configs(const SweepOptions& o, const SweepInputs& in) {
@@ -222,6 +225,17 @@ bool decide_bos(const SweepOptions& o, const SweepInputs& in) {
   return from_saes.value_or(in.tok->adds_bos_by_default());
 }
 
+// --shard I/N as {I, N}; {0, 1} without it.
+std::pair<int64_t, int64_t> shard_of(const SweepOptions& o) {
+  if (o.shard.empty()) return {0, 1};
+  static const std::regex shard_re(R"(^(\d+)/(\d+)$)");
+  std::smatch m;
+  SAETRAJ_CHECK(std::regex_match(o.shard, m, shard_re), InputError, "--shard \"", o.shard, "\": expected I/N");
+  const int64_t index = std::stoll(m[1].str()), count = std::stoll(m[2].str());
+  SAETRAJ_CHECK(count >= 1 && index < count, InputError, "--shard ", o.shard, ": need 0 <= I < N");
+  return {index, count};
+}
+
 // The input prompts in order (--prompt, --prompt-ids, --prompt-file), then this shard's share of them.
 std::vector<RawPrompt> collect_prompts(const SweepOptions& o) {
   std::vector<RawPrompt> raw;
@@ -233,11 +247,7 @@ std::vector<RawPrompt> collect_prompts(const SweepOptions& o) {
   SAETRAJ_CHECK(!raw.empty(), InputError, "no prompt given: use --prompt TEXT, --prompt-ids or --prompt-file FILE");
   if (o.shard.empty()) return raw;
   // Job arrays: shard I of N takes input positions I, I+N, I+2N, ... and keeps their ids.
-  static const std::regex shard_re(R"(^(\d+)/(\d+)$)");
-  std::smatch m;
-  SAETRAJ_CHECK(std::regex_match(o.shard, m, shard_re), InputError, "--shard \"", o.shard, "\": expected I/N");
-  const int64_t index = std::stoll(m[1].str()), count = std::stoll(m[2].str());
-  SAETRAJ_CHECK(count >= 1 && index < count, InputError, "--shard ", o.shard, ": need 0 <= I < N");
+  const auto [index, count] = shard_of(o);
   std::vector<RawPrompt> kept;
   for (size_t i = 0; i < raw.size(); ++i) {
     if (static_cast<int64_t>(i) % count == index) kept.push_back(std::move(raw[i]));
@@ -274,6 +284,15 @@ SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
   }
   SAETRAJ_CHECK(!prepared.prompts.empty(), InputError, "no prompt can be analysed (", prepared.skipped.size(),
                 " skipped: ", prepared.skipped.front().reason, ")");
+  {  // the shard's share: skipped prompts keep their place in it (/skipped/line), prompts fill the rest in order
+    const auto [index, count] = shard_of(o);
+    const size_t share = prepared.prompts.size() + prepared.skipped.size();
+    std::vector<bool> skipped(share, false);
+    for (const auto& s : prepared.skipped) skipped.at(static_cast<size_t>(s.line)) = true;
+    for (size_t j = 0; j < share; ++j) {
+      if (!skipped[j]) in.corpus_position.push_back(index + count * static_cast<int64_t>(j));
+    }
+  }
 
   output::SweepHeader& h = in.header;
   h.model = std::filesystem::path(o.model).lexically_normal().string();
@@ -474,7 +493,8 @@ output::HeadSlab split_heads(const sae::Sae& sae, const sweep::EvolutionRequest&
 }
 
 // The order-free views (sweep/order_free.h) of every query of `req` in /order/values' row layout (NOTE
-// Format versions in output/sweep_file.h), with orders seeded by (seed, prompt, layer axis, query).
+// Format versions in output/sweep_file.h), with orders seeded by (seed, the prompt's position in the whole
+// input, layer axis, query).
 output::EvolutionSlab order_rows(const sae::Sae& sae, const sweep::EvolutionRequest& req, const SweepOptions& o,
                                  const output::SweepHeader& h, Scratch& scratch, int64_t prompt, int64_t row_begin,
                                  int layer_index) {
@@ -555,7 +575,7 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
         head_slabs.push_back(split_heads(w.saes[slot], req, in.header, scratch, in.query_offsets[p], li));
       }
       if (file.has_order()) {
-        order_slabs.push_back(order_rows(w.saes[slot], req, o, in.header, scratch, p,
+        order_slabs.push_back(order_rows(w.saes[slot], req, o, in.header, scratch, in.corpus_position[p],
                                          in.row_offsets[p] + sweep::rows_of_prompt(req.q_begin), li));
       }
       my_rows += rows;

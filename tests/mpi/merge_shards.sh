@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # saetraj merge (issue 16 part 2): three shards of a corpus (one prompt of it skipped), merged in any order,
 # serially and under mpirun -n 2, equal dataset by dataset to one unsharded sweep of the corpus
-# (compare_sweeps.py); the --heads split included. Each bad set of shards is refused with one line
+# (compare_sweeps.py); the --heads split and the --orders views included. Each bad set of shards is refused with one line
 # naming the file: other settings, overlapping, missing, incomplete, not a shard.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
@@ -10,9 +10,9 @@ source "$SRC/tests/mpi/fixture.sh"
 make_fixture 2
 write_corpus
 printf '{"id": "a", "text": "Anna gave the book to Ben."}\n{"id": "b", "text": ""}\n{"id": "c", "text": "Smith left the room."}\n{"id": "d", "text": "Mark gave flashlight to Max."}\n{"id": "e", "text": "Numbers like 2024 are digits."}\n' > corpus.jsonl
-# No --orders: its sampled orders are seeded by the prompt's index within its file, so a shard's samples differ
-# from an unsharded sweep's (README, merge).
-sweep_args corpus.jsonl --k 16 --top-t 5 --heads
+# --orders too: a prompt's sampled orders are seeded by its position in the whole input, so shards sample
+# what the unsharded sweep samples.
+sweep_args corpus.jsonl --k 16 --top-t 5 --heads --orders 4 --order-seed 3
 "$BIN" "${common[@]}" --out full.h5 > /dev/null 2>&1
 for i in 0 1 2; do "$BIN" "${common[@]}" --shard "$i/3" --out "s$i.h5" > /dev/null 2>&1; done
 COMPARE=$SRC/tests/mpi/compare_sweeps.py
@@ -32,9 +32,9 @@ refused() {
   [ ! -e bad.h5 ] || { echo "merge $* left bad.h5 behind"; exit 1; }
   passed=$((passed + 1))
 }
-sweep_args corpus.jsonl --k 8 --top-t 5 --heads
+sweep_args corpus.jsonl --k 8 --top-t 5 --heads --orders 4 --order-seed 3
 "$BIN" "${common[@]}" --shard 1/3 --out s1_k8.h5 > /dev/null 2>&1
-sweep_args corpus.jsonl --k 16 --top-t 5 --heads
+sweep_args corpus.jsonl --k 16 --top-t 5 --heads --orders 4 --order-seed 3
 refused "s1_k8.h5 was made with other settings than s0.h5: k is 16 there, 8 here" s0.h5 s1_k8.h5 s2.h5
 cp s0.h5 s0_copy.h5
 refused "s0_copy.h5 and s0.h5 are both shard 0/3 (overlapping prompts)" s0.h5 s1.h5 s2.h5 s0_copy.h5
