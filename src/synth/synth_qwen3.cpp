@@ -96,9 +96,10 @@ SynthResult synth_qwen3_fixture(const SynthOptions& o) {
   fs::create_directories(r.model_dir);
 
   auto bpe = tokenizer::train_byte_level_bpe(demo_corpus(), o.vocab_size, {"<|endoftext|>", "<|im_start|>"},
-                                             tokenizer::PreTokenizer::LLAMA3);
+                                             tokenizer::PreTokenizer::QWEN2);
   const int32_t endoftext = bpe.special_tokens.at("<|endoftext|>");
   bpe.add_bos = false;  // Qwen's tokenizer has no BOS token and adds none
+  bpe.normalizer = tokenizer::Normalizer::NFC;  // as Qwen2/Qwen3's tokenizer.json: NFC before the Split
   tokenizer::write_bpe_files(r.model_dir, bpe);
   int64_t vocab = 0;
   for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);

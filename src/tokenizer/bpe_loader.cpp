@@ -91,19 +91,33 @@ void read_pre_tokenizer(const json& section, BpeModel& model, bool& has_byte_lev
     has_byte_level = true;
     SAETRAJ_CHECK(!section.value("add_prefix_space", false), FormatError,
                   "pre_tokenizer ByteLevel with add_prefix_space true is not supported (GPT-2 and Llama-3 "
-                  "use false)");
+                  "and Qwen2 use false)");
   } else if (type == "Split") {
     const json pattern = section.value("pattern", json::object());
     const std::string regex = as_string(pattern.value("Regex", json()), "pre_tokenizer Split pattern.Regex");
     if (regex == pre_tokenizer_pattern(PreTokenizer::LLAMA3))
       model.pre_tokenizer = PreTokenizer::LLAMA3;
+    else if (regex == pre_tokenizer_pattern(PreTokenizer::QWEN2))
+      model.pre_tokenizer = PreTokenizer::QWEN2;
     else
       SAETRAJ_CHECK(regex == pre_tokenizer_pattern(PreTokenizer::GPT2), FormatError,
-                    "pre_tokenizer Split regex is neither GPT-2's nor Llama-3's: ", regex);
+                    "pre_tokenizer Split regex is none of GPT-2's, Llama-3's and Qwen2's: ", regex);
   } else {
     throw FormatError(
         str("pre_tokenizer type '", type, "' is not supported (expected ByteLevel, Split, Sequence)"));
   }
+}
+
+// No normalizer (GPT-2, Llama-3) or NFC (Qwen2, Qwen3); anything else is refused by its type.
+Normalizer read_normalizer(const json& section) {
+  if (section.is_null()) return Normalizer::NONE;
+  SAETRAJ_CHECK(section.is_object(), FormatError, "normalizer: expected an object or null, found ",
+                section.dump());
+  const std::string type = as_string(section.value("type", json()), "normalizer.type");
+  SAETRAJ_CHECK(type == "NFC", FormatError, "normalizer type '", type,
+                "' is not supported for byte-level BPE (supported: none as GPT-2 and Llama-3, NFC as Qwen2 "
+                "and Qwen3)");
+  return Normalizer::NFC;
 }
 
 // The BOS that a TemplateProcessing puts before $A, searched through Sequence post-processors.
@@ -144,14 +158,13 @@ BpeModel read_tokenizer_json(const json& root) {
     SAETRAJ_CHECK(v.is_null() || v == "", FormatError, "model.", key, " ", v.dump(),
                   " is not supported by byte-level BPE");
   }
-  const json normalizer = root.value("normalizer", json());
-  SAETRAJ_CHECK(normalizer.is_null(), FormatError, "normalizer ", normalizer.dump(),
-                " is not supported (GPT-2 and Llama-3 have none)");
+  const Normalizer normalizer = read_normalizer(root.value("normalizer", json()));
 
   BpeModel model;
   model.vocab = read_vocab(m.value("vocab", json()), "model.vocab");
   model.merges = read_json_merges(m.value("merges", json::array()));
   model.ignore_merges = m.value("ignore_merges", false);
+  model.normalizer = normalizer;
 
   const json added = root.value("added_tokens", json::array());
   SAETRAJ_CHECK(added.is_array(), FormatError, "added_tokens: expected an array, found ", added.type_name());

@@ -62,11 +62,11 @@ ordered_json tokenizer_json(const BpeModel& model) {
                      {"special", true}});
 
   ordered_json pre_tokenizer;
-  if (model.pre_tokenizer == PreTokenizer::LLAMA3) {
+  if (model.pre_tokenizer != PreTokenizer::GPT2) {
     pre_tokenizer = {{"type", "Sequence"},
                      {"pretokenizers",
                       {{{"type", "Split"},
-                        {"pattern", {{"Regex", pre_tokenizer_pattern(PreTokenizer::LLAMA3)}}},
+                        {"pattern", {{"Regex", pre_tokenizer_pattern(model.pre_tokenizer)}}},
                         {"behavior", "Isolated"},
                         {"invert", false}},
                        byte_level(false, true, false)}}};
@@ -102,7 +102,7 @@ ordered_json tokenizer_json(const BpeModel& model) {
   root["truncation"] = nullptr;
   root["padding"] = nullptr;
   root["added_tokens"] = added;
-  root["normalizer"] = nullptr;
+  root["normalizer"] = model.normalizer == Normalizer::NFC ? ordered_json{{"type", "NFC"}} : ordered_json();
   root["pre_tokenizer"] = pre_tokenizer;
   root["post_processor"] = post_processor;
   root["decoder"] = byte_level(true, true, true);
@@ -134,7 +134,8 @@ ordered_json tokenizer_config(const BpeModel& model) {
   config["added_tokens_decoder"] = decoder;
   if (model.bos_id) config["bos_token"] = bos_text(model);
   config["clean_up_tokenization_spaces"] = false;
-  // GPT2Tokenizer reads vocab.json + merges.txt; the Llama-3 pattern needs the generic fast tokenizer.
+  // GPT2Tokenizer reads vocab.json + merges.txt; the Llama-3 and Qwen2 patterns need the generic fast
+  // tokenizer.
   config["tokenizer_class"] =
       model.pre_tokenizer == PreTokenizer::GPT2 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast";
   return config;

@@ -150,7 +150,8 @@ std::vector<int32_t> ByteLevelBpe::encode(const std::string& text) const {
       ids.push_back(model_.special_tokens.at(segment.text));
       continue;
     }
-    for (const std::string& word : pre_tokenize(segment.text, model_.pre_tokenizer)) {
+    const std::string text = model_.normalizer == Normalizer::NFC ? to_nfc(segment.text) : segment.text;
+    for (const std::string& word : pre_tokenize(text, model_.pre_tokenizer)) {
       const std::vector<int32_t> word_ids = impl_->encode_word(word, model_);
       ids.insert(ids.end(), word_ids.begin(), word_ids.end());
     }

@@ -75,7 +75,13 @@ Code compile(const std::string& published) {
 const pcre2_code* compiled(PreTokenizer pre) {
   static const Code gpt2 = compile(pre_tokenizer_pattern(PreTokenizer::GPT2));
   static const Code llama3 = compile(pre_tokenizer_pattern(PreTokenizer::LLAMA3));
-  return pre == PreTokenizer::LLAMA3 ? llama3.get() : gpt2.get();
+  static const Code qwen2 = compile(pre_tokenizer_pattern(PreTokenizer::QWEN2));
+  switch (pre) {
+    case PreTokenizer::LLAMA3: return llama3.get();
+    case PreTokenizer::QWEN2: return qwen2.get();
+    case PreTokenizer::GPT2: break;
+  }
+  return gpt2.get();
 }
 
 bool is_utf8_error(int rc) { return rc <= PCRE2_ERROR_UTF8_ERR1 && rc >= PCRE2_ERROR_UTF8_ERR21; }
@@ -97,7 +103,15 @@ const std::string& pre_tokenizer_pattern(PreTokenizer pre) {
       R"re('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)re";
   static const std::string llama3 =
       R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
-  return pre == PreTokenizer::LLAMA3 ? llama3 : gpt2;
+  // Qwen2's tokenizer.json (and transformers' PRETOKENIZE_REGEX in models/qwen2) spells it exactly so.
+  static const std::string qwen2 =
+      R"re((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)re";
+  switch (pre) {
+    case PreTokenizer::LLAMA3: return llama3;
+    case PreTokenizer::QWEN2: return qwen2;
+    case PreTokenizer::GPT2: break;
+  }
+  return gpt2;
 }
 
 void require_valid_utf8(const std::string& text, const std::string& what) {

@@ -1,19 +1,22 @@
 """Tokenizers trained and saved by the real libraries, in the configurations of the models saetraj reads:
-GPT-2 and Llama-3 byte-level BPE (tokenizer.json written by HF tokenizers) and Gemma-like SentencePiece
+GPT-2, Llama-3 and Qwen2/Qwen3 byte-level BPE (tokenizer.json written by HF tokenizers) and Gemma-like SentencePiece
 models (tokenizer.model written by sentencepiece: BPE with byte fallback as Gemma, and unigram)."""
 import io
 from pathlib import Path
 
 import sentencepiece as spm
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 import make_corpus
+# Qwen2/Qwen3's Split pattern exactly as transformers writes it into tokenizer.json.
+from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2_PATTERN
 
 # Llama-3's pre-tokenizer regex, as in Meta's tokenizer.json.
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 LLAMA3_SPECIALS = ["<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>",
                    "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+QWEN2_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 VOCAB = 1000
 
 
@@ -51,6 +54,22 @@ def llama3(folder):
     tok.save(str(folder / "tokenizer.json"))
 
 
+def qwen2(folder):
+    # Qwen2/Qwen3: NFC normalizer, Split on Qwen2's regex (digits one at a time), ByteLevel without regex,
+    # no BOS (the post-processor is ByteLevel), chat markers added after the learned vocabulary.
+    tok = Tokenizer(models.BPE(ignore_merges=False))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    tok.decoder = decoders.ByteLevel()
+    _train(tok, VOCAB, [])
+    tok.add_special_tokens(QWEN2_SPECIALS)
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.save(str(folder / "tokenizer.json"))
+
+
 def sentencepiece(folder, model_type):
     # Gemma's trainer settings: byte fallback, digits split, no dummy prefix, whitespace kept as is,
     # pad/eos/bos/unk = 0/1/2/3, chat markers as user-defined symbols. CJK is left out of training (its
@@ -73,6 +92,7 @@ def make_all(out):
     out = Path(out)
     gpt2(out / "gpt2")
     llama3(out / "llama3")
+    qwen2(out / "qwen2")
     sentencepiece(out / "gemma_bpe", "bpe")
     sentencepiece(out / "unigram", "unigram")
-    return {name: out / name for name in ("gpt2", "llama3", "gemma_bpe", "unigram")}
+    return {name: out / name for name in ("gpt2", "llama3", "qwen2", "gemma_bpe", "unigram")}

@@ -4,6 +4,7 @@ none); invalid UTF-8 must be refused by saetraj with an error naming the first b
 libraries take Python str, which cannot hold such text)."""
 import json
 import re
+import unicodedata
 
 import pytest
 import sentencepiece as spm
@@ -28,7 +29,7 @@ def corpus(tmp_path_factory):
 
 
 def library_ids(name, folder, texts):
-    if name in ("gpt2", "llama3"):
+    if name in ("gpt2", "llama3", "qwen2"):
         tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
         return [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
     sp = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
@@ -60,7 +61,7 @@ def first_invalid_byte(record):
         return e.start
 
 
-@pytest.mark.parametrize("name", ["gpt2", "llama3", "gemma_bpe", "unigram"])
+@pytest.mark.parametrize("name", ["gpt2", "llama3", "qwen2", "gemma_bpe", "unigram"])
 def test_ids_match_library(name, tokenizer_folders, corpus, tmp_path):
     recs, path = corpus
     out = tmp_path / "ids.jsonl"
@@ -103,3 +104,56 @@ def test_special_tokens_are_split_out(tokenizer_folders):
     assert bos == make_tokenizers.VOCAB
     assert bos in tok.encode("a<|begin_of_text|>b", add_special_tokens=False).ids
     assert any(b"<|begin_of_text|>" in r for r in make_corpus.records())
+
+
+# Qwen2/Qwen3's pre-tokenizer and NFC normalizer on the cases where they differ from Llama-3's: digit runs,
+# spaces and newlines around them, contractions in either case, and text that NFC changes (combining marks
+# composed, compatibility-free canonical pairs, Hangul jamo, singletons such as the Angstrom and Ohm signs).
+QWEN2_CASES = [
+    "12345", "3.14159 and 2,718", " 42\n\n007 ", "x1y22z333", "\u0661\u0662\u0663 \u00b2\u00bd",
+    "I'm sure you'LL see it's done", "DON'T   stop\n \n\ttabs", "  leading and trailing  ", "\r\n\r\nCRLF",
+    "e\u0301", "cafe\u0301 re\u0301sume\u0301", "A\u030a and \u212b and \u2126 ohm", "\u1100\u1161\u11a8 jamo",
+    "o\u0308\u0301 stacked", "n\u0303 versus \u00f1", "\u0041\u0323\u0307 dot order", "\u4f60\u597d 123 \u4e16\u754c",
+    "<|im_start|>user\ne\u0301<|im_end|>", "emoji \U0001F600\U0001F3FD 9", "\u00a0nbsp\u3000ideographic",
+]
+
+
+def test_qwen2_digits_spaces_and_nfc(tokenizer_folders, tmp_path):
+    folder = tokenizer_folders["qwen2"]
+    path = tmp_path / "cases.bin"
+    make_corpus.write_null_separated(path, [c.encode("utf-8") for c in QWEN2_CASES])
+    out = tmp_path / "ids.jsonl"
+    run_saetraj("tokenize", "--model", folder, "--in", path, "--null-separated", "--out", out)
+    ours = [json.loads(line) for line in out.read_text().splitlines()]
+    theirs = library_ids("qwen2", folder, QWEN2_CASES)
+    for text, o, t in zip(QWEN2_CASES, ours, theirs):
+        assert o == t, f"{text!r}: saetraj {o}, tokenizers {t}"
+    assert len(ours) == len(QWEN2_CASES)
+    # The cases exercise what they claim: digits come out one token each, and NFC changes several inputs
+    # (without it the ids would differ, as the library shows when the normalizer is removed).
+    tok = tokenizers.Tokenizer.from_file(str(folder / "tokenizer.json"))
+    assert len(tok.encode("12345", add_special_tokens=False).ids) == 5
+    changed = [c for c in QWEN2_CASES if unicodedata.normalize("NFC", c) != c]
+    assert len(changed) >= 8
+    tok.normalizer = None
+    raw = [e.ids for e in tok.encode_batch(changed, add_special_tokens=False)]
+    assert sum(r != theirs[QWEN2_CASES.index(c)] for c, r in zip(changed, raw)) >= 6
+
+
+def test_synth_qwen3_writes_qwen2_tokenizer(tmp_path):
+    """`saetraj synth --arch qwen3` writes Qwen's own pre-tokenizer pattern and NFC normalizer, and its
+    tokenizer gives tokenizers' ids."""
+    run_saetraj("synth", "--arch", "qwen3", "--out", tmp_path / "fx")
+    folder = tmp_path / "fx" / "model"
+    spec = json.loads((folder / "tokenizer.json").read_text())
+    assert spec["normalizer"] == {"type": "NFC"}
+    assert spec["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] == make_tokenizers.QWEN2_PATTERN
+    texts = QWEN2_CASES + [r.decode("utf-8") for r in make_corpus.records()[:500] if first_invalid_byte(r) is None]
+    path = tmp_path / "texts.bin"
+    make_corpus.write_null_separated(path, [t.encode("utf-8") for t in texts])
+    out = tmp_path / "ids.jsonl"
+    run_saetraj("tokenize", "--model", folder, "--in", path, "--null-separated", "--out", out)
+    ours = [json.loads(line) for line in out.read_text().splitlines()]
+    theirs = library_ids("qwen2", folder, texts)
+    mismatches = [(t, o, e) for t, o, e in zip(texts, ours, theirs) if o != e]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} differ; first: {mismatches[:3]}"

@@ -45,6 +45,7 @@ TEST(ByteToUnicode, PrintableBytesMapToThemselvesOthersFromU0100) {
 
 Words gpt2(const std::string& text) { return pre_tokenize(text, PreTokenizer::GPT2); }
 Words llama3(const std::string& text) { return pre_tokenize(text, PreTokenizer::LLAMA3); }
+Words qwen2(const std::string& text) { return pre_tokenize(text, PreTokenizer::QWEN2); }
 
 TEST(PreTokenizerGpt2, ContractionsPunctuationSpaces) {
   EXPECT_EQ(gpt2("I'm here, they're not."), (Words{"I", "'m", " here", ",", " they", "'re", " not", "."}));
@@ -88,6 +89,24 @@ TEST(PreTokenizerLlama3, NonAsciiLettersCjkEmoji) {
   EXPECT_EQ(llama3("日本語のテキスト"), (Words{"日本語のテキスト"}));
   EXPECT_EQ(llama3("你好，世界"), (Words{"你好", "，世界"}));
   EXPECT_EQ(llama3("hi 👋🏽!"), (Words{"hi", " 👋🏽!"}));
+}
+
+TEST(PreTokenizerQwen2, DigitsOneAtATimeOtherwiseLlama3) {
+  EXPECT_EQ(qwen2("abc 12345 x"), (Words{"abc", " ", "1", "2", "3", "4", "5", " x"}));
+  EXPECT_EQ(qwen2("2024 year"), (Words{"2", "0", "2", "4", " year"}));
+  EXPECT_EQ(qwen2("x\u0662\u0663"), (Words{"x", "\u0662", "\u0663"}));  // Arabic-Indic digits are \p{N}
+  EXPECT_EQ(qwen2("DON'T $hello"), (Words{"DON", "'T", " $", "hello"}));
+  EXPECT_EQ(qwen2("line1\nline2\n\n"), (Words{"line", "1", "\n", "line", "2", "\n\n"}));
+  EXPECT_EQ(qwen2("x.\n\ny"), (Words{"x", ".\n\n", "y"}));
+}
+
+TEST(Normalizer, NfcComposesCanonically) {
+  EXPECT_EQ(to_nfc("plain ascii 123"), "plain ascii 123");
+  EXPECT_EQ(to_nfc("e\xCC\x81"), "\xC3\xA9");                     // e + U+0301 -> U+00E9
+  EXPECT_EQ(to_nfc("\xE2\x84\xAB"), "\xC3\x85");                 // U+212B ANGSTROM SIGN -> U+00C5
+  EXPECT_EQ(to_nfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), "\xEA\xB0\x81");  // jamo -> U+AC01
+  EXPECT_EQ(to_nfc("\xEF\xAC\x81"), "\xEF\xAC\x81");             // U+FB01 ligature: NFKC only
+  EXPECT_EQ(to_nfc("A\xCC\x87\xCC\xA3"), "\xE1\xBA\xA0\xCC\x87");  // reordered: A+dot below -> U+1EA0
 }
 
 TEST(PreTokenizer, InvalidUtf8NamesTheByteOffset) {
@@ -379,6 +398,52 @@ TEST(BpeFiles, HandWrittenLlama3Json) {
   EXPECT_THAT(bpe.encode("<|begin_of_text|>1234 34"), ElementsAre(10, 5, 3, 7, 6));
 }
 
+// Qwen2/Qwen3 style: NFC normalizer, Qwen2's Split regex, no BOS.
+std::string qwen2_json() {
+  const json j = {
+      {"added_tokens", {{{"id", 7}, {"content", "<|im_start|>"}, {"special", true}}}},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", pre_tokenizer_pattern(PreTokenizer::QWEN2)}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"post_processor", {{"type", "ByteLevel"}}},
+      // U+00E9 is bytes C3 A9, at byte level "\u00C3\u00A9".
+      {"model",
+       {{"type", "BPE"},
+        {"vocab",
+         {{"1", 0}, {"2", 1}, {"12", 2}, {"\xC3\x83", 3}, {"\xC2\xA9", 4}, {"\xC3\x83\xC2\xA9", 5}, {"\xC4\xA0", 6}}},
+        {"merges", {"1 2", "\xC3\x83 \xC2\xA9"}}}}};
+  return j.dump();
+}
+
+TEST(BpeFiles, HandWrittenQwen2Json) {
+  TempDir dir;
+  write_file(dir.file("tokenizer.json"), qwen2_json());
+  const ByteLevelBpe bpe = ByteLevelBpe::from_tokenizer_json(dir.file("tokenizer.json"), std::nullopt);
+  EXPECT_EQ(bpe.model().pre_tokenizer, PreTokenizer::QWEN2);
+  EXPECT_EQ(bpe.model().normalizer, Normalizer::NFC);
+  EXPECT_FALSE(bpe.adds_bos_by_default());
+  // Digits one at a time, so the merge "1 2" never applies; e + U+0301 is composed to U+00E9 first.
+  EXPECT_THAT(bpe.encode("12"), ElementsAre(0, 1));
+  EXPECT_THAT(bpe.encode("<|im_start|>\xC3\xA9 e\xCC\x81"), ElementsAre(7, 5, 6, 5));
+
+  // Written back out, the normalizer and the pattern survive.
+  TempDir out;
+  write_bpe_files(out.path(), bpe.model());
+  const json j = json::parse(saetraj::testing::read_file(out.file("tokenizer.json")));
+  EXPECT_EQ(j["normalizer"], (json{{"type", "NFC"}}));
+  EXPECT_EQ(j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],
+            pre_tokenizer_pattern(PreTokenizer::QWEN2));
+  const ByteLevelBpe again = ByteLevelBpe::from_tokenizer_json(out.file("tokenizer.json"), std::nullopt);
+  EXPECT_EQ(again.model().normalizer, Normalizer::NFC);
+  EXPECT_THAT(again.encode("e\xCC\x81 12"), ElementsAre(5, 6, 0, 1));
+}
+
 TEST(BpeFiles, BadTokenizerJson) {
   TempDir dir;
   const std::string path = dir.file("tokenizer.json");
@@ -419,7 +484,17 @@ TEST(BpeFiles, BadTokenizerJson) {
   EXPECT_THAT(error_for([](json& c) {
                 c["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "\\d"}}}};
               }),
-              HasSubstr("neither GPT-2's nor Llama-3's"));
+              HasSubstr("none of GPT-2's, Llama-3's and Qwen2's"));
+  EXPECT_THAT(error_for([](json& c) { c["normalizer"] = {{"type", "NFKC"}}; }),
+              HasSubstr("normalizer type 'NFKC' is not supported for byte-level BPE (supported: none"));
+  EXPECT_THAT(error_for([](json& c) {
+                c["normalizer"] = {{"type", "Sequence"}, {"normalizers", {{{"type", "NFC"}}}}};
+              }),
+              HasSubstr("normalizer type 'Sequence' is not supported"));
+  EXPECT_THAT(error_for([](json& c) { c["normalizer"] = "NFC"; }),
+              HasSubstr("normalizer: expected an object or null, found \"NFC\""));
+  EXPECT_THAT(error_for([](json& c) { c["normalizer"] = {{"kind", "NFC"}}; }),
+              HasSubstr("normalizer.type: expected a string"));
   EXPECT_THAT(error_for([](json& c) { c["pre_tokenizer"] = nullptr; }), HasSubstr("no ByteLevel step"));
 }
 

@@ -1,4 +1,4 @@
-// Byte-level BPE (GPT-2, Llama-3): bytes mapped to printable unicode characters, text split by a
+// Byte-level BPE (GPT-2, Llama-3, Qwen2/Qwen3): bytes mapped to printable unicode characters, text split by a
 // pre-tokenization pattern (PCRE2 with Unicode classes), each piece merged by rank.
 #pragma once
 
@@ -13,11 +13,20 @@
 
 namespace saetraj::tokenizer {
 
+// What a tokenizer.json's normalizer does to text before pre-tokenization: nothing (GPT-2, Llama-3) or
+// Unicode NFC (Qwen2, Qwen3). Added tokens are cut out of the raw text first, as tokenizers does for tokens
+// saved with "normalized": false.
+enum class Normalizer { NONE, NFC };
+
+// `utf8` (valid UTF-8) in Unicode Normalization Form C, computed with ICU.
+std::string to_nfc(const std::string& utf8);
+
 struct BpeModel {
   std::unordered_map<std::string, int32_t> vocab;           // byte-level string -> id
   std::vector<std::pair<std::string, std::string>> merges;  // in rank order
   std::map<std::string, int32_t> special_tokens;            // e.g. "<|endoftext|>" -> 50256
   PreTokenizer pre_tokenizer = PreTokenizer::GPT2;
+  Normalizer normalizer = Normalizer::NONE;
   std::optional<int32_t> bos_id;
   bool add_bos = false;
   // Llama-3 (tiktoken) takes a word that is itself in the vocabulary as one token without merging.
@@ -28,7 +37,8 @@ class ByteLevelBpe : public Tokenizer {
  public:
   explicit ByteLevelBpe(BpeModel model);
   // tokenizer.json (model.type "BPE"; merges as "a b" strings or [a, b] pairs; added_tokens;
-  // pre_tokenizer decides GPT2 vs LLAMA3 pattern; post_processor decides add_bos).
+  // pre_tokenizer decides GPT2, LLAMA3 or QWEN2 pattern; normalizer none or NFC; post_processor decides
+  // add_bos).
   static ByteLevelBpe from_tokenizer_json(const std::string& path, std::optional<int32_t> bos_hint);
   static ByteLevelBpe from_vocab_merges(const std::string& vocab_json, const std::string& merges_txt,
                                         std::optional<int32_t> bos_hint);

@@ -1,6 +1,6 @@
 // Pre-tokenization for byte-level BPE: added tokens are cut out literally, the rest is split into words
-// by the GPT-2 or Llama-3 regular expression (PCRE2 with UTF and Unicode classes), and BPE then runs on
-// each word separately.
+// by the GPT-2, Llama-3 or Qwen2 regular expression (PCRE2 with UTF and Unicode classes), and BPE then runs
+// on each word separately.
 #pragma once
 
 #include <map>
@@ -9,7 +9,8 @@
 
 namespace saetraj::tokenizer {
 
-enum class PreTokenizer { GPT2, LLAMA3 };
+// QWEN2 (Qwen2, Qwen2.5, Qwen3) is Llama-3's pattern with digits taken one at a time (\p{N}).
+enum class PreTokenizer { GPT2, LLAMA3, QWEN2 };
 
 // The pattern exactly as Hugging Face tokenizers / tiktoken write it.
 const std::string& pre_tokenizer_pattern(PreTokenizer pre);
