@@ -217,6 +217,13 @@ void read_tokenizer_config(BpeModel& model, const std::string& sibling, bool ful
                                        "added_tokens_decoder['" + id + "'].content")] = value;
       }
       model.add_bos = config.value("add_bos_token", false);
+      // Qwen2/Qwen3 ship vocab.json + merges.txt too; transformers' Qwen2Tokenizer builds them with Qwen2's
+      // pattern and NFC, as in their tokenizer.json.
+      const json tokenizer_class = config.value("tokenizer_class", json());
+      if (tokenizer_class == "Qwen2Tokenizer" || tokenizer_class == "Qwen2TokenizerFast") {
+        model.pre_tokenizer = PreTokenizer::QWEN2;
+        model.normalizer = Normalizer::NFC;
+      }
     }
     json bos = config.value("bos_token", json());
     if (bos.is_object()) bos = bos.value("content", json());

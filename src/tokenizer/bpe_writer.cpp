@@ -136,8 +136,10 @@ ordered_json tokenizer_config(const BpeModel& model) {
   config["clean_up_tokenization_spaces"] = false;
   // GPT2Tokenizer reads vocab.json + merges.txt; the Llama-3 and Qwen2 patterns need the generic fast
   // tokenizer.
-  config["tokenizer_class"] =
-      model.pre_tokenizer == PreTokenizer::GPT2 ? "GPT2Tokenizer" : "PreTrainedTokenizerFast";
+  // Qwen2Tokenizer applies Qwen2's pattern and NFC to vocab.json + merges.txt as saetraj does.
+  config["tokenizer_class"] = model.pre_tokenizer == PreTokenizer::GPT2    ? "GPT2Tokenizer"
+                              : model.pre_tokenizer == PreTokenizer::QWEN2 ? "Qwen2Tokenizer"
+                                                                           : "PreTrainedTokenizerFast";
   return config;
 }
 

@@ -2,6 +2,7 @@
 GPT-2, Llama-3 and Qwen2/Qwen3 byte-level BPE (tokenizer.json written by HF tokenizers) and Gemma-like SentencePiece
 models (tokenizer.model written by sentencepiece: BPE with byte fallback as Gemma, and unigram)."""
 import io
+import json
 from pathlib import Path
 
 import sentencepiece as spm
@@ -70,6 +71,19 @@ def qwen2(folder):
     tok.save(str(folder / "tokenizer.json"))
 
 
+def qwen2_files(tokenizer_json, folder):
+    # Qwen's other files: vocab.json + merges.txt (saved by tokenizers from the Qwen2 model above) and a
+    # tokenizer_config.json naming Qwen2Tokenizer with the chat markers, as Qwen's checkpoints ship them.
+    tok = Tokenizer.from_file(str(tokenizer_json))
+    folder.mkdir(parents=True, exist_ok=True)
+    tok.model.save(str(folder))
+    decoder = {str(tok.token_to_id(s)): {"content": s, "lstrip": False, "normalized": False, "rstrip": False,
+                                         "single_word": False, "special": True} for s in QWEN2_SPECIALS}
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "Qwen2Tokenizer", "added_tokens_decoder": decoder, "add_bos_token": False,
+         "bos_token": None, "eos_token": "<|endoftext|>"}))
+
+
 def sentencepiece(folder, model_type):
     # Gemma's trainer settings: byte fallback, digits split, no dummy prefix, whitespace kept as is,
     # pad/eos/bos/unk = 0/1/2/3, chat markers as user-defined symbols. CJK is left out of training (its
@@ -93,6 +107,7 @@ def make_all(out):
     gpt2(out / "gpt2")
     llama3(out / "llama3")
     qwen2(out / "qwen2")
+    qwen2_files(out / "qwen2" / "tokenizer.json", out / "qwen2_files")
     sentencepiece(out / "gemma_bpe", "bpe")
     sentencepiece(out / "unigram", "unigram")
-    return {name: out / name for name in ("gpt2", "llama3", "qwen2", "gemma_bpe", "unigram")}
+    return {name: out / name for name in ("gpt2", "llama3", "qwen2", "qwen2_files", "gemma_bpe", "unigram")}

@@ -157,3 +157,22 @@ def test_synth_qwen3_writes_qwen2_tokenizer(tmp_path):
     theirs = library_ids("qwen2", folder, texts)
     mismatches = [(t, o, e) for t, o, e in zip(texts, ours, theirs) if o != e]
     assert not mismatches, f"{len(mismatches)} of {len(texts)} differ; first: {mismatches[:3]}"
+
+
+def test_qwen2_vocab_merges_match_transformers(tokenizer_folders, tmp_path):
+    """Qwen's vocab.json + merges.txt with tokenizer_config.json's Qwen2Tokenizer: saetraj gives the ids of
+    transformers' Qwen2Tokenizer built from the same files."""
+    from transformers import AutoTokenizer
+    folder = tokenizer_folders["qwen2_files"]
+    assert not (folder / "tokenizer.json").exists()
+    hf = AutoTokenizer.from_pretrained(str(folder))
+    assert type(hf).__name__ == "Qwen2Tokenizer"
+    texts = QWEN2_CASES + [r.decode("utf-8") for r in make_corpus.records()[:500] if first_invalid_byte(r) is None]
+    path = tmp_path / "texts.bin"
+    make_corpus.write_null_separated(path, [t.encode("utf-8") for t in texts])
+    out = tmp_path / "ids.jsonl"
+    run_saetraj("tokenize", "--model", folder, "--in", path, "--null-separated", "--out", out)
+    ours = [json.loads(line) for line in out.read_text().splitlines()]
+    theirs = [hf(t, add_special_tokens=False).input_ids for t in texts]
+    mismatches = [(t, o, e) for t, o, e in zip(texts, ours, theirs) if o != e]
+    assert not mismatches, f"{len(mismatches)} of {len(texts)} differ; first: {mismatches[:3]}"

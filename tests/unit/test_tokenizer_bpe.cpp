@@ -318,6 +318,28 @@ TEST(BpeFiles, WrittenFilesLoadBack) {
   }
 }
 
+// Qwen ships vocab.json + merges.txt beside tokenizer.json; tokenizer_config.json's Qwen2Tokenizer class
+// gives those files Qwen2's pattern and NFC, so both routes tokenize alike.
+TEST(BpeFiles, Qwen2VocabMergesTakePatternAndNfcFromTheTokenizerClass) {
+  TempDir dir;
+  BpeModel m = train_byte_level_bpe(corpus(), 420, {"<|endoftext|>"}, PreTokenizer::QWEN2);
+  m.normalizer = Normalizer::NFC;
+  write_bpe_files(dir.path(), m);
+  const json config = json::parse(saetraj::testing::read_file(dir.file("tokenizer_config.json")));
+  EXPECT_EQ(config["tokenizer_class"], "Qwen2Tokenizer");
+  const ByteLevelBpe from_json = ByteLevelBpe::from_tokenizer_json(dir.file("tokenizer.json"), std::nullopt);
+  const ByteLevelBpe from_files =
+      ByteLevelBpe::from_vocab_merges(dir.file("vocab.json"), dir.file("merges.txt"), std::nullopt);
+  for (const ByteLevelBpe* bpe : {&from_json, &from_files}) {
+    EXPECT_EQ(bpe->model().pre_tokenizer, PreTokenizer::QWEN2);
+    EXPECT_EQ(bpe->model().normalizer, Normalizer::NFC);
+  }
+  for (const std::string& text : kRoundTripTexts) EXPECT_EQ(from_files.encode(text), from_json.encode(text));
+  // Composed and decomposed e-acute give the same ids; digits come one per token.
+  EXPECT_EQ(from_files.encode("caf\xC3\xA9 2024"), from_files.encode("cafe\xCC\x81 2024"));
+  EXPECT_EQ(from_files.encode(" 2024").size(), 5u);
+}
+
 TEST(BpeFiles, LayoutFollowsHuggingFace) {
   TempDir dir;
   write_bpe_files(dir.path(), trained(PreTokenizer::LLAMA3, true));
