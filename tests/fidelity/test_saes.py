@@ -221,7 +221,7 @@ def test_encode_bad_inputs(tmp_path):
     empty = tmp_path / "empty.safetensors"
     save_file({"x": np.zeros((0, D_IN), np.float32)}, str(empty))
     out = tmp_path / "o.safetensors"
-    _expect_error(2, "saetraj encode: give --sae DIR", "--input", good, "--out", out)
+    _expect_error(2, "saetraj encode: give --sae DIR or --transcoder DIR (one of them)", "--input", good, "--out", out)
     _expect_error(2, "saetraj encode: give --input X.safetensors", "--sae", folder, "--out", out)
     _expect_error(2, "saetraj encode: give --out LISTS.safetensors", "--sae", folder, "--input", good)
     _expect_error(2, "saetraj encode: --k must be at least 1, got 0", "--sae", folder, "--input", good, "--out", out,
