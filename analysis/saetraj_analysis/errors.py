@@ -11,3 +11,11 @@ class SweepFormatError(AnalysisError):
 
 class SweepInputError(AnalysisError):
     """The file is fine but the request is not: unknown prompt, layer not analysed, T without graphs."""
+
+
+class IndexFormatError(AnalysisError):
+    """The file is not a readable saetraj feature index (`saetraj index`): wrong format, missing dataset."""
+
+
+class IndexInputError(AnalysisError):
+    """The index is fine but the request is not: a feature or layer it does not hold, a bad option."""
