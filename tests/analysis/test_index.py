@@ -540,3 +540,25 @@ def test_saetraj_index_of_the_demo_equals_the_reference(tmp_path):
     assert_same_index(tmp_path / "cpp.h5", tmp_path / "ref.h5")
     with FeatureIndex.open(tmp_path / "cpp.h5") as index:
         assert index.has_heads and index.has_order
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian package chromium is not installed "
+                                                            "(.ci/setup-debian installs it)")
+def test_feature_page_in_a_browser(plain, tmp_path):
+    """Headless Chromium, offline, draws a feature page: the histogram's bars and the highlighted source tokens
+    are in its DOM."""
+    paths, _, index_path = plain
+    _, features, _, _ = brute_force(paths)
+    key = max(sorted(features), key=lambda k: len(features[k]))
+    done = query(index_path, "html", "--out", tmp_path / "pages", f"{key[0]}:{key[1]}")
+    assert done.returncode == 0, done.stderr
+    page = done.stdout.split()[0]
+    result = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                             f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"file://{page}"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    dom = result.stdout
+    assert dom.count('<mark class="source"') == 1 + min(len(features[key]), 10)   # legend + default 10 examples
+    assert dom.count("<rect ") == max(o["distance_back"] for o in features[key]) + 1
+    assert f"Layer {key[0]}, feature {key[1]}" in dom
