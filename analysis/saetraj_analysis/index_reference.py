@@ -160,6 +160,9 @@ def build_index(paths, out, top_t=None, command_line=None):
         raise SweepInputError("give at least one sweep file")
     sources = [_Source(str(p), top_t) for p in paths]
     _check_together(sources)
+    for src in sources:
+        if os.path.exists(out) and os.path.samefile(src.path, out):
+            raise SweepInputError(f"{out}: the output is one of the sweep files; choose another --out")
     settings = sources[0].settings
     with_heads = all(s.heads is not None for s in sources)
     with_order = all(s.order is not None for s in sources)

@@ -282,6 +282,23 @@ def test_reference_refuses_bad_sets(plain, tmp_path):
         build_index([str(running)], str(tmp_path / "x.h5"))
     with pytest.raises(AnalysisError, match=r"a.h5: no graphs built with T=7"):
         build_index([a], str(tmp_path / "x.h5"), top_t=7)
+    with pytest.raises(AnalysisError, match=r"a.h5: the output is one of the sweep files"):
+        build_index([a, b], a)
+    build_index([a], str(tmp_path / "i.h5"))
+    with pytest.raises(AnalysisError, match=r"i.h5: attribute 'format' is 'saetraj-index'; expected 'saetraj-sweep'"):
+        build_index([a, str(tmp_path / "i.h5")], str(tmp_path / "x2.h5"))
+    with h5py.File(a, "r") as h5:                          # a is untouched
+        assert h5.attrs["format"] == "saetraj-sweep"
+
+
+def test_an_index_without_occurrences(tmp_path):
+    make_sweep.write_sweep(str(tmp_path / "s.h5"), top_t=-1)     # no newcomer reaches final position <= -1
+    assert build_index([str(tmp_path / "s.h5")], str(tmp_path / "i.h5")) == 0
+    with FeatureIndex.open(tmp_path / "i.h5") as index:
+        assert index.layers() == [] and index.top(3) == [] and index.n_occurrences == 0
+        assert index._file["features/top_sources"].shape == (0, 5)
+        with pytest.raises(IndexInputError, match="feature 1 is not in the index"):
+            index.feature(3, 1)
 
 
 def test_reference_reads_the_group_of_another_t(tmp_path):
