@@ -2,7 +2,7 @@
 64 tokens, 20 M occurrences; about 830 MB, 11 s), to time FeatureIndex queries by hand (README "Feature index"):
     /usr/bin/python3 tests/analysis/make_big_index.py /tmp/big_index.h5
 Random values: only the shapes, sorting and row ranges are those of a real index."""
-import sys, time
+import sys
 import h5py, numpy as np
 S = h5py.string_dtype("utf-8")
 rng = np.random.default_rng(0)
