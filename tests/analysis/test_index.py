@@ -546,6 +546,18 @@ def test_saetraj_index_equals_the_reference(plain, tmp_path):
     assert_same_index(tmp_path / "cpp.h5", tmp_path / "ref.h5")
 
 
+@needs_index
+def test_saetraj_index_of_another_t_equals_the_reference(tmp_path):
+    path = str(tmp_path / "s.h5")
+    make_sweep.write_sweep(path, top_t=TOP_T, extra_top_t=(5,))
+    build_index([path], str(tmp_path / "ref.h5"), top_t=5)
+    done = subprocess.run([BINARY, "index", path, "--top-t", "5", "--out", str(tmp_path / "cpp.h5")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_index(tmp_path / "cpp.h5", tmp_path / "ref.h5")
+    assert read_all(tmp_path / "cpp.h5")["@graphs_group"] == "graphs_T5"
+
+
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
