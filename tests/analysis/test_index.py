@@ -528,10 +528,7 @@ def assert_same_index(cpp_path, ref_path):
         a, b = cpp[name], ref[name]
         if isinstance(b, np.ndarray):
             assert a.shape == b.shape and a.dtype == b.dtype, (name, a.shape, a.dtype, b.shape, b.dtype)
-            if name == "features/head_share_mean":
-                np.testing.assert_allclose(a, b, rtol=1e-12, equal_nan=True, err_msg=name)
-            else:
-                np.testing.assert_array_equal(a, b, err_msg=name)
+            np.testing.assert_array_equal(a, b, err_msg=name)   # floats too: both sum left to right
         else:
             assert a == b, name
 
