@@ -494,17 +494,12 @@ needs_index = pytest.mark.skipif(not _has_index_command(),
 needs_binary = pytest.mark.skipif(not BINARY, reason="SAETRAJ_BINARY is not set (ctest sets it)")
 
 
-@needs_binary
-def test_traced_flag_equals_the_csv_column(plain, tmp_path):
-    paths, _, index_path = plain
+def assert_traced_equals_csv(index_path, csv_paths):
+    """/occurrences/traced equals the `traced` column of each source's trajectories.csv, row for row."""
     got = read_all(index_path)
-    rows = iter(range(len(got["occurrences/prompt"])))
     csv_traced = {}
-    for s, path in enumerate(paths):
-        copy = tmp_path / f"s{s}.h5"
-        shutil.copy(path, copy)
-        subprocess.run([BINARY, "graph", str(copy), "--top-t", str(TOP_T)], check=True, capture_output=True)
-        with open(tmp_path / f"s{s}_graphs" / f"T{TOP_T}" / "trajectories.csv", newline="") as f:
+    for s, path in enumerate(csv_paths):
+        with open(path, newline="") as f:
             for r in csv.DictReader(f):
                 key = (s, int(r["prompt"]), int(r["length"]), int(r["layer"]), int(r["source_token"]),
                        int(r["feature"]))
@@ -512,12 +507,24 @@ def test_traced_flag_equals_the_csv_column(plain, tmp_path):
     assert len(csv_traced) == len(got["occurrences/prompt"])
     layer_of = np.repeat(got["features/layer"], got["features/count"])
     feature_of = np.repeat(got["features/feature"], got["features/count"])
-    for row in rows:
+    for row in range(len(got["occurrences/prompt"])):
         p = int(got["occurrences/prompt"][row])
         key = (int(got["prompts/source"][p]), int(got["prompts/index"][p]), int(got["occurrences/length"][row]),
                int(layer_of[row]), int(got["occurrences/source_token"][row]), int(feature_of[row]))
         assert got["occurrences/traced"][row] == csv_traced[key], key
     assert 0 < sum(csv_traced.values()) < len(csv_traced)
+
+
+@needs_binary
+def test_traced_flag_equals_the_csv_column(plain, tmp_path):
+    paths, _, index_path = plain
+    csv_paths = []
+    for s, path in enumerate(paths):
+        copy = tmp_path / f"s{s}.h5"
+        shutil.copy(path, copy)
+        subprocess.run([BINARY, "graph", str(copy), "--top-t", str(TOP_T)], check=True, capture_output=True)
+        csv_paths.append(tmp_path / f"s{s}_graphs" / f"T{TOP_T}" / "trajectories.csv")
+    assert_traced_equals_csv(index_path, csv_paths)
 
 
 def assert_same_index(cpp_path, ref_path):
@@ -568,6 +575,7 @@ def demo(tmp_path_factory):
 def test_reference_on_the_demo_with_heads_and_orders_equals_brute_force(demo):
     sweep, ref = demo
     got = check_against_brute_force([sweep], ref, with_extras=True, fixture_has_ties=False)
+    assert_traced_equals_csv(ref, [sweep.parent / "demo_sweep_graphs" / "T10" / "trajectories.csv"])
     assert got["occurrences/heads"].shape == (len(got["occurrences/prompt"]), 7)
     assert np.isfinite(got["features/loo_agree"]).all()
 
