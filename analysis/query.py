@@ -3,7 +3,7 @@
 
     /usr/bin/python3 analysis/query.py INDEX.h5 feature LAYER:INDEX [--examples N]
     /usr/bin/python3 analysis/query.py INDEX.h5 top --layer L [-n N] [--by count]
-    /usr/bin/python3 analysis/query.py INDEX.h5 html --out DIR [--layer L] [--top N] [LAYER:INDEX ...]
+    /usr/bin/python3 analysis/query.py INDEX.h5 html --out DIR [--layer L]... [--top N] [LAYER:INDEX ...]
 
 `feature` prints the profile and examples, the source token in [[ ]] and the query token in {{ }} (ANSI
 colour instead when stdout is a terminal); `top` lists the features that most often arrive through
@@ -56,8 +56,8 @@ def parse_args(argv):
     top.add_argument("--by", choices=SORT_KEYS, default="count", help="sort key, largest first (default count)")
     pages = commands.add_parser("html", help="an offline HTML page per feature, and index.html")
     pages.add_argument("--out", required=True, help="folder to write into (created if missing)")
-    pages.add_argument("--layer", type=int, nargs="+", metavar="L",
-                       help="layers whose top features get pages (default: every layer in the index)")
+    pages.add_argument("--layer", type=int, action="append", metavar="L",
+                       help="a layer whose top features get pages; repeatable (default: every layer in the index)")
     pages.add_argument("--top", type=positive, default=20, metavar="N",
                        help="pages for the N most frequent features of each layer (default 20)")
     pages.add_argument("--examples", type=positive, default=10, metavar="N", help="examples per page (default 10)")

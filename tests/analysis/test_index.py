@@ -478,6 +478,11 @@ def test_command_html_pages(plain, tmp_path):
     # Every layer's top 2 by default.
     done = query(index_path, "html", "--out", tmp_path / "all", "--top", 2)
     assert len(done.stdout.split()) == 2 * len({k[0] for k in features}) + 1
+    done = query(index_path, "html", "--out", tmp_path / "two", "--top", 2, "--layer", 3, "--layer", 5)
+    assert [os.path.basename(p)[:3] for p in done.stdout.split()] == ["L03", "L03", "L05", "L05", "ind"]
+    done = query(index_path, "html", "--out", tmp_path / "both", "--layer", 3, f"{key[0]}:{key[1]}")
+    assert done.returncode == 2
+    assert done.stderr == "query.py: error: give either features (LAYER:INDEX ...) or --layer, not both\n"
 
 
 # ----- saetraj index against the reference ------------------------------------------------------------------
