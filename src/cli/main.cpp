@@ -23,6 +23,7 @@ const std::map<std::string, std::pair<Command, const char*>>& commands() {
       {"explain", {saetraj::cli::cmd_explain, "attach Neuronpedia feature explanations to a sweep file"}},
       {"info", {saetraj::cli::cmd_info, "describe a checkpoint folder, an SAE folder or a sweep file"}},
       {"merge", {saetraj::cli::cmd_merge, "merge the shard files of a corpus sweep into one sweep file, in corpus order"}},
+      {"index", {saetraj::cli::cmd_index, "a feature index over sweep files: every occurrence of each (layer, feature), aggregates"}},
       {"plan", {saetraj::cli::cmd_plan, "print how ranks would split layers and rows, without running"}},
       {"bench", {saetraj::cli::cmd_bench, "time the encoding kernel on Gemma-shaped random data against sgemm"}},
       {"synth", {saetraj::cli::cmd_synth, "write a synthetic GPT-2 checkpoint with SAEs in the real formats"}},

@@ -20,6 +20,7 @@ int cmd_graph(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_merge(const std::vector<std::string>& args, const CommandContext& ctx);
+int cmd_index(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx);
 int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx);
