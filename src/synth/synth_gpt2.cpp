@@ -120,12 +120,7 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
   SAETRAJ_CHECK(o.d_model % o.n_heads == 0, InputError, "d_model must be a multiple of n_heads");
   c10::InferenceMode guard;
   Rng rng(o.seed);
-  SynthResult r;
-  r.model_dir = o.out + "/model";
-  r.sae_pattern = o.out + "/saes/layer_{layer}";
-  r.explanations_root = o.out + "/explanations";
-  r.neuronpedia_model = "saetraj-demo-gpt2";
-  fs::create_directories(r.model_dir);
+  SynthResult r = support::sae_lens_result(o, "saetraj-demo-gpt2");
 
   // Tokenizer: byte-level BPE trained on the corpus, <|endoftext|> as BOS/EOS (GPT-2 does not add it).
   auto bpe = tokenizer::train_byte_level_bpe(demo_corpus(), o.vocab_size, {"<|endoftext|>"},
@@ -134,9 +129,7 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
   bpe.bos_id = eot;
   bpe.add_bos = false;
   tokenizer::write_bpe_files(r.model_dir, bpe);
-  int64_t vocab = 0;
-  for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);
-  for (const auto& [piece, id] : bpe.special_tokens) vocab = std::max<int64_t>(vocab, id + 1);
+  const int64_t vocab = support::bpe_vocab_size(bpe);
 
   write_json(r.model_dir + "/config.json",
              ojson{{"architectures", {"GPT2LMHeadModel"}},
@@ -182,12 +175,7 @@ SynthResult synth_gpt2_fixture(const SynthOptions& o) {
 
     // Encoder directions: half taken from calibration vectors (features that fire on real contexts),
     // half random; unit length over the typical input norm.
-    auto directions = rng.normal({o.d_sae, o.d_model}, 1.0);
-    for (int64_t feat = 0; feat < o.d_sae; feat += 2) {
-      const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(z.size(0)));
-      directions[feat] = z[row] / z[row].norm() * std::sqrt(double(o.d_model)) + 0.3 * directions[feat];
-    }
-    directions = directions / directions.norm(2, 1, true);
+    const auto directions = support::data_directions(z, o.d_sae, rng);
     const auto w_enc = (directions / scale).t().contiguous();  // [d_in, d_sae]
     const auto proj = torch::matmul(z, w_enc);                 // [M, d_sae]
     const auto cut = proj.quantile(1.0 - o.firing_rate, 0);    // fires on ~firing_rate of vectors

@@ -15,38 +15,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
-using support::layer_name;
 using support::Rng;
 
-struct LlamaShape {
-  int64_t d, m, h, kv, hd, vocab;
-};
-
-std::vector<std::pair<std::string, torch::Tensor>> llama_weights(const SynthOptions& o, const LlamaShape& s,
-                                                                 Rng& rng) {
-  const double in_d = 1.0 / std::sqrt(static_cast<double>(s.d));
-  std::vector<std::pair<std::string, torch::Tensor>> w;
-  w.emplace_back("model.embed_tokens.weight", rng.normal({s.vocab, s.d}, 1.0));
-  w.emplace_back("model.norm.weight", rng.normal({s.d}, 0.1, 1.0));
-  w.emplace_back("lm_head.weight", rng.normal({s.vocab, s.d}, in_d));
-  for (int l = 0; l < o.n_layers; ++l) {
-    auto add = [&](const char* pattern, std::vector<int64_t> shape, double std, double mean = 0.0) {
-      w.emplace_back(layer_name(pattern, l), rng.normal(std::move(shape), std, mean));
-    };
-    add("model.layers.{L}.input_layernorm.weight", {s.d}, 0.1, 1.0);
-    add("model.layers.{L}.self_attn.q_proj.weight", {s.h * s.hd, s.d}, 2.0 * in_d);
-    add("model.layers.{L}.self_attn.k_proj.weight", {s.kv * s.hd, s.d}, 2.0 * in_d);
-    add("model.layers.{L}.self_attn.v_proj.weight", {s.kv * s.hd, s.d}, in_d);
-    add("model.layers.{L}.self_attn.o_proj.weight", {s.d, s.h * s.hd}, 1.0 / std::sqrt(double(s.h * s.hd)));
-    add("model.layers.{L}.post_attention_layernorm.weight", {s.d}, 0.1, 1.0);
-    add("model.layers.{L}.mlp.gate_proj.weight", {s.m, s.d}, in_d);
-    add("model.layers.{L}.mlp.up_proj.weight", {s.m, s.d}, in_d);
-    add("model.layers.{L}.mlp.down_proj.weight", {s.d, s.m}, 1.0 / std::sqrt(double(s.m)));
-  }
-  return w;
-}
-
-ojson llama_config(const SynthOptions& o, const LlamaShape& s, int32_t bos, int32_t eos) {
+ojson llama_config(const SynthOptions& o, const support::DecoderShape& s, int32_t bos, int32_t eos) {
   // A short original context so that RoPE's llama3 rule touches all three frequency bands.
   return ojson{{"architectures", {"LlamaForCausalLM"}},
                {"model_type", "llama"},
@@ -80,17 +51,10 @@ ojson llama_config(const SynthOptions& o, const LlamaShape& s, int32_t bos, int3
 
 SynthResult synth_llama_fixture(const SynthOptions& o) {
   support::check_options(o);
-  SAETRAJ_CHECK(o.d_model % o.n_heads == 0, InputError, "d_model must be a multiple of n_heads");
-  const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);
-  SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "n_heads ", o.n_heads, " is not a multiple of n_kv_heads ", kv);
+  support::DecoderShape shape = support::decoder_shape(o, false);
   c10::InferenceMode guard;
   Rng rng(o.seed);
-  SynthResult r;
-  r.model_dir = o.out + "/model";
-  r.sae_pattern = o.out + "/saes/layer_{layer}";
-  r.explanations_root = o.out + "/explanations";
-  r.neuronpedia_model = "saetraj-demo-llama";
-  fs::create_directories(r.model_dir);
+  SynthResult r = support::sae_lens_result(o, "saetraj-demo-llama");
 
   auto bpe = tokenizer::train_byte_level_bpe(demo_corpus(), o.vocab_size, {"<|begin_of_text|>", "<|end_of_text|>"},
                                              tokenizer::PreTokenizer::LLAMA3);
@@ -99,12 +63,11 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
   bpe.bos_id = bos;
   bpe.add_bos = true;
   tokenizer::write_bpe_files(r.model_dir, bpe);
-  int64_t vocab = 0;
-  for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);
-  for (const auto& [piece, id] : bpe.special_tokens) vocab = std::max<int64_t>(vocab, id + 1);
-  const LlamaShape shape{o.d_model, o.d_mlp, o.n_heads, kv, o.d_model / o.n_heads, vocab};
+  shape.vocab = support::bpe_vocab_size(bpe);
   support::write_json(r.model_dir + "/config.json", llama_config(o, shape, bos, eos));
-  io::write_safetensors(r.model_dir + "/model.safetensors", llama_weights(o, shape, rng), {{"format", "pt"}});
+  io::write_safetensors(r.model_dir + "/model.safetensors",
+                        support::decoder_weights(o, shape, {.gemma = false, .qk_norm = false, .tied = false}, rng),
+                        {{"format", "pt"}});
 
   // Calibration on resid_post, the hook the SAEs read.
   const auto model = model::load_model(r.model_dir);
@@ -134,12 +97,7 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
     s.cfg.d_sae = o.d_sae;
     s.b_dec = x.mean(0).contiguous();
     const auto z = x - s.b_dec;
-    auto directions = rng.normal({o.d_sae, o.d_model}, 1.0);
-    for (int64_t feat = 0; feat < o.d_sae; feat += 2) {
-      const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(z.size(0)));
-      directions[feat] = z[row] / z[row].norm() * std::sqrt(double(o.d_model)) + 0.3 * directions[feat];
-    }
-    directions = directions / directions.norm(2, 1, true);
+    const auto directions = support::data_directions(z, o.d_sae, rng);
     const double scale = z.pow(2).sum(1).mean().sqrt().item<double>();
     s.w_enc = (directions / scale).t().contiguous();
     s.b_enc = (-torch::matmul(z, s.w_enc).quantile(1.0 - o.firing_rate, 0)).contiguous();

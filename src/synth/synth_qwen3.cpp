@@ -16,41 +16,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 namespace fs = std::filesystem;
-using support::layer_name;
 using support::Rng;
 
-struct Qwen3Shape {
-  int64_t d, m, h, kv, hd, vocab;
-};
-
-// Qwen3ForCausalLM's tensors: no biases, per-head q/k RMSNorm weights [head_dim], tied embeddings (no lm_head),
-// as Qwen3-0.6B to 4B are saved.
-std::vector<std::pair<std::string, torch::Tensor>> qwen3_weights(const SynthOptions& o, const Qwen3Shape& s,
-                                                                 Rng& rng) {
-  const double in_d = 1.0 / std::sqrt(static_cast<double>(s.d));
-  std::vector<std::pair<std::string, torch::Tensor>> w;
-  w.emplace_back("model.embed_tokens.weight", rng.normal({s.vocab, s.d}, 1.0));
-  w.emplace_back("model.norm.weight", rng.normal({s.d}, 0.1, 1.0));
-  for (int l = 0; l < o.n_layers; ++l) {
-    auto add = [&](const char* pattern, std::vector<int64_t> shape, double std, double mean = 0.0) {
-      w.emplace_back(layer_name(pattern, l), rng.normal(std::move(shape), std, mean));
-    };
-    add("model.layers.{L}.input_layernorm.weight", {s.d}, 0.1, 1.0);
-    add("model.layers.{L}.self_attn.q_proj.weight", {s.h * s.hd, s.d}, 2.0 * in_d);
-    add("model.layers.{L}.self_attn.k_proj.weight", {s.kv * s.hd, s.d}, 2.0 * in_d);
-    add("model.layers.{L}.self_attn.v_proj.weight", {s.kv * s.hd, s.d}, in_d);
-    add("model.layers.{L}.self_attn.o_proj.weight", {s.d, s.h * s.hd}, 1.0 / std::sqrt(double(s.h * s.hd)));
-    add("model.layers.{L}.self_attn.q_norm.weight", {s.hd}, 0.3, 1.5);
-    add("model.layers.{L}.self_attn.k_norm.weight", {s.hd}, 0.3, 1.5);
-    add("model.layers.{L}.post_attention_layernorm.weight", {s.d}, 0.1, 1.0);
-    add("model.layers.{L}.mlp.gate_proj.weight", {s.m, s.d}, in_d);
-    add("model.layers.{L}.mlp.up_proj.weight", {s.m, s.d}, in_d);
-    add("model.layers.{L}.mlp.down_proj.weight", {s.d, s.m}, 1.0 / std::sqrt(double(s.m)));
-  }
-  return w;
-}
-
-ojson qwen3_config(const SynthOptions& o, const Qwen3Shape& s, int32_t endoftext) {
+ojson qwen3_config(const SynthOptions& o, const support::DecoderShape& s, int32_t endoftext) {
   // As Qwen/Qwen3-1.7B-Base's config.json: bos and eos are both <|endoftext|>, which the tokenizer itself
   // does not add.
   return ojson{{"architectures", {"Qwen3ForCausalLM"}},
@@ -80,20 +48,12 @@ ojson qwen3_config(const SynthOptions& o, const Qwen3Shape& s, int32_t endoftext
 
 SynthResult synth_qwen3_fixture(const SynthOptions& o) {
   support::check_options(o);
-  SAETRAJ_CHECK(o.d_model % o.n_heads == 0 || o.head_dim > 0, InputError,
-                "--d-model must be a multiple of --heads");
-  const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);
-  SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "--heads ", o.n_heads, " is not a multiple of --kv-heads ", kv);
+  support::DecoderShape shape = support::decoder_shape(o, true);
   SAETRAJ_CHECK(o.topk_k > 0 && o.topk_k <= o.d_sae, InputError, "--topk-k must be in 1..--d-sae (", o.d_sae,
                 "), got ", o.topk_k);
   c10::InferenceMode guard;
   Rng rng(o.seed);
-  SynthResult r;
-  r.model_dir = o.out + "/model";
-  r.sae_pattern = o.out + "/saes/layer_{layer}";
-  r.explanations_root = o.out + "/explanations";
-  r.neuronpedia_model = "saetraj-demo-qwen3";
-  fs::create_directories(r.model_dir);
+  SynthResult r = support::sae_lens_result(o, "saetraj-demo-qwen3");
 
   auto bpe = tokenizer::train_byte_level_bpe(demo_corpus(), o.vocab_size, {"<|endoftext|>", "<|im_start|>"},
                                              tokenizer::PreTokenizer::QWEN2);
@@ -101,13 +61,13 @@ SynthResult synth_qwen3_fixture(const SynthOptions& o) {
   bpe.add_bos = false;  // Qwen's tokenizer has no BOS token and adds none
   bpe.normalizer = tokenizer::Normalizer::NFC;  // as Qwen2/Qwen3's tokenizer.json: NFC before the Split
   tokenizer::write_bpe_files(r.model_dir, bpe);
-  int64_t vocab = 0;
-  for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);
-  for (const auto& [piece, id] : bpe.special_tokens) vocab = std::max<int64_t>(vocab, id + 1);
-  const int64_t hd = o.head_dim > 0 ? o.head_dim : o.d_model / o.n_heads;
-  const Qwen3Shape shape{o.d_model, o.d_mlp, o.n_heads, kv, hd, vocab};
+  shape.vocab = support::bpe_vocab_size(bpe);
   support::write_json(r.model_dir + "/config.json", qwen3_config(o, shape, endoftext));
-  io::write_safetensors(r.model_dir + "/model.safetensors", qwen3_weights(o, shape, rng), {{"format", "pt"}});
+  // Qwen3ForCausalLM's tensors: no biases, per-head q/k RMSNorm weights, tied embeddings (no lm_head), as
+  // Qwen3-0.6B to 4B are saved.
+  io::write_safetensors(r.model_dir + "/model.safetensors",
+                        support::decoder_weights(o, shape, {.gemma = false, .qk_norm = true, .tied = true}, rng),
+                        {{"format", "pt"}});
 
   // Calibration on resid_post, the hook the SAEs read, with <|endoftext|> first as the SAEs' prepend_bos asks.
   const auto model = model::load_model(r.model_dir);
@@ -122,12 +82,7 @@ SynthResult synth_qwen3_fixture(const SynthOptions& o) {
     const auto x = calibration.resid_post[l];
     const auto mean = x.mean(0);
     const auto z = x - mean;
-    auto directions = rng.normal({o.d_sae, o.d_model}, 1.0);
-    for (int64_t feat = 0; feat < o.d_sae; feat += 2) {
-      const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(z.size(0)));
-      directions[feat] = z[row] / z[row].norm() * std::sqrt(double(o.d_model)) + 0.3 * directions[feat];
-    }
-    directions = directions / directions.norm(2, 1, true);
+    const auto directions = support::data_directions(z, o.d_sae, rng);
     const double scale = z.pow(2).sum(1).mean().sqrt().item<double>();
     sae::Sae s;
     s.cfg.d_in = o.d_model;

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/sae/gemma_scope.h"
 #include "saetraj/synth/synth.h"
 
 namespace saetraj::synth::support {
@@ -128,17 +129,98 @@ Calibration calibrate(const model::Model& model, const tokenizer::Tokenizer& tok
   return c;
 }
 
+DecoderShape decoder_shape(const SynthOptions& o, bool honours_head_dim) {
+  const bool own_head_dim = honours_head_dim && o.head_dim > 0;
+  SAETRAJ_CHECK(own_head_dim || o.d_model % o.n_heads == 0, InputError,
+                "synth: d_model must be a multiple of n_heads: --d-model ", o.d_model, ", --heads ", o.n_heads);
+  const int kv = o.n_kv_heads > 0 ? o.n_kv_heads : (o.n_heads % 2 == 0 ? o.n_heads / 2 : o.n_heads);
+  SAETRAJ_CHECK(o.n_heads % kv == 0, InputError, "synth: n_heads ", o.n_heads, " is not a multiple of n_kv_heads ",
+                kv, " (--heads, --kv-heads)");
+  return DecoderShape{o.d_model, o.d_mlp, o.n_heads, kv, own_head_dim ? o.head_dim : o.d_model / o.n_heads, 0};
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> decoder_weights(const SynthOptions& o, const DecoderShape& s,
+                                                                   const DecoderLayout& layout, Rng& rng) {
+  const double in_d = 1.0 / std::sqrt(static_cast<double>(s.d));
+  const double norm_mean = layout.gemma ? 0.0 : 1.0;
+  std::vector<std::pair<std::string, torch::Tensor>> w;
+  w.emplace_back("model.embed_tokens.weight", rng.normal({s.vocab, s.d}, layout.gemma ? in_d : 1.0));
+  w.emplace_back("model.norm.weight", rng.normal({s.d}, 0.1, norm_mean));
+  if (!layout.tied) w.emplace_back("lm_head.weight", rng.normal({s.vocab, s.d}, in_d));
+  for (int l = 0; l < o.n_layers; ++l) {
+    auto add = [&](const char* pattern, std::vector<int64_t> shape, double std, double mean = 0.0) {
+      w.emplace_back(layer_name(pattern, l), rng.normal(std::move(shape), std, mean));
+    };
+    add("model.layers.{L}.input_layernorm.weight", {s.d}, 0.1, norm_mean);
+    add("model.layers.{L}.self_attn.q_proj.weight", {s.h * s.hd, s.d}, 2.0 * in_d);
+    add("model.layers.{L}.self_attn.k_proj.weight", {s.kv * s.hd, s.d}, 2.0 * in_d);
+    add("model.layers.{L}.self_attn.v_proj.weight", {s.kv * s.hd, s.d}, in_d);
+    add("model.layers.{L}.self_attn.o_proj.weight", {s.d, s.h * s.hd}, 1.0 / std::sqrt(double(s.h * s.hd)));
+    if (layout.qk_norm) {
+      // Far from the identity, so that a model skipping them would be caught.
+      const double qk_mean = layout.gemma ? 0.0 : 1.5;
+      add("model.layers.{L}.self_attn.q_norm.weight", {s.hd}, 0.3, qk_mean);
+      add("model.layers.{L}.self_attn.k_norm.weight", {s.hd}, 0.3, qk_mean);
+    }
+    add("model.layers.{L}.post_attention_layernorm.weight", {s.d}, 0.1, norm_mean);
+    if (layout.gemma) add("model.layers.{L}.pre_feedforward_layernorm.weight", {s.d}, 0.1);
+    add("model.layers.{L}.mlp.gate_proj.weight", {s.m, s.d}, in_d);
+    add("model.layers.{L}.mlp.up_proj.weight", {s.m, s.d}, in_d);
+    add("model.layers.{L}.mlp.down_proj.weight", {s.d, s.m}, 1.0 / std::sqrt(double(s.m)));
+    if (layout.gemma) add("model.layers.{L}.post_feedforward_layernorm.weight", {s.d}, 0.1);
+  }
+  return w;
+}
+
+int64_t bpe_vocab_size(const tokenizer::BpeModel& bpe) {
+  int64_t vocab = 0;
+  for (const auto& [piece, id] : bpe.vocab) vocab = std::max<int64_t>(vocab, id + 1);
+  for (const auto& [piece, id] : bpe.special_tokens) vocab = std::max<int64_t>(vocab, id + 1);
+  return vocab;
+}
+
+SynthResult sae_lens_result(const SynthOptions& o, const std::string& model_id) {
+  SynthResult r;
+  r.model_dir = o.out + "/model";
+  r.sae_pattern = o.out + "/saes/layer_{layer}";
+  r.explanations_root = o.out + "/explanations";
+  r.neuronpedia_model = model_id;
+  std::filesystem::create_directories(r.model_dir);
+  return r;
+}
+
+GemmaStart start_gemma_fixture(const SynthOptions& o, const std::string& model_id) {
+  check_options(o);
+  DecoderShape shape = decoder_shape(o, true);
+  SynthResult r;
+  r.model_dir = o.out + "/" + model_id;
+  r.gemmascope_root = o.out + "/saes";
+  r.explanations_root = o.out + "/explanations";
+  r.neuronpedia_model = model_id;
+  r.gemmascope_width = sae::gemma_scope_width_label(o.d_sae);
+  std::filesystem::create_directories(r.model_dir);
+  tokenizer::train_sentencepiece(demo_corpus(), o.vocab_size, r.model_dir + "/tokenizer.model");
+  tokenizer::SentencePieceTokenizer tok(r.model_dir + "/tokenizer.model", 2);
+  shape.vocab = tok.vocab_size();
+  return GemmaStart{std::move(r), std::move(tok), shape};
+}
+
+torch::Tensor data_directions(const torch::Tensor& z, int64_t d_sae, Rng& rng) {
+  const int64_t d = z.size(1);
+  auto directions = rng.normal({d_sae, d}, 1.0);
+  for (int64_t feat = 0; feat < d_sae; feat += 2) {
+    const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(z.size(0)));
+    directions[feat] = z[row] / z[row].norm() * std::sqrt(double(d)) + 0.3 * directions[feat];
+  }
+  return directions / directions.norm(2, 1, true);
+}
+
 // One JumpReLU SAE calibrated on resid_post rows `x`: encoder directions half from the data, half random;
 // threshold at the (1 - firing_rate) quantile of each feature's pre-activation.
 sae::Sae calibrated_jumprelu_sae(const torch::Tensor& x, int64_t d_sae, double firing_rate, Rng& rng) {
   const int64_t d = x.size(1);
   const double scale = x.pow(2).sum(1).mean().sqrt().item<double>();
-  auto directions = rng.normal({d_sae, d}, 1.0);
-  for (int64_t feat = 0; feat < d_sae; feat += 2) {
-    const int64_t row = static_cast<int64_t>(rng.next() % static_cast<uint64_t>(x.size(0)));
-    directions[feat] = x[row] / x[row].norm() * std::sqrt(double(d)) + 0.3 * directions[feat];
-  }
-  directions = directions / directions.norm(2, 1, true);
+  const auto directions = data_directions(x, d_sae, rng);
   sae::Sae s;
   s.cfg.d_in = d;
   s.cfg.d_sae = d_sae;
