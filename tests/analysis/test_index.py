@@ -594,6 +594,13 @@ def test_saetraj_index_of_the_demo_equals_the_reference(demo, tmp_path):
     assert_same_index(tmp_path / "cpp.h5", ref)
     with FeatureIndex.open(tmp_path / "cpp.h5") as index:
         assert index.has_heads and index.has_order
+    # --top-t with /graphs's own T reads /graphs (saetraj graph never writes /graphs_T10 beside it).
+    build_index([sweep], str(tmp_path / "ref10.h5"), top_t=10)
+    done = subprocess.run([BINARY, "index", sweep, "--top-t", "10", "--out", str(tmp_path / "cpp10.h5")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert_same_index(tmp_path / "cpp10.h5", tmp_path / "ref10.h5")
+    assert read_all(tmp_path / "cpp10.h5")["@graphs_group"] == "graphs"
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian package chromium is not installed "
