@@ -553,6 +553,12 @@ def test_saetraj_index_equals_the_reference(plain, tmp_path):
     done = subprocess.run([BINARY, "index", *args, "--out", str(tmp_path / "cpp.h5")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert_same_index(tmp_path / "cpp.h5", tmp_path / "ref.h5")
+    # Two ranks, small batches: the same file.
+    env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+    done = subprocess.run(["mpirun", "-n", "2", "--oversubscribe", BINARY, "index", *args, "--batch-rows", "7",
+                           "--out", str(tmp_path / "mpi.h5")], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert_same_index(tmp_path / "mpi.h5", tmp_path / "ref.h5")
 
 
 @needs_index
