@@ -37,3 +37,24 @@ def run_saetraj(*args):
 @pytest.fixture(scope="session")
 def checkpoints(tmp_path_factory):
     return make_checkpoints.make_all(tmp_path_factory.mktemp("checkpoints"))
+
+
+def hub_snapshot(hub, repo_id, folder):
+    """A Hugging Face cache entry for repo_id under the cache folder `hub` (the fixture below), as
+    hf_hub_download leaves it; returns the folder `folder` inside its snapshot, created empty."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = hub / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit / folder
+    snapshot.mkdir(parents=True, exist_ok=True)
+    return snapshot
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    """A Hugging Face cache of the test's own, for SAE-Lens's loaders to find what hub_snapshot writes
+    without a download."""
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path / "hub"

@@ -30,7 +30,7 @@ from sae_lens.saes.gated_sae import GatedSAEConfig
 from sae_lens.saes.sae import SAEMetadata
 from sae_lens.saes.topk_sae import TopKSAEConfig
 
-from conftest import run_saetraj
+from conftest import hub_snapshot, run_saetraj
 from sae_lists import active_topk, compare_lists
 
 D_IN = 48
@@ -149,27 +149,9 @@ def _raw(seed, threshold=True):
     return raw
 
 
-def _hub_snapshot(hub, repo_id, folder):
-    """A Hugging Face cache entry for repo_id, as hf_hub_download leaves it; returns the folder inside it."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit / folder
-    snapshot.mkdir(parents=True, exist_ok=True)
-    return snapshot
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    return tmp_path / "hub"
-
-
 def test_gemma_scope_2_through_sae_lens_loader(tmp_path, hub, monkeypatch):
     repo, folder = "google/gemma-scope-2-1b-pt", "resid_post/layer_7_width_16k_l0_medium"
-    snapshot = _hub_snapshot(hub, repo, folder)
+    snapshot = hub_snapshot(hub, repo, folder)
     raw = _raw(7)
     save_file(raw, str(snapshot / "params.safetensors"))
     # The loader asks the Hub for the tensor shapes; offline, it gets them from the file itself.
@@ -187,7 +169,7 @@ def test_gemma_scope_2_through_sae_lens_loader(tmp_path, hub, monkeypatch):
 
 def test_llama_scope_through_sae_lens_loader(tmp_path, hub):
     repo, folder = "fnlp/Llama3_1-8B-Base-LXR-8x", "Llama3_1-8B-Base-L3R-8x"
-    snapshot = _hub_snapshot(hub, repo, folder)
+    snapshot = hub_snapshot(hub, repo, folder)
     raw = _raw(9, threshold=False)
     norm_in = 5.0
     hp = {"d_model": D_IN, "d_sae": D_SAE, "hook_point_in": "blocks.3.hook_resid_post",

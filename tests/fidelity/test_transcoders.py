@@ -26,7 +26,7 @@ from sae_lens.saes.transcoder import (JumpReLUSkipTranscoder, JumpReLUSkipTransc
                                       JumpReLUTranscoderConfig, SkipTranscoder, SkipTranscoderConfig, Transcoder,
                                       TranscoderConfig)
 
-from conftest import run_saetraj
+from conftest import hub_snapshot, run_saetraj
 from sae_lists import active_topk, compare_lists
 
 D_IN = 40
@@ -101,24 +101,6 @@ def test_sae_lens_transcoder(tmp_path, arch):
     _check(arch, ref, x, pre, boundary, _saetraj(tmp_path, tmp_path / "tc", x, 2))
 
 
-def _hub_snapshot(hub, repo_id, folder):
-    """A Hugging Face cache entry for repo_id, as hf_hub_download leaves it; returns the folder inside it."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = hub / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True, exist_ok=True)
-    (repo / "refs" / "main").write_text(commit)
-    snapshot = repo / "snapshots" / commit / folder
-    snapshot.mkdir(parents=True, exist_ok=True)
-    return snapshot
-
-
-@pytest.fixture
-def hub(tmp_path, monkeypatch):
-    import huggingface_hub.constants
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    return tmp_path / "hub"
-
-
 def _raw(seed, skip):
     rng = np.random.default_rng(seed)
     raw = {"w_enc": (rng.standard_normal((D_IN, D_SAE)) * 0.3).astype(np.float32),
@@ -135,7 +117,7 @@ def _raw(seed, skip):
 def test_gemma_scope_2_transcoder_through_sae_lens_loader(tmp_path, hub, monkeypatch, affine):
     repo = "google/gemma-scope-2-1b-pt"
     folder = "transcoder/layer_4_width_16k_l0_small" + ("_affine" if affine else "")
-    snapshot = _hub_snapshot(hub, repo, folder)
+    snapshot = hub_snapshot(hub, repo, folder)
     raw = _raw(3 + affine, affine)
     save_file(raw, str(snapshot / "params.safetensors"))
     monkeypatch.setattr(loaders, "get_safetensors_tensor_shapes",
@@ -153,7 +135,7 @@ def test_gemma_scope_2_transcoder_through_sae_lens_loader(tmp_path, hub, monkeyp
 
 def test_gemma_scope_transcoder_through_sae_lens_loader(tmp_path, hub):
     repo, folder = "google/gemma-scope-2b-pt-transcoders", "layer_6/width_16k/average_l0_76"
-    snapshot = _hub_snapshot(hub, repo, folder)
+    snapshot = hub_snapshot(hub, repo, folder)
     raw = _raw(7, False)
     np.savez(snapshot / "params.npz", W_enc=raw["w_enc"], W_dec=raw["w_dec"], b_enc=raw["b_enc"],
              b_dec=raw["b_dec"], threshold=raw["threshold"])
