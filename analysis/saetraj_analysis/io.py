@@ -16,7 +16,7 @@ import numpy as np
 from .errors import SweepFormatError, SweepInputError
 
 FORMAT_NAME = "saetraj-sweep"
-FORMAT_VERSION = 2          # what saetraj writes now: version 1 plus the optional /heads (sweep --heads)
+FORMAT_VERSION = 3          # newest read: 2 (v1 + optional /heads, /order), 3 with /mlp (not read here)
 OLDEST_FORMAT_VERSION = 1  # still read
 READOUT_TOP = 5
 

@@ -77,6 +77,11 @@ void describe_sweep(const std::string& path) {
             << "\n"
             << "explanations: " << (r.has_explanations() ? "yes" : "no") << "\n"
             << "created:      " << a.created_utc << "\n";
+  if (r.has_mlp()) {
+    std::cout << "MLP path:     /mlp, transcoder per layer (--mlp-transcoder):";
+    for (size_t i = 0; i < a.layers.size(); ++i) std::cout << " " << a.layers[i] << "=" << r.mlp_transcoder_ids()[i];
+    std::cout << "\n";
+  }
 }
 
 // [NOTE] What `info` takes a single file for. By name first (a damaged file still has its name), then by its

@@ -49,6 +49,12 @@ int cmd_sweep(const std::vector<std::string>& args, const CommandContext& ctx) {
      "source token: leave-one-out, and sampled Shapley values over M random orders with standard errors "
      "(/order in the file; at least 2)")
     ("order-seed", po::value(&o.order_seed)->default_value(o.order_seed), "seed of the --orders orders")
+    ("mlp-transcoder", po::value(&o.mlp_transcoders)->composing(),
+     "also decompose each analysed layer's MLP output at every position with this transcoder of the MLP "
+     "(SAE-Lens transcoder folder, Gemma Scope or Gemma Scope 2 transcoder), add its terms to resid_mid one at a "
+     "time, encode each partial sum with the layer's SAE and record which transcoder feature brought each "
+     "newcomer in (/mlp in the file, format version 3): a pattern with {layer} and/or LAYER=FOLDER, as --sae; "
+     "every analysed layer needs one; repeatable")
     ("bos", po::value(&o.bos)->default_value(o.bos),
      "prepend BOS: auto (as the SAEs were trained, else the tokenizer's default), on, off")
     ("center", po::value(&o.center)->default_value(o.center),

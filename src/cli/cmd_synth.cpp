@@ -3,6 +3,7 @@
 #include "options.h"
 #include "saetraj/cli/commands.h"
 #include "saetraj/core/error.h"
+#include "saetraj/synth/sae_formats.h"
 #include "saetraj/synth/synth.h"
 
 namespace saetraj::cli {
@@ -10,6 +11,7 @@ namespace saetraj::cli {
 int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
   synth::SynthOptions o;
   std::string arch = "gpt2";
+  bool transcoders = false;
   po::options_description options("Synth options");
   options.add_options()("out,o", po::value(&o.out)->required(),
                         "folder to write (the model, saes/, explanations/)")(
@@ -28,7 +30,10 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
       "gemma2, gemma3, qwen3: key/value heads (0: heads / 2)")(
       "sliding-window", po::value(&o.sliding_window)->default_value(o.sliding_window),
       "gemma2, gemma3: sliding window of the sliding layers")(
-      "topk-k", po::value(&o.topk_k)->default_value(o.topk_k), "qwen3: k of the TopK SAEs");
+      "topk-k", po::value(&o.topk_k)->default_value(o.topk_k), "qwen3: k of the TopK SAEs")(
+      "transcoders", po::bool_switch(&transcoders),
+      "also write random SAE-Lens MLP transcoders (jumprelu_skip_transcoder, width --d-sae) in "
+      "OUT/transcoders/layer_L, for sweep --mlp-transcoder");
   po::variables_map vm;
   if (!parse_command("synth", "--out DIR [options]", options, {}, args, vm, ctx.comm.rank() == 0)) return 0;
   if (ctx.comm.rank() != 0) return 0;
@@ -48,6 +53,14 @@ int cmd_synth(const std::vector<std::string>& args, const CommandContext& ctx) {
   } else {
     std::cout << "SAEs: " << r.gemmascope_root << " (Gemma Scope layout, width " << r.gemmascope_width
               << ")\n";
+  }
+  if (transcoders) {
+    for (int l = 0; l < o.n_layers; ++l) {
+      synth::write_sae_lens_transcoder(
+          o.out + "/transcoders/layer_" + std::to_string(l), "jumprelu_skip_transcoder", l,
+          synth::random_raw_transcoder(o.d_model, o.d_model, o.d_sae, true, o.seed * 1000 + 17 + static_cast<uint64_t>(l)));
+    }
+    std::cout << "MLP transcoders: " << o.out << "/transcoders/layer_{layer}\n";
   }
   if (arch != "gemma3") std::cout << "explanations: " << r.explanations_root << "\n";  // gemma3 writes none
   return 0;

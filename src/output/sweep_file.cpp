@@ -121,9 +121,12 @@ H5Handle open_sweep_file(const std::string& path, bool writable, const std::stri
                   ": attribute 'format_version' of the root is not an integer; ", advice);
   }
   const int64_t version = read_attr_int(f, "format_version");
-  SAETRAJ_CHECK(version >= kOldestReadableSweepVersion && version <= kSweepFormatVersion, FormatError, path,
+  SAETRAJ_CHECK(version >= kOldestReadableSweepVersion && version <= kNewestReadableSweepVersion, FormatError, path,
                 " has format_version ", version, "; this saetraj reads versions ", kOldestReadableSweepVersion,
-                " to ", kSweepFormatVersion);
+                " to ", kNewestReadableSweepVersion);
+  SAETRAJ_CHECK(version >= kSweepFormatVersionMlp || !link_exists(f, "mlp"), FormatError, path,
+                " has a group /mlp but format_version ", version, "; /mlp exists from version ", kSweepFormatVersionMlp,
+                " on (the file is damaged or was not written by saetraj sweep)");
   return f;
 }
 
@@ -173,6 +176,24 @@ void create_heads(hid_t file, const SweepHeader& h) {
   write_attr(group, "columns", names);
 }
 
+// /mlp (NOTE The MLP path in sweep_file.h), filled so that an unwritten query reads as "no step, empty lists".
+void create_mlp(hid_t file, const SweepHeader& h) {
+  const hsize_t layers = static_cast<hsize_t>(h.layers.size()), queries = static_cast<hsize_t>(h.total_queries());
+  const hsize_t k = static_cast<hsize_t>(h.k), c = static_cast<hsize_t>(kMlpSlotColumns);
+  const hsize_t chunk = std::max<hsize_t>(1, std::min<hsize_t>(std::max<hsize_t>(1, queries), (1u << 18) / (k * c)));
+  create_filled<int32_t>(file, "mlp/steps", {layers, queries}, {1, std::max<hsize_t>(1, queries)}, 0);
+  create_filled<int32_t>(file, "mlp/final_indices", {layers, queries, k}, {1, chunk, k}, -1);
+  create_filled<float>(file, "mlp/final_values", {layers, queries, k}, {1, chunk, k}, 0.0f);
+  create_filled<int32_t>(file, "mlp/slots", {layers, queries, k, c}, {1, chunk, k, c}, -1);
+  create_filled<float>(file, "mlp/activation", {layers, queries, k}, {1, chunk, k},
+                       std::numeric_limits<float>::quiet_NaN());
+  const auto group = h5_group(H5Gopen2(file, "mlp", H5P_DEFAULT), "/mlp");
+  write_attr(group, "transcoder_ids", h.mlp_transcoder_ids);
+  write_attr(group, "transcoder_hooks", h.mlp_transcoder_hooks);
+  write_attr(group, "transcoder_hooks_out", h.mlp_transcoder_hooks_out);
+  write_attr(group, "kinds", std::vector<std::string>{"feature", "bias", "skip", "error"});
+}
+
 // Everything create_sweep_file writes into the freshly created `file`.
 void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader& h) {
   const int64_t n_layers = static_cast<int64_t>(h.layers.size());
@@ -180,7 +201,7 @@ void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader
   const int64_t total_rows = h.total_rows();
 
   write_attr(file, "format", std::string(kSweepFormat));
-  write_attr(file, "format_version", kSweepFormatVersion);
+  write_attr(file, "format_version", h.has_mlp() ? kSweepFormatVersionMlp : kSweepFormatVersion);
   write_attr(file, "model", h.model);
   write_attr(file, "architecture", h.architecture);
   write_attr(file, "d_model", h.d_model);
@@ -273,6 +294,7 @@ void write_new_sweep_file(hid_t file, const std::string& path, const SweepHeader
     write_attr(group, "orders", h.orders);
     write_attr(group, "seed", h.order_seed);
   }
+  if (h.has_mlp()) create_mlp(file, h);
   h5_check_status(H5Fflush(file, H5F_SCOPE_GLOBAL), "flushing " + path);
 }
 
@@ -302,7 +324,8 @@ void create_sweep_file(const std::string& path, const SweepHeader& h, bool overw
   check_free_space(path,
                    layers * static_cast<double>(h.total_rows()) * static_cast<double>(h.k) * 8 +
                        static_cast<double>(h.prompts.size()) * layers * kReadoutTop * 8 + tokens * 72 + text_bytes * 2 +
-                       layers * static_cast<double>(h.total_queries() * h.head_slots * (h.heads + 3)) * 4,
+                       layers * static_cast<double>(h.total_queries() * h.head_slots * (h.heads + 3)) * 4 +
+                       (h.has_mlp() ? layers * static_cast<double>(h.total_queries()) * static_cast<double>(4 + 24 * h.k) : 0.0),
                    "the sweep file " + path + " (its evolution tables are reserved at creation)",
                    "Free space or choose an --out on another file system, then run the same command again.");
   h5_quiet_errors();
@@ -357,6 +380,13 @@ void check_resumable(const std::string& path, const SweepHeader& h) {
     differs("head split (--heads, --top-t)", slots ? str(slots, " slots") : "none",
             h.head_slots ? str(h.head_slots, " slots") : "none");
   }
+  const auto transcoders =
+      link_exists(f, "mlp") ? read_attr_strings(h5_group(H5Gopen2(f, "mlp", H5P_DEFAULT), "/mlp"), "transcoder_ids")
+                            : std::vector<std::string>{};
+  if (transcoders != h.mlp_transcoder_ids) {
+    differs("MLP transcoders (--mlp-transcoder)", transcoders.empty() ? "none" : join(transcoders, ", "),
+            h.mlp_transcoder_ids.empty() ? "none" : join(h.mlp_transcoder_ids, ", "));
+  }
 }
 
 std::vector<uint8_t> read_done_flags(const std::string& path) {
@@ -408,6 +438,7 @@ H5Handle transfer(const dist::Communicator& comm, bool individual, const std::st
 // benchmark (2 ranks), rank 0's write time fell from 1.0-1.6 s to 0.8 s.
 struct ParallelSweepFile::Handles {
   H5Handle file, heads, order, indices, values, readout_ids, readout_probs, done, dxpl, bulk_dxpl;
+  H5Handle mlp_steps, mlp_indices, mlp_values, mlp_slots, mlp_activation;
 };
 
 ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Communicator& comm)
@@ -431,6 +462,15 @@ ParallelSweepFile::ParallelSweepFile(const std::string& path, const dist::Commun
     order_width_ = 3 * read_attr_int(h5_group(H5Gopen2(h_->file, "order", H5P_DEFAULT), "/order"), "slots");
     h_->order = h5_dataset(H5Dopen2(h_->file, "order/values", H5P_DEFAULT), "order/values");
   }
+  if (link_exists(h_->file, "mlp")) {
+    has_mlp_ = true;
+    const auto open = [&](const char* name) { return h5_dataset(H5Dopen2(h_->file, name, H5P_DEFAULT), name); };
+    h_->mlp_steps = open("mlp/steps");
+    h_->mlp_indices = open("mlp/final_indices");
+    h_->mlp_values = open("mlp/final_values");
+    h_->mlp_slots = open("mlp/slots");
+    h_->mlp_activation = open("mlp/activation");
+  }
   h_->dxpl = transfer(comm, false, path);
   h_->bulk_dxpl = transfer(comm, true, path);
 }
@@ -443,7 +483,8 @@ ParallelSweepFile::~ParallelSweepFile() {
   if (std::uncaught_exceptions() > 0 && comm_.size() > 1) {
     // A fresh empty handle built over each one ends it without running its closing destructor.
     for (H5Handle* h : {&h_->bulk_dxpl, &h_->dxpl, &h_->done, &h_->readout_probs, &h_->readout_ids, &h_->values,
-                        &h_->indices, &h_->heads, &h_->order, &h_->file}) {
+                        &h_->indices, &h_->heads, &h_->order, &h_->mlp_steps, &h_->mlp_indices, &h_->mlp_values,
+                        &h_->mlp_slots, &h_->mlp_activation, &h_->file}) {
       new (h) H5Handle();
     }
     return;
@@ -462,6 +503,11 @@ void ParallelSweepFile::close() {
   h_->indices.reset();
   h_->heads.reset();
   h_->order.reset();
+  h_->mlp_steps.reset();
+  h_->mlp_indices.reset();
+  h_->mlp_values.reset();
+  h_->mlp_slots.reset();
+  h_->mlp_activation.reset();
   h_->file.reset();
 }
 
@@ -551,6 +597,58 @@ void ParallelSweepFile::write_heads(std::vector<HeadSlab> slabs) {
   errno = 0;
   const herr_t status = injected_errno_ != 0 ? -1 : H5Dwrite(h_->heads, H5T_NATIVE_FLOAT, mspace, fspace, h_->dxpl, packed.data());
   if (status < 0) throw_write_failure(what, path_, injected_errno_ != 0 ? injected_errno_ : errno);
+}
+
+namespace {
+
+// One collective write of query runs into a [L, Q, inner...] dataset: slab s covers queries [query_begin,
+// query_begin + queries) of layer axis layer_index, `per_query` values each (the product of `inner`).
+template <typename T>
+void write_query_runs(hid_t dataset, hid_t dxpl, const std::vector<MlpSlab>& slabs, const std::vector<hsize_t>& inner,
+                      const T* (*data_of)(const MlpSlab&), const std::string& what, const std::string& path,
+                      int injected_errno) {
+  hsize_t per_query = 1;
+  for (hsize_t d : inner) per_query *= d;
+  const auto fspace = h5_space(H5Dget_space(dataset), what);
+  h5_check_status(H5Sselect_none(fspace), what);
+  std::vector<T> packed;
+  for (const auto& s : slabs) {
+    if (s.queries == 0) continue;
+    std::vector<hsize_t> start = {static_cast<hsize_t>(s.layer_index), static_cast<hsize_t>(s.query_begin)};
+    std::vector<hsize_t> count = {1, static_cast<hsize_t>(s.queries)};
+    for (hsize_t d : inner) start.push_back(0), count.push_back(d);
+    h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_OR, start.data(), nullptr, count.data(), nullptr), what);
+    packed.insert(packed.end(), data_of(s), data_of(s) + s.queries * per_query);
+  }
+  const hsize_t n = std::max<hsize_t>(1, packed.size());
+  const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), what);
+  if (packed.empty()) h5_check_status(H5Sselect_none(mspace), what);
+  errno = 0;
+  const herr_t status =
+      injected_errno != 0 ? -1 : H5Dwrite(dataset, native_type<T>(), mspace, fspace, dxpl, packed.data());
+  if (status < 0) throw_write_failure(what, path, injected_errno != 0 ? injected_errno : errno);
+}
+
+}  // namespace
+
+void ParallelSweepFile::write_mlp(std::vector<MlpSlab> slabs) {
+  SAETRAJ_CHECK(has_mlp_, InputError, path_, " has no /mlp (the sweep ran without --mlp-transcoder)");
+  // The elements of a union of hyperslabs are transferred in file order.
+  std::sort(slabs.begin(), slabs.end(), [](const MlpSlab& a, const MlpSlab& b) {
+    return std::tie(a.layer_index, a.query_begin) < std::tie(b.layer_index, b.query_begin);
+  });
+  const hsize_t k = static_cast<hsize_t>(k_), c = static_cast<hsize_t>(kMlpSlotColumns);
+  const std::string of = " of " + path_;
+  write_query_runs<int32_t>(h_->mlp_steps, h_->dxpl, slabs, {}, [](const MlpSlab& s) { return s.steps; },
+                            "writing mlp/steps" + of, path_, injected_errno_);
+  write_query_runs<int32_t>(h_->mlp_indices, h_->dxpl, slabs, {k}, [](const MlpSlab& s) { return s.final_indices; },
+                            "writing mlp/final_indices" + of, path_, injected_errno_);
+  write_query_runs<float>(h_->mlp_values, h_->dxpl, slabs, {k}, [](const MlpSlab& s) { return s.final_values; },
+                          "writing mlp/final_values" + of, path_, injected_errno_);
+  write_query_runs<int32_t>(h_->mlp_slots, h_->dxpl, slabs, {k, c}, [](const MlpSlab& s) { return s.slots; },
+                            "writing mlp/slots" + of, path_, injected_errno_);
+  write_query_runs<float>(h_->mlp_activation, h_->dxpl, slabs, {k}, [](const MlpSlab& s) { return s.activation; },
+                          "writing mlp/activation" + of, path_, injected_errno_);
 }
 
 void ParallelSweepFile::check_write(int status, const std::string& what) const {

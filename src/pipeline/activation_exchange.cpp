@@ -40,13 +40,14 @@ bool owns(const dist::WorkPlan& plan, int rank, int layer_index) {
 
 ActivationExchange::ActivationExchange(const dist::Communicator& comm, const dist::Transport& transport,
                                        const dist::WorkPlan& plan, const std::vector<int>& layers, int64_t d_model,
-                                       int64_t n_heads, const model::Model* model, const torch::Device& compute_device)
+                                       int64_t n_heads, const model::Model* model, const torch::Device& compute_device,
+                                       bool mlp)
     : comm_(comm),
       transport_(transport),
       device_(transport.cuda_device() < 0 ? torch::Device(torch::kCPU)
                                           : torch::Device(torch::kCUDA, transport.cuda_device())),
       compute_device_(compute_device), plan_(plan), layers_(layers), d_model_(d_model), n_heads_(n_heads),
-      model_(model) {
+      model_(model), mlp_(mlp) {
   c10::InferenceMode guard;
   const bool root = comm.rank() == 0;
   SAETRAJ_CHECK(!root || model, Error, "rank 0 must hold the model");
@@ -106,16 +107,37 @@ std::map<int, LayerActivations> ActivationExchange::distribute(const model::Forw
       std::vector<torch::Tensor> wire;
       for (int r = 1; r < comm_.size(); ++r) {
         if (!owns(plan_, r, li)) continue;
-        if (wire.empty()) wire = {to_wire(cap.resid_pre, device_), to_wire(cap.pattern, device_), to_wire(head_out, device_)};
-        transport_.send({send_buffer(wire[0]), send_buffer(wire[1]), send_buffer(wire[2])}, r, li);
+        if (wire.empty()) {
+          wire = {to_wire(cap.resid_pre, device_), to_wire(cap.pattern, device_), to_wire(head_out, device_)};
+          if (mlp_) {
+            for (const auto* t : {&cap.mlp_in, &cap.resid_mid, &cap.resid_post}) wire.push_back(to_wire(*t, device_));
+          }
+        }
+        std::vector<dist::SendBuffer> buffers;
+        for (const auto& t : wire) buffers.push_back(send_buffer(t));
+        transport_.send(buffers, r, li);
       }
-      if (owns(plan_, 0, li)) mine[li] = {cap.resid_pre, {cap.pattern, head_out, biases_.at(li)}};
+      if (owns(plan_, 0, li)) {
+        mine[li] = {cap.resid_pre, {cap.pattern, head_out, biases_.at(li)}};
+        if (mlp_) mine[li].mlp_in = cap.mlp_in, mine[li].resid_mid = cap.resid_mid, mine[li].resid_post = cap.resid_post;
+      }
     } else if (owns(plan_, comm_.rank(), li)) {
       const auto options = torch::TensorOptions().dtype(torch::kFloat32).device(device_);
       auto resid = torch::empty({n, d_model_}, options), pattern = torch::empty({n_heads_, n, n}, options),
            head_out = torch::empty({n_heads_, n, d_model_}, options);
-      transport_.recv({recv_buffer(resid), recv_buffer(pattern), recv_buffer(head_out)}, 0, li);
+      std::vector<torch::Tensor> mlp_tensors;
+      std::vector<dist::RecvBuffer> buffers = {recv_buffer(resid), recv_buffer(pattern), recv_buffer(head_out)};
+      if (mlp_) {
+        for (int t = 0; t < 3; ++t) mlp_tensors.push_back(torch::empty({n, d_model_}, options));
+        for (auto& t : mlp_tensors) buffers.push_back(recv_buffer(t));
+      }
+      transport_.recv(buffers, 0, li);
       LayerActivations a;
+      if (mlp_) {
+        a.mlp_in = mlp_tensors[0].to(compute_device_);
+        a.resid_mid = mlp_tensors[1].to(compute_device_);
+        a.resid_post = mlp_tensors[2].to(compute_device_);
+      }
       // Onto the compute device: a no-op when NCCL delivered them to this rank's GPU.
       a.resid_pre = resid.to(compute_device_);
       a.parts.pattern = pattern.to(compute_device_);

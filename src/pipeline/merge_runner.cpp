@@ -37,6 +37,7 @@ nlohmann::json shared_settings(const output::SweepReader& r) {
           {"sae_hooks", a.sae_hooks}, {"sae_preprocessing", a.sae_preprocessing}, {"bos", a.bos},
           {"head_slots", r.head_slots()}, {"heads", r.heads()}, {"order_slots", r.order_slots()},
           {"orders", r.orders()}, {"order_seed", r.order_seed()}, {"graphs", r.has_graphs()},
+          {"mlp_transcoders", r.mlp_transcoder_ids()}, {"mlp_transcoder_hooks", r.mlp_transcoder_hooks()},
           {"options", config}};
 }
 
@@ -190,6 +191,11 @@ MergeResult merge_shards(const MergeOptions& o, const dist::Communicator& comm) 
     header.orders = first.file.orders();
     header.order_seed = first.file.order_seed();
   }
+  if (first.file.has_mlp()) {
+    header.mlp_transcoder_ids = first.file.mlp_transcoder_ids();
+    header.mlp_transcoder_hooks = first.file.mlp_transcoder_hooks();
+    header.mlp_transcoder_hooks_out = first.file.mlp_transcoder_hooks_out();
+  }
   std::map<int64_t, Source> prompt_at;
   std::map<int64_t, output::SkippedPrompt> skipped_at;
   for (size_t k = 0; k < shards.size(); ++k) {
@@ -230,6 +236,8 @@ MergeResult merge_shards(const MergeOptions& o, const dist::Communicator& comm) 
       std::vector<float> split, order;
       std::vector<output::HeadSlab> head_slabs;
       std::vector<output::EvolutionSlab> order_slabs;
+      output::MlpRecords mlp;
+      std::vector<output::MlpSlab> mlp_slabs;
       if (mine) {
         for (int64_t i = 0; i < L; ++i) {
           indices[i] = s.file.evolution_indices(i, from, rows);
@@ -250,10 +258,21 @@ MergeResult merge_shards(const MergeOptions& o, const dist::Communicator& comm) 
             order_slabs.push_back({static_cast<int>(i), row_offsets[m], rows, nullptr, order.data() + i * per_layer});
           }
         }
+        if (file.has_mlp()) {
+          mlp = s.file.mlp(p);
+          const int64_t q = n - 1, k = header.k;
+          for (int64_t i = 0; i < L; ++i) {
+            mlp_slabs.push_back({static_cast<int>(i), query_offsets[m], q, mlp.steps.data() + i * q,
+                                 mlp.final_indices.data() + i * q * k, mlp.final_values.data() + i * q * k,
+                                 mlp.slots.data() + i * q * k * output::kMlpSlotColumns,
+                                 mlp.activation.data() + i * q * k});
+          }
+        }
       }
       file.write_evolution(slabs);
       if (file.has_heads()) file.write_heads(head_slabs);
       if (file.has_order()) file.write_order(order_slabs);
+      if (file.has_mlp()) file.write_mlp(mlp_slabs);
       const int64_t per_prompt = L * output::kReadoutTop;
       file.write_readout(static_cast<int64_t>(m), mine ? s.readout.token_ids.data() + p * per_prompt : nullptr,
                          mine ? s.readout.probs.data() + p * per_prompt : nullptr);

@@ -71,6 +71,41 @@ std::vector<std::string> sweep_sae_paths(const SweepOptions& o, const std::vecto
   return paths;
 }
 
+std::vector<std::string> sweep_transcoder_paths(const SweepOptions& o, const std::vector<int>& layers) {
+  std::map<int, std::string> explicit_folders;
+  std::string pattern;
+  static const std::regex assignment(R"(^(\d+)=(.+)$)");
+  for (const auto& s : o.mlp_transcoders) {
+    std::smatch m;
+    if (std::regex_match(s, m, assignment)) {
+      const int layer = std::stoi(m[1].str());
+      SAETRAJ_CHECK(std::find(layers.begin(), layers.end(), layer) != layers.end(), InputError, "--mlp-transcoder ", s,
+                    ": layer ", layer, " is not among the analysed layers (--layers)");
+      SAETRAJ_CHECK(explicit_folders.emplace(layer, m[2].str()).second, InputError, "--mlp-transcoder: layer ", layer,
+                    " is given more than once");
+    } else {
+      SAETRAJ_CHECK(s.find("{layer}") != std::string::npos, InputError, "--mlp-transcoder \"", s,
+                    "\": expected a folder pattern containing {layer} or LAYER=FOLDER");
+      SAETRAJ_CHECK(pattern.empty(), InputError, "--mlp-transcoder: only one {layer} pattern may be given");
+      pattern = s;
+    }
+  }
+  std::vector<std::string> paths;
+  if (o.mlp_transcoders.empty()) return paths;
+  for (int l : layers) {
+    if (explicit_folders.count(l)) {
+      paths.push_back(explicit_folders.at(l));
+      continue;
+    }
+    SAETRAJ_CHECK(!pattern.empty(), InputError, "--mlp-transcoder: no transcoder given for analysed layer ", l,
+                  " (add --mlp-transcoder ", l, "=FOLDER or a {layer} pattern; every analysed layer needs one)");
+    std::string f = pattern;
+    for (size_t pos; (pos = f.find("{layer}")) != std::string::npos;) f.replace(pos, 7, std::to_string(l));
+    paths.push_back(f);
+  }
+  return paths;
+}
+
 sae::SaeSourceOptions sweep_sae_options(const SweepOptions& o, const model::ModelConfig& config) {
   sae::SaeSourceOptions options;
   if (o.center != "auto") options.sae_lens.center_residual = o.center == "on";

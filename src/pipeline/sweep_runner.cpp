@@ -35,8 +35,10 @@
 #include "saetraj/pipeline/sae_sources.h"
 #include "saetraj/pipeline/prompts.h"
 #include "saetraj/sae/sae_source.h"
+#include "saetraj/sae/transcoder.h"
 #include "saetraj/sweep/evolution.h"
 #include "saetraj/sweep/head_split.h"
+#include "saetraj/sweep/mlp_rows.h"
 #include "saetraj/sweep/order_free.h"
 #include "saetraj/sweep/readout.h"
 #include "saetraj/sweep/rows.h"
@@ -70,6 +72,8 @@ std::string SweepOptions::to_json() const {
   j["heads"] = heads;
   j["orders"] = orders;
   j["order_seed"] = order_seed;
+  // Only with the option, so that a sweep without it writes the config attribute it always wrote.
+  if (!mlp_transcoders.empty()) j["mlp_transcoder"] = mlp_transcoders;
   j["bos"] = bos;
   j["center"] = center;
   j["allow_hook_mismatch"] = allow_hook_mismatch;
@@ -190,6 +194,8 @@ struct SweepInputs {
   std::vector<std::string> sae_folders;
   sae::SaeSourceOptions sae_options;
   std::vector<sae::SaeConfig> sae_cfgs;
+  std::vector<std::string> transcoder_paths;  // --mlp-transcoder, per layer axis; empty without it
+  std::vector<sae::SaeConfig> transcoder_cfgs;
   output::SweepHeader header;
   std::vector<int64_t> row_offsets;
   std::vector<int64_t> query_offsets;
@@ -210,6 +216,23 @@ std::vector<sae::SaeConfig> read_sae_configs(const SweepOptions& o, const SweepI
                   ") but is assigned to layer ", in.layers[i], "; fix --sae or pass --allow-hook-mismatch");
     SAETRAJ_CHECK(o.k <= cfg.d_sae, InputError, "--k ", o.k, " is larger than the SAE's width d_sae = ", cfg.d_sae,
                   " (layer ", in.layers[i], ")");
+    cfgs.push_back(std::move(cfg));
+  }
+  return cfgs;
+}
+
+// --mlp-transcoder: each analysed layer's transcoder must read that layer's MLP input and predict its
+// hook_mlp_out (sae::require_mlp_transcoder, inside read_transcoder_config), from vectors of size d_model. Its
+// d_out is checked when it is loaded (load_rank_work).
+std::vector<sae::SaeConfig> read_transcoder_configs(const SweepInputs& in) {
+  std::vector<sae::SaeConfig> cfgs;
+  for (size_t i = 0; i < in.transcoder_paths.size(); ++i) {
+    auto cfg = with_context(str("--mlp-transcoder for layer ", in.layers[i]), [&] {
+      return sae::read_transcoder_config(in.transcoder_paths[i], in.layers[i], in.sae_options);
+    });
+    SAETRAJ_CHECK(cfg.d_in == in.config.d_model, InputError, "--mlp-transcoder for layer ", in.layers[i], " (",
+                  in.transcoder_paths[i], ") reads vectors of size ", cfg.d_in, " but the model's d_model is ",
+                  in.config.d_model);
     cfgs.push_back(std::move(cfg));
   }
   return cfgs;
@@ -264,6 +287,8 @@ SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
   in.sae_folders = sweep_sae_paths(o, in.layers);
   in.sae_options = sweep_sae_options(o, in.config);
   in.sae_cfgs = read_sae_configs(o, in);
+  in.transcoder_paths = sweep_transcoder_paths(o, in.layers);
+  in.transcoder_cfgs = read_transcoder_configs(in);
 
   const bool prepend_bos = decide_bos(o, in);
   const std::optional<int32_t> bos_id = in.tok->bos_id() ? in.tok->bos_id() : in.config.bos_token_id;
@@ -320,6 +345,11 @@ SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
     h.order_slots = std::min<int64_t>(o.k, static_cast<int64_t>(o.top_t) + 1);
     h.orders = o.orders;
     h.order_seed = o.order_seed;
+  }
+  for (const auto& c : in.transcoder_cfgs) {
+    h.mlp_transcoder_ids.push_back(c.id);
+    h.mlp_transcoder_hooks.push_back(c.hook_name);
+    h.mlp_transcoder_hooks_out.push_back(c.hook_name_out);
   }
   in.row_offsets = h.row_offsets();
   in.query_offsets = h.query_offsets();
@@ -380,7 +410,9 @@ struct RankWork {
   std::unique_ptr<model::Model> model;
   std::unique_ptr<ActivationExchange> exchange;
   std::vector<sae::Sae> saes;  // one per layer of its group, in the group's order
+  std::vector<sae::Transcoder> transcoders;  // --mlp-transcoder: likewise (empty without it)
   int64_t sae_bytes = 0;
+  int64_t transcoder_bytes = 0;
   int64_t max_group_layers = 0;
   const dist::LayerGroup& group() const { return plan->group_for(rank); }
 };
@@ -393,13 +425,25 @@ RankWork load_rank_work(const SweepOptions& o, const SweepInputs& in, const dist
   // The model on rank 0 only (NOTE in activation_exchange.h), on its compute device.
   run_on_root(comm, [&] { w.model = model::load_model(o.model, device); });
   w.exchange = std::make_unique<ActivationExchange>(comm, transport, plan, in.layers, in.config.d_model,
-                                                    in.config.n_heads, w.model.get(), device);
+                                                    in.config.n_heads, w.model.get(), device,
+                                                    !in.transcoder_paths.empty());
   for (int i : w.group().layer_indices) {
     sae::Sae s = sae::load_sae(in.sae_folders[i], in.layers[i], in.sae_options);
     if (o.sae_dtype == "bfloat16") s.w_enc = s.w_enc.to(torch::kBFloat16);
     s.to(device);
     w.sae_bytes += s.bytes();
     w.saes.push_back(std::move(s));
+    if (in.transcoder_paths.empty()) continue;
+    sae::Transcoder t = sae::load_transcoder(in.transcoder_paths[i], in.layers[i], in.sae_options);
+    SAETRAJ_CHECK(t.d_out == in.config.d_model, InputError, "--mlp-transcoder for layer ", in.layers[i], " (",
+                  in.transcoder_paths[i], ") writes vectors of size d_out = ", t.d_out, " but the model's d_model is ",
+                  in.config.d_model);
+    t.encoder.to(device);
+    t.w_dec = t.w_dec.to(device);
+    t.b_dec = t.b_dec.to(device);
+    if (t.has_skip()) t.w_skip = t.w_skip.to(device);
+    w.transcoder_bytes += t.bytes();
+    w.transcoders.push_back(std::move(t));
   }
   for (const auto& g : plan.groups) w.max_group_layers = std::max<int64_t>(w.max_group_layers, g.layer_indices.size());
   return w;
@@ -414,7 +458,9 @@ void announce(const SweepInputs& in, const RankWork& w, const torch::Device& dev
   }
   std::cerr << "saetraj: rank " << comm.rank() << " computes on " << device.str() << ", holds layers";
   for (int i : w.group().layer_indices) std::cerr << " " << in.layers[i];
-  std::cerr << " (SAE encoders " << human_bytes(static_cast<double>(w.sae_bytes)) << ")\n";
+  std::cerr << " (SAE encoders " << human_bytes(static_cast<double>(w.sae_bytes));
+  if (!w.transcoders.empty()) std::cerr << ", MLP transcoders " << human_bytes(static_cast<double>(w.transcoder_bytes));
+  std::cerr << ")\n";
 }
 
 // Fault injection for the resume tests: behave as if SIGTERM arrived after this many prompts, have one
@@ -470,7 +516,35 @@ struct Scratch {
   std::vector<float> values;
   std::vector<float> heads;  // /heads/split of the rank's queries of one layer
   std::vector<float> order;  // /order/values of the rank's rows of one layer
+  // /mlp of the rank's queries of one layer
+  std::vector<int32_t> mlp_steps, mlp_indices, mlp_slots;
+  std::vector<float> mlp_values, mlp_activation;
 };
+
+// The MLP path (NOTE The MLP path in output/sweep_file.h) of every query of `req` (positions q_begin..q_end-1).
+output::MlpSlab mlp_rows(const sae::Transcoder& transcoder, const sae::Sae& sae, const LayerActivations& act,
+                         const sweep::EvolutionRequest& req, Scratch& scratch, int64_t query_offset, int layer_index) {
+  const int64_t queries = req.q_end - req.q_begin, k = req.k;
+  scratch.mlp_steps.resize(queries);
+  scratch.mlp_indices.resize(queries * k);
+  scratch.mlp_values.resize(queries * k);
+  scratch.mlp_slots.resize(queries * k * sweep::kMlpSlotInts);
+  scratch.mlp_activation.resize(queries * k);
+  struct OneThread {  // as in split_heads: many small ops per query
+    int saved = at::get_num_threads();
+    OneThread() { at::set_num_threads(1); }
+    ~OneThread() { at::set_num_threads(saved); }
+  } one_thread;
+  for (int64_t q = req.q_begin; q < req.q_end; ++q) {
+    const int64_t i = q - req.q_begin;
+    sweep::mlp_query(transcoder, sae, act.mlp_in[q], act.resid_mid[q], act.resid_post[q], k,
+                     scratch.mlp_steps.data() + i, scratch.mlp_indices.data() + i * k, scratch.mlp_values.data() + i * k,
+                     scratch.mlp_slots.data() + i * k * sweep::kMlpSlotInts, scratch.mlp_activation.data() + i * k);
+  }
+  return {layer_index,           query_offset + req.q_begin - 1, queries,
+          scratch.mlp_steps.data(), scratch.mlp_indices.data(),   scratch.mlp_values.data(),
+          scratch.mlp_slots.data(), scratch.mlp_activation.data()};
+}
 
 // The head split (sweep/head_split.h) of every query of `req`, whose lists are in scratch.indices.
 output::HeadSlab split_heads(const sae::Sae& sae, const sweep::EvolutionRequest& req, const output::SweepHeader& h,
@@ -547,6 +621,7 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
     std::vector<output::EvolutionSlab> slabs;
     std::vector<output::HeadSlab> head_slabs;
     std::vector<output::EvolutionSlab> order_slabs;
+    std::vector<output::MlpSlab> mlp_slabs;
     if (slot < static_cast<int64_t>(group.layer_indices.size()) && c_first < c_last) {
       const int li = group.layer_indices[slot];
       const LayerActivations& act = activations.at(li);
@@ -578,12 +653,18 @@ int64_t sweep_prompt(int64_t p, const SweepOptions& o, const SweepInputs& in, Ra
         order_slabs.push_back(order_rows(w.saes[slot], req, o, in.header, scratch, in.corpus_position[p],
                                          in.row_offsets[p] + sweep::rows_of_prompt(req.q_begin), li));
       }
+      if (file.has_mlp()) {
+        with_context(str("the MLP path of layer ", in.layers[li], ", prompt ", p), [&] {
+          mlp_slabs.push_back(mlp_rows(w.transcoders[slot], w.saes[slot], act, req, scratch, in.query_offsets[p], li));
+        });
+      }
       my_rows += rows;
     }
     t0 = std::chrono::steady_clock::now();
     file.write_evolution(std::move(slabs));
     if (file.has_heads()) file.write_heads(std::move(head_slabs));
     if (file.has_order()) file.write_order(std::move(order_slabs));
+    if (file.has_mlp()) file.write_mlp(std::move(mlp_slabs));
     times.write += seconds_since(t0);
     if (slot < static_cast<int64_t>(group.layer_indices.size())) activations.erase(group.layer_indices[slot]);
   }

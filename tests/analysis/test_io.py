@@ -107,7 +107,7 @@ def test_file_without_explanations(tmp_path):
 @pytest.mark.parametrize("change, message", [
     (lambda h5: h5.attrs.__setitem__("format", "other"),
      r"attribute 'format' is 'other'; expected 'saetraj-sweep'"),
-    (lambda h5: h5.attrs.__setitem__("format_version", 3), r"attribute 'format_version' is 3; expected 1 to 2"),
+    (lambda h5: h5.attrs.__setitem__("format_version", 4), r"attribute 'format_version' is 4; expected 1 to 3"),
     (lambda h5: h5.attrs.__delitem__("layers"), r"missing attribute 'layers' on /"),
     (lambda h5: h5.__delitem__("evolution/values"), r"missing dataset /evolution/values"),
     (lambda h5: h5.__delitem__("graphs"), r"missing group /graphs"),

@@ -1,10 +1,11 @@
 # The set-up the MPI tests share, sourced after BIN (the saetraj binary) and WORK (the test's folder) are set.
-#   make_fixture LAYERS         a small synthetic GPT-2 and its SAEs in $WORK/fx
+#   make_fixture LAYERS [OPTS]  a small synthetic GPT-2 and its SAEs in $WORK/fx (OPTS: more synth options,
+#                               e.g. --transcoders for $WORK/fx/transcoders/layer_{layer})
 #   write_corpus                four short prompts in $WORK/corpus.txt
 #   sweep_args CORPUS OPTIONS   sets common=(sweep ...) for that fixture and corpus, plus OPTIONS
 
 make_fixture() {
-  "$BIN" synth --out "$WORK/fx" --layers "$1" --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 > /dev/null
+  "$BIN" synth --out "$WORK/fx" --layers "$1" --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96 "${@:2}" > /dev/null
 }
 
 write_corpus() {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The sweep's output, head split included, is identical for 1, 2 and 3 ranks (and resumes to the same content after an
-# interruption). Arguments: saetraj binary, a work folder, the source tree.
+# The sweep's output, head split and MLP path included, is identical for 1, 2 and 3 ranks (and resumes to the
+# same content after an interruption). Arguments: saetraj binary, a work folder, the source tree.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
 source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
-make_fixture 3
+make_fixture 3 --transcoders
 cat > "$WORK/corpus.txt" <<'TXT'
 The final correct answer: Max, Mark and Smith are in the empty dark room. Smith left. Mark gave flashlight to
 Anna gave the book to Ben.
@@ -20,6 +20,27 @@ for n in 1 2 3; do
   mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/s$n.h5"
 done
 /usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/s2.h5" "$WORK/s3.h5"
+
+# --mlp-transcoder: the MLP path (/mlp, format version 3) is identical too, and leaves /evolution as it was.
+echo "== --mlp-transcoder, 1, 2 and 3 ranks"
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs --mlp-transcoder "$WORK/fx/transcoders/layer_{layer}"
+for n in 1 2 3; do
+  mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/m$n.h5"
+done
+/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/m1.h5" "$WORK/m2.h5" "$WORK/m3.h5"
+/usr/bin/python3 - "$WORK/m1.h5" "$WORK/s1.h5" <<'PY'
+import sys, h5py, numpy as np
+m, s = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+assert m.attrs["format_version"] == 3 and s.attrs["format_version"] == 2
+for name in ("evolution/indices", "evolution/values", "readout/token_ids"):
+    assert np.array_equal(m[name][()], s[name][()]), name
+steps, slots = m["mlp/steps"][()], m["mlp/slots"][()]
+n_queries = int(sum(n - 1 for n in m["prompts/n_tokens"][()]))
+assert steps.shape == (3, n_queries) and (steps >= 3).all(), steps
+assert (slots[..., 0] >= 1).sum() > 0 and (slots[..., 1] == 0).sum() > 0
+print("/mlp: every query decomposed, newcomers attributed to transcoder features; /evolution unchanged")
+PY
+sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs --heads --orders 8 --order-seed 3
 
 echo "== interrupted after 2 prompts (2 ranks), then resumed"
 set +e
@@ -55,4 +76,4 @@ print("file after a killed rank: readable, complete=0, done =", done)
 PY
 mpirun -n 2 --oversubscribe "$BIN" "${common[@]}" --out "$WORK/k.h5" --resume
 /usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/k.h5"
-echo "identical across ranks, after resume and after a killed rank: 3 passed, 0 failed"
+echo "identical across ranks (with and without --mlp-transcoder), after resume and after a killed rank: 4 passed, 0 failed"

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # saetraj merge (issue 16 part 2): three shards of a corpus (one prompt of it skipped), merged in any order,
 # serially and under mpirun -n 2, equal dataset by dataset to one unsharded sweep of the corpus
-# (compare_sweeps.py); the --heads split and the --orders views included. Each bad set of shards is refused with one line
+# (compare_sweeps.py); the --heads split, the --orders views and the --mlp-transcoder path included. Each bad set of shards is refused with one line
 # naming the file: other settings, overlapping, missing, incomplete, not a shard.
 set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 source "$SRC/tests/mpi/fixture.sh"
-make_fixture 2
+make_fixture 2 --transcoders
 write_corpus
 printf '{"id": "a", "text": "Anna gave the book to Ben."}\n{"id": "b", "text": ""}\n{"id": "c", "text": "Smith left the room."}\n{"id": "d", "text": "Mark gave flashlight to Max."}\n{"id": "e", "text": "Numbers like 2024 are digits."}\n' > corpus.jsonl
 # --orders too: a prompt's sampled orders are seeded by its position in the whole input, so shards sample
@@ -23,6 +23,14 @@ passed=0
 /usr/bin/python3 "$COMPARE" full.h5 merged_any_order.h5 > /dev/null || exit 1; passed=$((passed + 1))
 mpirun -n 2 --oversubscribe "$BIN" merge s1.h5 s2.h5 s0.h5 --out merged_mpi.h5 > /dev/null
 /usr/bin/python3 "$COMPARE" full.h5 merged_mpi.h5 > /dev/null || exit 1; passed=$((passed + 1))
+# --mlp-transcoder: /mlp (format version 3) is copied too.
+sweep_args corpus.jsonl --k 16 --top-t 5 --no-graphs --mlp-transcoder "$WORK/fx/transcoders/layer_{layer}"
+"$BIN" "${common[@]}" --out mlp_full.h5 > /dev/null 2>&1
+for i in 0 1 2; do "$BIN" "${common[@]}" --shard "$i/3" --out "mlp_s$i.h5" > /dev/null 2>&1; done
+"$BIN" merge mlp_s1.h5 mlp_s0.h5 mlp_s2.h5 --out mlp_merged.h5 > /dev/null
+/usr/bin/python3 "$COMPARE" mlp_full.h5 mlp_merged.h5 || exit 1
+/usr/bin/python3 -c 'import h5py, sys; f = h5py.File(sys.argv[1], "r"); assert "mlp/slots" in f and f.attrs["format_version"] == 3' mlp_merged.h5
+passed=$((passed + 1))
 
 # refused: each run must fail with the given line on stderr
 refused() {

@@ -186,13 +186,13 @@ TEST(HeadsFile, VersionOneFilesAreStillReadAndNewerOnesRefused) {
     const output::H5Handle f = output::h5_file(H5Fopen(opts.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
     EXPECT_FALSE(output::link_exists(f, "graphs/trajectory_heads"));
     H5Adelete(f, "format_version");
-    output::write_attr(f, "format_version", int64_t{3});
+    output::write_attr(f, "format_version", int64_t{4});
   }
   try {
     pipeline::build_graphs(opts.out, g);
     FAIL() << "expected FormatError";
   } catch (const FormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("has format_version 3; this saetraj reads versions 1 to 2"),
+    EXPECT_NE(std::string(e.what()).find("has format_version 4; this saetraj reads versions 1 to 3"),
               std::string::npos)
         << e.what();
   }

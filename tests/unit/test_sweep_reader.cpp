@@ -313,8 +313,8 @@ TEST(SweepReader, FormatVersionsOneAndTwoAreReadNewerRefused) {
   const auto path = copy_of_sweep(dir, "v.h5");
   output::write_attr(open_raw(path, true), "format_version", int64_t{1});
   EXPECT_EQ(output::SweepReader::open(path).attributes().format_version, 1);
-  output::write_attr(open_raw(path, true), "format_version", int64_t{3});
-  EXPECT_EQ(open_error(path), path + " has format_version 3; this saetraj reads versions 1 to 2");
+  output::write_attr(open_raw(path, true), "format_version", int64_t{4});
+  EXPECT_EQ(open_error(path), path + " has format_version 4; this saetraj reads versions 1 to 3");
   output::write_attr(open_raw(path, true), "format_version", std::string("2"));
   EXPECT_EQ(open_error(path), path + ": attribute 'format_version' of the root is not an integer; give a sweep "
                                      "file written by saetraj sweep");

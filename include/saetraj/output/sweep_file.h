@@ -1,4 +1,5 @@
-// The sweep's HDF5 file (SPEC 3, format "saetraj-sweep" version 2; version 1 files are still read).
+// The sweep's HDF5 file (SPEC 3, format "saetraj-sweep" version 2, or 3 with --mlp-transcoder; version 1 files
+// are still read).
 //
 // [NOTE] Format versions. Version 1 is SPEC 3's layout. Version 2 adds, only when the sweep ran with
 // --heads, the group /heads (issue 15 part 1; README "What a sweep writes"):
@@ -15,7 +16,32 @@
 // without token j (leave-one-out), token j's sampled Shapley value and its standard error; row (q, s = 0)
 // holds its activation with every token, with none, and NaN (NOTE in sweep/order_free.h); NaN where the
 // slot holds no newcomer. Attributes slots, orders, seed. Without --heads and --orders a version 2 file
-// has version 1's layout. Readers accept versions 1 and 2.
+// has version 1's layout.
+//
+// Version 3 (issue 15 part 3) is written only by a sweep with --mlp-transcoder; it adds the group /mlp (NOTE
+// The MLP path), and a sweep without that option still writes version 2, its datasets unchanged. Readers
+// accept versions 1 to 3 and refuse /mlp in a file of version 1 or 2.
+//
+// [NOTE] The MLP path. For every analysed layer and query q (the /heads query axis: query q of prompt p at
+// /heads/query_offset[p] + q - 1, so position q of each prompt with q >= 1; position 0, the one-token prefix, has
+// no query), the MLP output at position q is decomposed with that layer's transcoder (sweep/mlp_decompose.h)
+// and its terms are added to resid_mid one at a time; every partial sum is encoded with the layer's own
+// residual SAE, the one its attention path uses (so MLP row 0, resid_mid, is encoded by the same SAE as the
+// attention path's last row, and attention and MLP newcomers live in one feature space: the trajectory runs
+// resid_pre -> resid_mid -> resid_post). For SAEs on hook_resid_post (Gemma Scope res, Gemma Scope 2) that
+// is exactly the SAE of the MLP's end; for hook_resid_pre SAEs (GPT-2's) it is one sub-layer off there, as the
+// attention path's own last row already is. The number of MLP steps varies per (layer, query), so only what
+// has a fixed size is kept (sweep/mlp_rows.h):
+//   /mlp/steps          int32   [L, Q]        T + 1, the rows x_0 = resid_mid ... x_T = resid_post
+//   /mlp/final_indices  int32   [L, Q, k]     the SAE's top-k of x_T (-1: empty slot)
+//   /mlp/final_values   float32 [L, Q, k]
+//   /mlp/slots          int32   [L, Q, k, 3]  per slot of that list: the step s at which the feature first
+//                                             appears (-1: it is in x_0's list already, or the slot is empty),
+//                                             the kind of the term added at s (0 feature, 1 bias, 2 skip,
+//                                             3 error; -1) and its transcoder feature (-1 unless kind 0)
+//   /mlp/activation     float32 [L, Q, k]     that transcoder feature's activation (NaN unless kind 0)
+// Attributes: transcoder_ids, transcoder_hooks (input hook), transcoder_hooks_out, per layer axis; kinds
+// ("feature", "bias", "skip", "error"). Unwritten entries keep the fill values (0, -1, 0, -1, NaN).
 //
 // Life cycle: rank 0 creates the file serially with everything known before computing (attributes,
 // prompts, tokens, row index, empty evolution/readout datasets with early allocation); then every rank
@@ -35,8 +61,11 @@
 namespace saetraj::output {
 
 inline constexpr const char* kSweepFormat = "saetraj-sweep";
-inline constexpr int64_t kSweepFormatVersion = 2;
+inline constexpr int64_t kSweepFormatVersion = 2;     // written by a sweep without --mlp-transcoder
+inline constexpr int64_t kSweepFormatVersionMlp = 3;  // written by a sweep with it (/mlp)
 inline constexpr int64_t kOldestReadableSweepVersion = 1;
+inline constexpr int64_t kNewestReadableSweepVersion = 3;
+inline constexpr int64_t kMlpSlotColumns = 3;  // /mlp/slots: step, term kind, transcoder feature
 inline constexpr int kReadoutTop = 5;
 
 struct PromptEntry {
@@ -74,7 +103,10 @@ struct SweepHeader {
   int64_t order_slots = 0;  // S of /order/values; 0: no /order (sweep without --orders)
   int64_t orders = 0;       // M
   int64_t order_seed = 0;
+  // Per layer axis, the --mlp-transcoder's id, input hook and output hook; empty: no /mlp (version 2 file).
+  std::vector<std::string> mlp_transcoder_ids, mlp_transcoder_hooks, mlp_transcoder_hooks_out;
 
+  bool has_mlp() const { return !mlp_transcoder_ids.empty(); }
   int64_t total_rows() const;
   int64_t total_queries() const;                // sum over prompts of (n_tokens - 1)
   std::vector<int64_t> query_offsets() const;  // per prompt
@@ -98,6 +130,20 @@ struct HeadSlab {
   int64_t query_begin = 0;
   int64_t queries = 0;
   const float* split = nullptr;
+};
+
+// One contiguous run of queries of one layer for /mlp (NOTE The MLP path): queries [query_begin,
+// query_begin + queries) of the query axis; `steps` [queries], `final_indices`, `final_values`, `activation`
+// [queries * k] and `slots` [queries * k * 3].
+struct MlpSlab {
+  int layer_index = 0;
+  int64_t query_begin = 0;
+  int64_t queries = 0;
+  const int32_t* steps = nullptr;
+  const int32_t* final_indices = nullptr;
+  const float* final_values = nullptr;
+  const int32_t* slots = nullptr;
+  const float* activation = nullptr;
 };
 
 // Serial, rank 0. Refuses an existing file unless `overwrite`; writes to the final path directly (the
@@ -127,6 +173,9 @@ class ParallelSweepFile {
   // Collective: slabs of /order/values rows (`values` = rows x slots x 3 floats). Only with /order.
   void write_order(std::vector<EvolutionSlab> slabs);
   bool has_order() const { return order_width_ > 0; }
+  // Collective: every rank passes its own slabs (possibly none). Only for files with /mlp.
+  void write_mlp(std::vector<MlpSlab> slabs);
+  bool has_mlp() const { return has_mlp_; }
   // Collective: `ids`/`probs` hold n_layers x 5 entries on the writing rank, nullptr elsewhere.
   void write_readout(int64_t prompt, const int32_t* ids, const float* probs);
   // Collective: sets done[prompt] = 1 after flushing what was written before.
@@ -143,6 +192,7 @@ class ParallelSweepFile {
   std::string path_;
   const dist::Communicator& comm_;
   int64_t k_ = 0, n_layers_ = 0, head_slots_ = 0, head_columns_ = 0, order_width_ = 0;
+  bool has_mlp_ = false;
   struct Handles;  // the HDF5 handles (output/sweep_file.cpp): this header does not include <hdf5.h>
   std::unique_ptr<Handles> h_;
   int injected_errno_ = 0;

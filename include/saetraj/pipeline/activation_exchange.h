@@ -39,15 +39,19 @@ namespace saetraj::pipeline {
 struct LayerActivations {
   torch::Tensor resid_pre;      // [N, d]
   sweep::AttentionParts parts;  // pattern, head outputs, bias
+  // With --mlp-transcoder only (undefined otherwise): the MLP path's inputs, [N, d] each.
+  torch::Tensor mlp_in, resid_mid, resid_post;
 };
 
 class ActivationExchange {
  public:
   // Collective. `model` is non-null on rank 0 only. Sends each layer's constants to its owners (over
-  // `comm`); the per-prompt tensors go over `transport`. What a rank keeps lives on `compute_device`.
+  // `comm`); the per-prompt tensors go over `transport`. What a rank keeps lives on `compute_device`. With
+  // `mlp` (sweep --mlp-transcoder) each layer's mlp_in, resid_mid and resid_post [N, d] travel too, in the same
+  // transport call as the attention tensors (3 N d 4 bytes more per prompt, layer and owner).
   ActivationExchange(const dist::Communicator& comm, const dist::Transport& transport, const dist::WorkPlan& plan,
                      const std::vector<int>& layers, int64_t d_model, int64_t n_heads, const model::Model* model,
-                     const torch::Device& compute_device);
+                     const torch::Device& compute_device, bool mlp = false);
 
   // Collective, once per prompt of n tokens: rank 0 passes its forward capture (others nullptr). Returns the
   // activations of this rank's layers on its compute device, keyed by layer index (position in `layers`).
@@ -65,6 +69,7 @@ class ActivationExchange {
   std::vector<int> layers_;
   int64_t d_model_, n_heads_;
   const model::Model* model_;
+  bool mlp_ = false;
   std::map<int, torch::Tensor> biases_;               // own layers (undefined when the model has no b_O)
   std::map<int, model::PostAttentionNorm> norms_;     // own layers
 };

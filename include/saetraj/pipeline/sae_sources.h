@@ -16,6 +16,11 @@ namespace saetraj::pipeline {
 // One path per entry of `layers`. --gemmascope-root supplies every layer and excludes --sae.
 std::vector<std::string> sweep_sae_paths(const SweepOptions& o, const std::vector<int>& layers);
 
+// The --mlp-transcoder folder of each entry of `layers` (pattern with {layer} and/or LAYER=FOLDER, as --sae);
+// empty without the option. A LAYER=FOLDER for a layer that is not analysed, or an analysed layer without a
+// transcoder, is refused.
+std::vector<std::string> sweep_transcoder_paths(const SweepOptions& o, const std::vector<int>& layers);
+
 // --center for SAE-Lens SAEs; the Neuronpedia model id for Gemma Scope SAEs (sae::gemma_scope_model_id).
 sae::SaeSourceOptions sweep_sae_options(const SweepOptions& o, const model::ModelConfig& config);
 

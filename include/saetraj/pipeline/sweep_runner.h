@@ -25,6 +25,7 @@ struct SweepOptions {
   bool heads = false;                 // record the head split of newcomers with final rank <= top_t (/heads)
   int64_t orders = 0;                 // > 0: leave-one-out and Shapley over this many orders (/order)
   int64_t order_seed = 0;             // seed of those orders
+  std::vector<std::string> mlp_transcoders;  // "PATTERN" with {layer}, or "LAYER=FOLDER": the MLP path (/mlp)
   std::string bos = "auto";           // auto | on | off
   std::string center = "auto";        // residual centring for SAEs: auto (cfg) | on | off
   bool allow_hook_mismatch = false;   // accept an SAE whose hook layer differs from its layer

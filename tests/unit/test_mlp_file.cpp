@@ -1,0 +1,246 @@
+// The MLP path in the sweep file (issue 15 part 3, step 3; NOTE The MLP path in output/sweep_file.h): a sweep
+// with --mlp-transcoder writes format version 3 with /mlp, whose every (layer, query) record equals the MLP
+// decomposition recomputed here from a fresh forward pass (mlp_query on the captured MLP input, resid_mid and
+// resid_post, itself held to an independent double-precision recomputation in test_mlp_rows), whose step counts
+// are the active transcoder features counted here from the raw tensors plus bias, skip and error, and whose
+// final lists are the SAE's top-k of resid_post; a sweep without the option writes version 2 without /mlp and
+// the same /evolution and /readout; bad --mlp-transcoder inputs and a /mlp in a version 2 file are refused in
+// one line naming what is wrong.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "saetraj/core/error.h"
+#include "saetraj/model/model.h"
+#include "saetraj/output/h5.h"
+#include "saetraj/output/sweep_file.h"
+#include "saetraj/output/sweep_reader.h"
+#include "saetraj/pipeline/sweep_runner.h"
+#include "saetraj/sae/sae_lens.h"
+#include "saetraj/sae/transcoder.h"
+#include "saetraj/sweep/mlp_rows.h"
+#include "saetraj/sweep/rows.h"
+#include "saetraj/synth/sae_formats.h"
+#include "saetraj/synth/synth.h"
+#include "test_support.h"
+
+using namespace saetraj;
+using ::testing::AllOf;
+using ::testing::HasSubstr;
+using ::testing::ThrowsMessage;
+
+namespace {
+
+constexpr int64_t kD = 32, kK = 16, kWidth = 96;
+
+struct Fixture {
+  saetraj::testing::TempDir dir{"saetraj-mlp-file"};
+  synth::SynthResult synth;
+  std::vector<synth::RawTranscoder> raw;  // per model layer
+  std::string transcoder_pattern;         // <dir>/tc/layer_{layer}
+};
+
+const Fixture& fixture() {
+  static const Fixture* f = [] {
+    auto* x = new Fixture;
+    synth::SynthOptions o;
+    o.out = x->dir.path();
+    o.n_layers = 2;
+    o.d_model = kD;
+    o.n_heads = 4;
+    o.d_mlp = 64;
+    o.vocab_size = 320;
+    o.n_ctx = 40;
+    o.d_sae = kWidth;
+    x->synth = synth::synth_gpt2_fixture(o);
+    for (int l = 0; l < 2; ++l) {
+      x->raw.push_back(synth::random_raw_transcoder(kD, kD, kWidth, l == 1, 500 + l));
+      synth::write_sae_lens_transcoder(x->dir.file("tc/layer_" + std::to_string(l)),
+                                       l == 1 ? "jumprelu_skip_transcoder" : "jumprelu_transcoder", l, x->raw[l]);
+    }
+    x->transcoder_pattern = x->dir.file("tc") + "/layer_{layer}";
+    return x;
+  }();
+  return *f;
+}
+
+pipeline::SweepOptions options(const std::string& out, bool mlp) {
+  pipeline::SweepOptions o;
+  o.model = fixture().synth.model_dir;
+  o.saes = {fixture().synth.sae_pattern};
+  o.prompts = {"Mark gave flashlight to Max.", "Smith left the dark room"};
+  o.k = kK;
+  o.top_t = 5;
+  o.chunk_rows = 20;
+  o.graphs = false;
+  if (mlp) o.mlp_transcoders = {fixture().transcoder_pattern};
+  o.out = out;
+  return o;
+}
+
+pipeline::SweepResult run(const pipeline::SweepOptions& o) {
+  const auto comm = dist::make_serial_communicator();
+  return pipeline::run_sweep(o, *comm);
+}
+
+// Active features of the raw transcoder at input m, as the JumpReLU encoder decides in float32.
+int64_t active_features(const synth::RawTranscoder& raw, const torch::Tensor& m) {
+  const auto pre = m.unsqueeze(0).mm(raw.w_enc).squeeze(0) + raw.b_enc;
+  return (pre.gt(raw.threshold) & pre.gt(0)).sum().item<int64_t>();
+}
+
+}  // namespace
+
+TEST(MlpFile, EveryRecordMatchesTheRecomputedDecomposition) {
+  saetraj::testing::TempDir dir;
+  const auto o = options(dir.file("m.h5"), true);
+  ASSERT_TRUE(run(o).complete);
+  const auto r = output::SweepReader::open(o.out);
+  EXPECT_EQ(r.attributes().format_version, 3);
+  ASSERT_TRUE(r.has_mlp());
+  ASSERT_EQ(r.mlp_transcoder_hooks(), (std::vector<std::string>{"blocks.0.ln2.hook_normalized", "blocks.1.ln2.hook_normalized"}));
+  EXPECT_EQ(r.mlp_transcoder_hooks_out()[1], "blocks.1.hook_mlp_out");
+  EXPECT_THAT(r.attributes().config_json, HasSubstr("\"mlp_transcoder\""));
+
+  const auto model = model::load_model(fixture().synth.model_dir);
+  std::vector<sae::Sae> saes;
+  std::vector<sae::Transcoder> transcoders;
+  for (int l = 0; l < 2; ++l) {
+    saes.push_back(sae::load_sae_lens(fixture().synth.sae_dirs[l]));
+    transcoders.push_back(sae::load_transcoder(fixture().dir.file("tc/layer_" + std::to_string(l)), l));
+  }
+  int64_t newcomers = 0, feature_newcomers = 0;
+  for (int64_t p = 0; p < r.n_prompts(); ++p) {
+    const auto& pr = r.prompts();
+    const std::vector<int32_t> ids(pr.token_ids.begin() + pr.token_offset[p],
+                                   pr.token_ids.begin() + pr.token_offset[p] + pr.n_tokens[p]);
+    const auto cap = model->forward(ids, {0, 1});
+    const auto m = r.mlp(p);
+    const int64_t Q = pr.n_tokens[p] - 1;
+    ASSERT_EQ(static_cast<int64_t>(m.steps.size()), 2 * Q);
+    for (int l = 0; l < 2; ++l) {
+      const auto& c = cap.layers[l];
+      for (int64_t q = 1; q <= Q; ++q) {
+        const int64_t at = l * Q + q - 1;
+        int32_t steps = 0;
+        std::vector<int32_t> indices(kK), slots(kK * 3);
+        std::vector<float> values(kK), activation(kK);
+        sweep::mlp_query(transcoders[l], saes[l], c.mlp_in[q], c.resid_mid[q], c.resid_post[q], kK, &steps,
+                         indices.data(), values.data(), slots.data(), activation.data());
+        const std::string where = "prompt " + std::to_string(p) + " layer " + std::to_string(l) + " q " + std::to_string(q);
+        // T + 1 rows: the active features, b_dec, the skip term (layer 1's transcoder only), the error, and x_0.
+        EXPECT_EQ(m.steps[at], active_features(fixture().raw[l], c.mlp_in[q]) + (l == 1 ? 3 : 2) + 1) << where;
+        EXPECT_EQ(m.steps[at], steps) << where;
+        // The final list is the SAE's top-k of resid_post (x_T = resid_mid + y): its features carry its values.
+        const auto acts = saes[l].encode(c.resid_post[q].unsqueeze(0)).squeeze(0);
+        for (int64_t s = 0; s < kK; ++s) {
+          const int64_t e = at * kK + s;
+          EXPECT_EQ(m.final_indices[e], indices[s]) << where << " slot " << s;
+          EXPECT_NEAR(m.final_values[e], values[s], 1e-4f * (1 + std::fabs(values[s]))) << where;
+          if (m.final_indices[e] >= 0) {
+            EXPECT_NEAR(m.final_values[e], acts[m.final_indices[e]].item<float>(), 1e-3f * (1 + std::fabs(values[s])));
+          }
+          for (int j = 0; j < 3; ++j) EXPECT_EQ(m.slots[e * 3 + j], slots[s * 3 + j]) << where << " slot " << s;
+          if (std::isnan(activation[s])) {
+            EXPECT_TRUE(std::isnan(m.activation[e])) << where;
+          } else {
+            EXPECT_NEAR(m.activation[e], activation[s], 1e-5f * (1 + std::fabs(activation[s]))) << where;
+          }
+          if (m.slots[e * 3] >= 1) {
+            ++newcomers;
+            const int32_t kind = m.slots[e * 3 + 1], feature = m.slots[e * 3 + 2];
+            EXPECT_TRUE(kind >= 0 && kind <= 3) << where;
+            EXPECT_LT(m.slots[e * 3], m.steps[at]) << where;
+            if (kind == 0) {
+              ++feature_newcomers;
+              ASSERT_GE(feature, 0);
+              // Its activation is the raw transcoder's pre-activation of that feature.
+              const float pre = (c.mlp_in[q].unsqueeze(0).mm(fixture().raw[l].w_enc).squeeze(0) + fixture().raw[l].b_enc)[feature].item<float>();
+              EXPECT_NEAR(m.activation[e], pre, 1e-4f * (1 + std::fabs(pre))) << where;
+            } else {
+              EXPECT_EQ(feature, -1) << where;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(newcomers, 0);
+  EXPECT_GT(feature_newcomers, 0);
+}
+
+TEST(MlpFile, WithoutTheOptionTheFileIsVersion2AndItsDatasetsAreUnchanged) {
+  saetraj::testing::TempDir dir;
+  const auto with = options(dir.file("with.h5"), true), without = options(dir.file("without.h5"), false);
+  ASSERT_TRUE(run(with).complete);
+  ASSERT_TRUE(run(without).complete);
+  const auto a = output::SweepReader::open(with.out), b = output::SweepReader::open(without.out);
+  EXPECT_EQ(b.attributes().format_version, output::kSweepFormatVersion);
+  EXPECT_EQ(output::kSweepFormatVersion, 2);
+  EXPECT_FALSE(b.has_mlp());
+  EXPECT_THAT(b.attributes().config_json, ::testing::Not(HasSubstr("mlp_transcoder")));
+  for (int64_t l = 0; l < 2; ++l) {
+    EXPECT_EQ(a.evolution_indices(l, 0, a.total_rows()), b.evolution_indices(l, 0, b.total_rows()));
+    EXPECT_EQ(a.evolution_values(l, 0, a.total_rows()), b.evolution_values(l, 0, b.total_rows()));
+  }
+  EXPECT_EQ(a.readout().token_ids, b.readout().token_ids);
+  EXPECT_EQ(a.prompts().token_ids, b.prompts().token_ids);
+  EXPECT_THAT([&] { (void)b.mlp(0); }, ThrowsMessage<InputError>(HasSubstr("has no /mlp")));
+  // Resuming across the option is refused, naming it.
+  auto resumed = with;
+  resumed.out = without.out;
+  resumed.resume = true;
+  EXPECT_THAT([&] { run(resumed); }, ThrowsMessage<InputError>(HasSubstr("MLP transcoders (--mlp-transcoder)")));
+}
+
+TEST(MlpFile, BadTranscodersAreRefusedInOneLine) {
+  saetraj::testing::TempDir dir;
+  const auto& f = fixture();
+  const auto tc = [&](int l) { return f.dir.file("tc/layer_" + std::to_string(l)); };
+  auto o = options(dir.file("bad.h5"), false);
+  const auto refuses = [&](std::vector<std::string> specs, const std::string& layers, const auto& matcher) {
+    auto x = o;
+    x.mlp_transcoders = std::move(specs);
+    x.layers = layers;
+    EXPECT_THAT([&] { run(x); }, ThrowsMessage<InputError>(matcher)) << layers;
+    EXPECT_FALSE(std::filesystem::exists(x.out));
+  };
+  // A transcoder for a layer that is not swept.
+  refuses({"0=" + tc(0), "1=" + tc(1)}, "0", AllOf(HasSubstr("--mlp-transcoder 1="), HasSubstr("not among the analysed layers")));
+  // An analysed layer without one.
+  refuses({"0=" + tc(0)}, "all", HasSubstr("no transcoder given for analysed layer 1"));
+  // Layer 1's transcoder (blocks.1.ln2.hook_normalized) given for layer 0: the hook check names both.
+  refuses({"0=" + tc(1)}, "0", AllOf(HasSubstr("layer 0"), HasSubstr("blocks.1.")));
+  // A pattern without {layer}.
+  refuses({tc(0)}, "0", HasSubstr("expected a folder pattern containing {layer} or LAYER=FOLDER"));
+  // A transcoder of another width (d_in = 16 against d_model = 32), and one whose output is another width.
+  synth::write_sae_lens_transcoder(dir.file("narrow"), "jumprelu_transcoder", 0,
+                                   synth::random_raw_transcoder(16, kD, kWidth, false, 7));
+  refuses({"0=" + dir.file("narrow")}, "0", AllOf(HasSubstr("reads vectors of size 16"), HasSubstr("d_model is 32")));
+  synth::write_sae_lens_transcoder(dir.file("wide_out"), "jumprelu_transcoder", 0,
+                                   synth::random_raw_transcoder(kD, 48, kWidth, false, 8));
+  o.out = dir.file("bad_out.h5");
+  auto x = o;
+  x.mlp_transcoders = {"0=" + dir.file("wide_out")};
+  x.layers = "0";
+  EXPECT_THAT([&] { run(x); }, ThrowsMessage<InputError>(AllOf(HasSubstr("d_out = 48"), HasSubstr("d_model is 32"))));
+}
+
+TEST(MlpFile, MlpGroupInAVersion2FileIsRefused) {
+  saetraj::testing::TempDir dir;
+  const auto o = options(dir.file("m.h5"), true);
+  ASSERT_TRUE(run(o).complete);
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    output::write_attr(f, "format_version", int64_t{2});
+  }
+  EXPECT_THAT([&] { output::SweepReader::open(o.out); },
+              ThrowsMessage<FormatError>(AllOf(HasSubstr(o.out), HasSubstr("/mlp"), HasSubstr("format_version 2"))));
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    output::write_attr(f, "format_version", int64_t{4});
+  }
+  EXPECT_THAT([&] { output::SweepReader::open(o.out); },
+              ThrowsMessage<FormatError>(HasSubstr("reads versions 1 to 3")));
+}
