@@ -3,10 +3,10 @@
 // sweep file after the sweep (graph, explain, info, merge, index, export) goes through this class, so
 // that HDF5 stays inside output/: this header does not include <hdf5.h>.
 //
-// Opening validates the whole layout before anything is read: the format and its version (1 and 2 are
-// read, newer ones refused), the root attributes, and the type and shape of every dataset against the
-// prompt, row, layer and k counts it implies (including that the per-prompt offsets are the running sums
-// of the token and row counts). A file that breaks any of these is refused with one line naming the file
+// Opening validates the whole layout before anything is read: the format and its version (1 to 3 are
+// read, newer ones refused; /mlp only in version 3), the root attributes, and the type and shape of every
+// dataset against the prompt, row, layer and k counts it implies (including that the per-prompt offsets are
+// the running sums of the token and row counts). A file that breaks any of these is refused with one line naming the file
 // and the dataset, so callers index the arrays below without further checks.
 #pragma once
 
@@ -91,6 +91,13 @@ struct GraphTables {
   std::vector<float> trajectory_order_values;
 };
 
+// /mlp of one prompt (NOTE The MLP path in sweep_file.h): its queries 1..n-1 for every layer axis, row-major:
+// steps [L, n-1], final_indices, final_values and activation [L, n-1, k], slots [L, n-1, k, 3].
+struct MlpRecords {
+  std::vector<int32_t> steps, final_indices, slots;
+  std::vector<float> final_values, activation;
+};
+
 // /explanations/*: one row per explained (layer, feature).
 struct ExplanationRecord {
   int32_t layer = 0;
@@ -142,6 +149,14 @@ class SweepReader {
   int64_t order_seed() const;
   std::vector<float> order_values(int64_t row_begin, int64_t rows) const;
 
+  // /mlp (sweeps with --mlp-transcoder, format version 3): the transcoders' ids and hooks per layer axis, and
+  // one prompt's records.
+  bool has_mlp() const;
+  const std::vector<std::string>& mlp_transcoder_ids() const;
+  const std::vector<std::string>& mlp_transcoder_hooks() const;
+  const std::vector<std::string>& mlp_transcoder_hooks_out() const;
+  MlpRecords mlp(int64_t prompt) const;
+
   // Graph table groups present ("graphs", "graphs_T8", ...), and one of them read whole.
   std::vector<std::string> graph_groups() const;
   bool has_graphs() const;
@@ -150,50 +165,6 @@ class SweepReader {
 
   bool has_explanations() const;
   std::vector<ExplanationRecord> explanations() const;
-
-  // Ranged reads of one graph group's per-trajectory tables, for readers that must not hold a whole table
-  // (saetraj index). graph_shape validates the group's trajectory tables (fields, types, shapes, the
-  // column names) without reading their rows; the readers below return rows [begin, begin + rows):
-  // trajectory_heads [rows, head_columns], trajectory_order [rows, 4], trajectory_order_values
-  // [rows, order_value_columns], row-major. traced_edges reads the group's (small) traced table whole.
-  struct GraphShape {
-    int64_t top_t = 0;
-    int64_t trajectories = 0;
-    int64_t head_columns = 0;  // 0: no trajectory_heads
-    std::vector<std::string> head_column_names;
-    bool has_order = false;
-    std::vector<std::string> order_column_names;
-    int64_t order_value_columns = 0;  // 0: no trajectory_order_values
-    std::vector<std::string> order_value_column_names;
-  };
-  GraphShape graph_shape(const std::string& group) const;
-  std::vector<TrajectoryRecord> trajectory_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<float> trajectory_heads_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<int32_t> trajectory_order_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<float> trajectory_order_values_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<TracedEdgeRecord> traced_edges(const std::string& group) const;
-
-  // Ranged reads of one graph group's per-trajectory tables, for readers that must not hold a whole table
-  // (saetraj index). graph_shape validates the group's trajectory tables (fields, types, shapes, the
-  // column names) without reading their rows; the readers below return rows [begin, begin + rows):
-  // trajectory_heads [rows, head_columns], trajectory_order [rows, 4], trajectory_order_values
-  // [rows, order_value_columns], row-major. traced_edges reads the group's (small) traced table whole.
-  struct GraphShape {
-    int64_t top_t = 0;
-    int64_t trajectories = 0;
-    int64_t head_columns = 0;  // 0: no trajectory_heads
-    std::vector<std::string> head_column_names;
-    bool has_order = false;
-    std::vector<std::string> order_column_names;
-    int64_t order_value_columns = 0;  // 0: no trajectory_order_values
-    std::vector<std::string> order_value_column_names;
-  };
-  GraphShape graph_shape(const std::string& group) const;
-  std::vector<TrajectoryRecord> trajectory_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<float> trajectory_heads_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<int32_t> trajectory_order_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<float> trajectory_order_values_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<TracedEdgeRecord> traced_edges(const std::string& group) const;
 
   // Ranged reads of one graph group's per-trajectory tables, for readers that must not hold a whole table
   // (saetraj index). graph_shape validates the group's trajectory tables (fields, types, shapes, the
