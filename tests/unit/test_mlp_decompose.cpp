@@ -243,32 +243,29 @@ void check_model(const synth::SynthResult& r, bool gemma) {
   }
 }
 
-}  // namespace
-
-TEST(MlpDecompose, Gpt2CapturedMlpInputAndResidPost) {
-  TempDir dir("saetraj-mlp-gpt2");
-  synth::SynthOptions o;
-  o.out = dir.path();
-  o.n_layers = 2;
-  o.d_model = 32;
-  o.d_mlp = 64;
-  o.vocab_size = 320;
-  o.n_ctx = 32;
-  o.d_sae = 64;
-  check_model(synth::synth_gpt2_fixture(o), false);
-}
-
-TEST(MlpDecompose, Gemma2CapturedMlpInputAndResidPost) {
-  TempDir dir("saetraj-mlp-gemma2");
+// A two-layer fixture small enough to check every layer against the plain computation.
+synth::SynthOptions small_fixture(const TempDir& dir) {
   synth::SynthOptions o;
   o.out = dir.path();
   o.n_layers = 2;
   o.d_model = 32;
   o.n_heads = 4;
-  o.n_kv_heads = 2;
+  o.n_kv_heads = 2;  // gemma2 only; gpt2 has no grouped heads
   o.d_mlp = 64;
   o.vocab_size = 320;
   o.n_ctx = 32;
   o.d_sae = 64;
-  check_model(synth::synth_gemma2_fixture(o), true);
+  return o;
+}
+
+}  // namespace
+
+TEST(MlpDecompose, Gpt2CapturedMlpInputAndResidPost) {
+  TempDir dir("saetraj-mlp-gpt2");
+  check_model(synth::synth_gpt2_fixture(small_fixture(dir)), false);
+}
+
+TEST(MlpDecompose, Gemma2CapturedMlpInputAndResidPost) {
+  TempDir dir("saetraj-mlp-gemma2");
+  check_model(synth::synth_gemma2_fixture(small_fixture(dir)), true);
 }

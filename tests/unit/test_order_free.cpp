@@ -103,6 +103,42 @@ sweep::EvolutionRequest request_of(const Fixture& f) {
   return req;
 }
 
+// Each token's marginal contribution along one order of the n tokens (`order`, token indices): v(S + j) - v(S)
+// as j joins, from S = {} (whose value is v_none).
+std::vector<double> marginals(Game& game, int64_t q, int64_t feature, const int64_t* order, int64_t n,
+                              double v_none) {
+  std::vector<double> out(n, 0.0);
+  uint32_t set = 0;
+  double before = v_none;
+  for (int64_t t = 0; t < n; ++t) {
+    set |= 1u << order[t];
+    const double now = game(q, set, feature);
+    out[order[t]] = now - before;
+    before = now;
+  }
+  return out;
+}
+
+// The sampled Shapley estimate recomputed from the game on the same orders (`sampled`, [orders, n]): per
+// token the mean marginal contribution and its standard error.
+struct Estimate {
+  std::vector<double> mean, se;
+};
+Estimate estimate_on_orders(Game& game, int64_t q, int64_t feature, const std::vector<int64_t>& sampled, int64_t n,
+                            int64_t orders, double v_none) {
+  std::vector<double> sum(n, 0.0), sumsq(n, 0.0);
+  for (int64_t m = 0; m < orders; ++m) {
+    const auto delta = marginals(game, q, feature, sampled.data() + m * n, n, v_none);
+    for (int64_t j = 0; j < n; ++j) sum[j] += delta[j], sumsq[j] += delta[j] * delta[j];
+  }
+  Estimate e{std::vector<double>(n), std::vector<double>(n)};
+  for (int64_t j = 0; j < n; ++j) {
+    e.mean[j] = sum[j] / orders;
+    e.se[j] = std::sqrt(std::max(0.0, (sumsq[j] - orders * e.mean[j] * e.mean[j]) / (orders - 1)) / orders);
+  }
+  return e;
+}
+
 }  // namespace
 
 TEST(OrderFree, OrdersArePermutationsReproducibleAndSeeded) {
@@ -157,39 +193,19 @@ TEST(OrderFree, LeaveOneOutAndShapleyAgainstEveryPermutation) {
         std::iota(perm.begin(), perm.end(), 0);
         int64_t permutations = 0;
         do {
-          uint32_t set = 0;
-          double before = v_none;
-          for (int64_t t = 0; t < n; ++t) {
-            set |= 1u << perm[t];
-            const double now = game(q, set, feature);
-            exact[perm[t]] += now - before;
-            before = now;
-          }
+          const auto delta = marginals(game, q, feature, perm.data(), n, v_none);
+          for (int64_t j = 0; j < n; ++j) exact[j] += delta[j];
           ++permutations;
         } while (std::next_permutation(perm.begin(), perm.end()));
         // The sampled estimate from the same orders, recomputed from the game.
-        const auto sampled = sweep::sample_orders(n, orders, seed);
-        std::vector<double> sum(n, 0.0), sumsq(n, 0.0);
-        for (int64_t m = 0; m < orders; ++m) {
-          uint32_t set = 0;
-          double before = v_none;
-          for (int64_t t = 0; t < n; ++t) {
-            const int64_t j = sampled[m * n + t];
-            set |= 1u << j;
-            const double now = game(q, set, feature);
-            sum[j] += now - before, sumsq[j] += (now - before) * (now - before);
-            before = now;
-          }
-        }
+        const auto est = estimate_on_orders(game, q, feature, sweep::sample_orders(n, orders, seed), n, orders, v_none);
         double total = 0.0;
         for (int64_t j = 0; j < n; ++j) {
           exact[j] /= static_cast<double>(permutations);
           const float* cell = row + j * sweep::kOrderColumns;
           EXPECT_NEAR(cell[sweep::kOrderLoo], game(q, all & ~(1u << j), feature), tol) << c.name << " j=" << j;
-          const double mean = sum[j] / orders;
-          const double se = std::sqrt(std::max(0.0, (sumsq[j] - orders * mean * mean) / (orders - 1)) / orders);
-          EXPECT_NEAR(cell[sweep::kOrderShapley], mean, tol) << c.name;
-          EXPECT_NEAR(cell[sweep::kOrderStderr], se, tol) << c.name;
+          EXPECT_NEAR(cell[sweep::kOrderShapley], est.mean[j], tol) << c.name;
+          EXPECT_NEAR(cell[sweep::kOrderStderr], est.se[j], tol) << c.name;
           // The estimate approaches the exact value within its standard error.
           EXPECT_LE(std::fabs(cell[sweep::kOrderShapley] - exact[j]), 4.5 * cell[sweep::kOrderStderr] + tol)
               << c.name << " q=" << q << " j=" << j;
@@ -251,25 +267,12 @@ TEST(OrderFree, LongPromptMatchesTheGameOnTheSameOrders) {
       const double v_all = game(q, all, feature), v_none = game(q, 0, feature);
       const double tol = 1e-5 * (1.0 + std::fabs(v_all));
       EXPECT_NEAR(full[slot], v_all, tol) << c.name;
-      std::vector<double> sum(n, 0.0), sumsq(n, 0.0);
-      for (int64_t m = 0; m < orders; ++m) {
-        uint32_t set = 0;
-        double before = v_none;
-        for (int64_t t = 0; t < n; ++t) {
-          const int64_t j = sampled[m * n + t];
-          set |= 1u << j;
-          const double now = game(q, set, feature);
-          sum[j] += now - before, sumsq[j] += (now - before) * (now - before);
-          before = now;
-        }
-      }
+      const auto est = estimate_on_orders(game, q, feature, sampled, n, orders, v_none);
       for (int64_t j = 0; j < n; ++j) {
         const float* cell = out.data() + (slot * n + j) * sweep::kOrderColumns;
-        const double mean = sum[j] / orders;
-        const double se = std::sqrt(std::max(0.0, (sumsq[j] - orders * mean * mean) / (orders - 1)) / orders);
         EXPECT_NEAR(cell[sweep::kOrderLoo], game(q, all & ~(1u << j), feature), tol) << c.name << " j=" << j;
-        EXPECT_NEAR(cell[sweep::kOrderShapley], mean, tol) << c.name << " j=" << j;
-        EXPECT_NEAR(cell[sweep::kOrderStderr], se, tol) << c.name << " j=" << j;
+        EXPECT_NEAR(cell[sweep::kOrderShapley], est.mean[j], tol) << c.name << " j=" << j;
+        EXPECT_NEAR(cell[sweep::kOrderStderr], est.se[j], tol) << c.name << " j=" << j;
       }
       ++checked;
     }
