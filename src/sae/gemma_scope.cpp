@@ -39,6 +39,26 @@ std::string gemma_scope_width_label(int64_t d_sae) {
   return std::to_string(d_sae);
 }
 
+SaeConfig gemma_scope_jumprelu_config(const std::string& file, const std::string& format,
+                                      const std::string& architecture, const std::string& w_enc_what,
+                                      const std::vector<int64_t>& w_enc_shape, const std::string& model_id) {
+  SAETRAJ_CHECK(w_enc_shape.size() == 2 && w_enc_shape[0] > 0 && w_enc_shape[1] > 0, FormatError, file, ": ",
+                w_enc_what, " must be [d_model, width], got ", w_enc_shape.size(), " dimensions");
+  SaeConfig c;
+  c.source = file;
+  c.format = format;
+  c.architecture = architecture;
+  c.d_in = w_enc_shape[0];
+  c.d_sae = w_enc_shape[1];
+  c.activation = Activation::JumpReLU;
+  c.apply_b_dec_to_input = false;
+  c.normalization = Normalization::None;
+  c.center_residual = false;
+  c.prepend_bos = true;  // Gemma Scope was trained on sequences that start with <bos>
+  c.model_name = model_id;
+  return c;
+}
+
 SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptions& options) {
   const std::string file = params_file(path);
   SAETRAJ_CHECK(fs::is_regular_file(file), IoError, "no Gemma Scope params.npz at ", file);
@@ -47,21 +67,8 @@ SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptio
     SAETRAJ_CHECK(npz.contains(name), FormatError, file, ": missing array '", name,
                   "' (a Gemma Scope params.npz holds W_enc, W_dec, b_enc, b_dec, threshold)");
   }
-  const auto& w_enc = npz.shape("W_enc");
-  SAETRAJ_CHECK(w_enc.size() == 2 && w_enc[0] > 0 && w_enc[1] > 0, FormatError, file,
-                ": array 'W_enc' must be [d_model, width], got ", w_enc.size(), " dimensions");
-  SaeConfig c;
-  c.source = file;
-  c.format = "gemma-scope";
-  c.architecture = "jumprelu";
-  c.d_in = w_enc[0];
-  c.d_sae = w_enc[1];
-  c.activation = Activation::JumpReLU;
-  c.apply_b_dec_to_input = false;
-  c.normalization = Normalization::None;
-  c.center_residual = false;
-  c.prepend_bos = true;  // Gemma Scope was trained on sequences that start with <bos>
-  c.model_name = options.model_id;
+  SaeConfig c = gemma_scope_jumprelu_config(file, "gemma-scope", "jumprelu", "array 'W_enc'", npz.shape("W_enc"),
+                                            options.model_id);
 
   int layer = options.layer.value_or(-1);
   if (const auto l = path_component(file, "layer")) {

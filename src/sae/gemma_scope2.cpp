@@ -81,22 +81,8 @@ SaeConfig read_gemma_scope2_config(const std::string& path, const GemmaScope2Opt
     SAETRAJ_CHECK(weights->contains(name), FormatError, file, ": missing tensor '", name,
                   "' (a Gemma Scope 2 params.safetensors holds w_enc, w_dec, b_enc, b_dec, threshold)");
   }
-  const auto& w_enc = weights->info("w_enc").shape;
-  SAETRAJ_CHECK(w_enc.size() == 2 && w_enc[0] > 0 && w_enc[1] > 0, FormatError, file,
-                ": tensor 'w_enc' must be [d_model, width], got ", w_enc.size(), " dimensions");
-
-  SaeConfig c;
-  c.source = file;
-  c.format = "gemma-scope-2";
-  c.architecture = "jump_relu";
-  c.d_in = w_enc[0];
-  c.d_sae = w_enc[1];
-  c.activation = Activation::JumpReLU;
-  c.apply_b_dec_to_input = false;
-  c.normalization = Normalization::None;
-  c.center_residual = false;
-  c.prepend_bos = true;
-  c.model_name = options.model_id;
+  SaeConfig c = gemma_scope_jumprelu_config(file, "gemma-scope-2", "jump_relu", "tensor 'w_enc'",
+                                            weights->info("w_enc").shape, options.model_id);
 
   std::smatch m;
   const std::string folder = dir.filename().string();

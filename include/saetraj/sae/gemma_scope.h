@@ -5,6 +5,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "saetraj/sae/sae.h"
 
@@ -26,6 +27,14 @@ SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptio
 
 // Loads W_enc, b_enc, b_dec and threshold (never W_dec) and checks every shape against d_model and W.
 Sae load_gemma_scope(const std::string& path, const GemmaScopeOptions& options = {});
+
+// What every Gemma Scope SAE (releases 1 and 2) is, read off its encoder's shape `w_enc_shape` ([d_model,
+// width]; anything else is refused naming `file` and `w_enc_what`, e.g. "array 'W_enc'"): JumpReLU without
+// b_dec subtraction, normalisation or centring, trained on sequences that start with <bos>; source `file`,
+// `format`, `architecture` and model name `model_id`. The hook and the ids are left to the caller.
+SaeConfig gemma_scope_jumprelu_config(const std::string& file, const std::string& format,
+                                      const std::string& architecture, const std::string& w_enc_what,
+                                      const std::vector<int64_t>& w_enc_shape, const std::string& model_id);
 
 // The label Gemma Scope gives a width: 16384 -> "16k", 65536 -> "65k", 1048576 -> "1m", 512 -> "512".
 std::string gemma_scope_width_label(int64_t d_sae);
