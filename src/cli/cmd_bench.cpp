@@ -25,6 +25,7 @@
 #include "saetraj/sweep/evolution.h"
 #include "saetraj/sweep/factored.h"
 #include "saetraj/sweep/rows.h"
+#include "saetraj/synth/sae_formats.h"
 #include "saetraj/synth/synth.h"
 
 namespace saetraj::cli {
@@ -252,7 +253,7 @@ void bench_ratio(pipeline::SweepOptions o, int rounds, const CommandContext& ctx
 
 // A whole sweep of the demo model (synthetic GPT-2) in this process: the phase breakdown of a real run.
 void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, bool head_split, int64_t orders,
-                const CommandContext& ctx) {
+                bool mlp, const CommandContext& ctx) {
   const std::string fixture = work + "/demo-fixture";
   if (ctx.comm.rank() == 0 && !fs::exists(fixture + "/model/config.json")) {
     synth::SynthOptions so;
@@ -289,6 +290,22 @@ void bench_demo(const std::string& work, const std::vector<int64_t>& tokens, boo
                 "order-free views (sweep --orders " + std::to_string(orders) + ", T = " + std::to_string(o.top_t) + ")",
                 [orders](pipeline::SweepOptions& x) { x.orders = orders; });
   }
+  if (mlp) {
+    // Random SAE-Lens skip transcoders of the demo model's layers, as wide as its SAEs (synth --transcoders).
+    const std::string pattern = fixture + "/transcoders/layer_{layer}";
+    if (ctx.comm.rank() == 0) {
+      for (int l = 0; l < defaults.n_layers; ++l) {
+        const std::string folder = fixture + "/transcoders/layer_" + std::to_string(l);
+        if (fs::exists(folder + "/cfg.json")) continue;
+        synth::write_sae_lens_transcoder(folder, "jumprelu_skip_transcoder", l,
+                                         synth::random_raw_transcoder(defaults.d_model, defaults.d_model, defaults.d_sae,
+                                                                      true, 4242 + static_cast<uint64_t>(l)));
+      }
+    }
+    ctx.comm.barrier();
+    bench_ratio(o, 3, ctx, "MLP path (sweep --mlp-transcoder, every layer)",
+                [pattern](pipeline::SweepOptions& x) { x.mlp_transcoders = {pattern}; });
+  }
 }
 
 void print_demo(const pipeline::SweepOptions& o, const pipeline::SweepResult& r, double seconds, int64_t peak) {
@@ -310,7 +327,7 @@ void print_demo(const pipeline::SweepOptions& o, const pipeline::SweepResult& r,
 int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
   KernelOptions o{2304, 8, 400, 2048, 1, true, "bench-work"};
   std::vector<int64_t> tokens, widths;
-  bool no_baseline = false, no_demo = false, no_kernel = false, head_split = false;
+  bool no_baseline = false, no_demo = false, no_kernel = false, head_split = false, mlp = false;
   int64_t orders = 0;
   std::string device = "cpu";
   GpuBenchOptions gpu;
@@ -332,6 +349,9 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
       "orders", po::value(&orders)->default_value(orders),
       "M >= 2: also time the demo sweep with --orders M (leave-one-out and sampled Shapley values) against the "
       "plain sweep, as a ratio (3 interleaved rounds)")(
+      "mlp-transcoder", po::bool_switch(&mlp),
+      "also time the demo sweep with --mlp-transcoder (random transcoders of every layer, written next to the demo "
+      "fixture) against the plain sweep, as a ratio (3 interleaved rounds)")(
       "device", po::value(&device)->default_value(device),
       "cpu, or cuda: the GPU benchmark (26 Gemma-2-2b-shaped layers, 65k JumpReLU SAEs, N = 24 128 256; "
       "--d-sae, --tokens, --layers, --k change it)")(
@@ -355,8 +375,8 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
   }
   SAETRAJ_CHECK(device == "cpu", InputError, "bench --device must be cpu or cuda, got \"", device, "\"");
   SAETRAJ_CHECK(orders == 0 || orders >= 2, InputError, "bench --orders must be 0 (off) or at least 2, got ", orders);
-  SAETRAJ_CHECK(!(no_demo && (orders > 0 || head_split)), InputError,
-                "bench --orders and --head-split time the demo sweep; they cannot go with --no-demo");
+  SAETRAJ_CHECK(!(no_demo && (orders > 0 || head_split || mlp)), InputError,
+                "bench --orders, --head-split and --mlp-transcoder time the demo sweep; they cannot go with --no-demo");
   if (tokens.empty()) tokens = {24, 64, 128, 256};
   if (widths.empty()) widths = {16384};
   o.baseline = !no_baseline;
@@ -367,7 +387,7 @@ int cmd_bench(const std::vector<std::string>& args, const CommandContext& ctx) {
                 (long long)o.chunk_rows, (long long)o.d_model, (long long)o.d_model, (long long)widths.front(), peak);
     for (int64_t w : widths) bench_kernel(o, w, tokens, peak);
   }
-  if (!no_demo) bench_demo(o.work, tokens, head_split, orders, ctx);
+  if (!no_demo) bench_demo(o.work, tokens, head_split, orders, mlp, ctx);
   std::fflush(stdout);
   return 0;
 }
