@@ -39,6 +39,20 @@ std::string gemma_scope_width_label(int64_t d_sae) {
   return std::to_string(d_sae);
 }
 
+void make_gemma_scope_transcoder(SaeConfig& c) {
+  if (c.is_transcoder()) return;
+  const std::string L = std::to_string(c.hook_layer);
+  c.hook_name = "blocks." + L + ".ln2.hook_normalized";
+  c.hook_name_out = "blocks." + L + ".hook_mlp_out";
+  parse_hook_name(c.hook_name, &c.hook_layer, &c.hook_kind);
+  c.architecture = "jumprelu_transcoder";
+  // "gemma-2-2b/3-gemmascope-res-16k" -> "gemma-2-2b/3-gemmascope-transcoder-16k", as Neuronpedia names them.
+  const std::string res = "-gemmascope-res-";
+  const auto at = c.neuronpedia_id.find(res);
+  if (at != std::string::npos) c.neuronpedia_id.replace(at, res.size(), "-gemmascope-transcoder-");
+  c.id = c.neuronpedia_id;
+}
+
 SaeConfig gemma_scope_jumprelu_config(const std::string& file, const std::string& format,
                                       const std::string& architecture, const std::string& w_enc_what,
                                       const std::vector<int64_t>& w_enc_shape, const std::string& model_id) {
@@ -83,6 +97,10 @@ SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptio
   const std::string width = path_component(file, "width").value_or(gemma_scope_width_label(c.d_sae));
   c.neuronpedia_id = options.model_id + "/" + std::to_string(layer) + "-gemmascope-res-" + width;
   c.id = c.neuronpedia_id;
+  static const std::regex transcoder_release(R"((models--google--)?gemma-scope-.*-transcoders)");
+  for (const auto& part : fs::absolute(file).lexically_normal()) {
+    if (std::regex_match(part.string(), transcoder_release)) make_gemma_scope_transcoder(c);
+  }
   return c;
 }
 

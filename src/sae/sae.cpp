@@ -81,8 +81,9 @@ void require_residual_hook(const SaeConfig& cfg) {
   if (cfg.is_transcoder()) {
     throw InputError(str(what, " is a transcoder (reads '", cfg.hook_name, "', predicts '", cfg.hook_name_out,
                          "'): its features describe how the MLP maps its input to its output, not what the "
-                         "residual stream holds, so it cannot encode the residual partial sums; give a residual "
-                         "SAE (hook_resid_pre/mid/post)"));
+                         "residual stream holds, so it cannot encode the residual partial sums; give it to sweep "
+                         "--mlp-transcoder or encode --transcoder, and a residual SAE (hook_resid_pre/mid/post) "
+                         "to --sae"));
   }
   const char* why = nullptr;
   switch (cfg.hook_kind) {

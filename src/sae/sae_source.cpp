@@ -33,9 +33,9 @@ SaeConfig read_sae_config(const std::string& path, int layer, const SaeSourceOpt
 
 Sae load_sae(const std::string& path, int layer, const SaeSourceOptions& options) {
   if (is_gemma_scope(path)) {
-    auto sae = load_gemma_scope(path, with_layer(options.gemma_scope, layer));
-    require_residual_hook(sae.cfg);
-    return sae;
+    const auto gemma_scope = with_layer(options.gemma_scope, layer);
+    require_residual_hook(read_gemma_scope_config(path, gemma_scope));  // a transcoder, before its arrays are read
+    return load_gemma_scope(path, gemma_scope);
   }
   if (is_gemma_scope2(path)) return load_gemma_scope2(path, with_layer(options.gemma_scope2, layer));
   if (is_llama_scope(path)) return load_llama_scope(path);

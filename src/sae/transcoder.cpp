@@ -26,17 +26,7 @@ SaeConfig gemma_scope_transcoder_config(const std::string& path, int layer, cons
   SAETRAJ_CHECK(npz.contains("W_dec"), FormatError, c.source,
                 ": missing array 'W_dec' (a Gemma Scope transcoder's params.npz holds W_enc, W_dec, b_enc, b_dec, "
                 "threshold)");
-  const std::string L = std::to_string(c.hook_layer);
-  c.hook_name = "blocks." + L + ".ln2.hook_normalized";
-  c.hook_name_out = "blocks." + L + ".hook_mlp_out";
-  parse_hook_name(c.hook_name, &c.hook_layer, &c.hook_kind);
-  c.architecture = "jumprelu_transcoder";
-  // "gemma-2-2b/3-gemmascope-res-16k" -> "gemma-2-2b/3-gemmascope-transcoder-16k", as Neuronpedia names them.
-  const auto at = c.neuronpedia_id.find("-gemmascope-res-");
-  if (at != std::string::npos) {
-    c.neuronpedia_id.replace(at, std::string("-gemmascope-res-").size(), "-gemmascope-transcoder-");
-  }
-  c.id = c.neuronpedia_id;
+  make_gemma_scope_transcoder(c);
   return c;
 }
 

@@ -153,6 +153,37 @@ TEST(Transcoder, SaeOptionStillRefusesTranscoders) {
   EXPECT_THAT([&] { sae::load_sae(gs2, 0, {}); }, ThrowsMessage<InputError>(HasSubstr("is a transcoder")));
 }
 
+TEST(Transcoder, SaeOptionRefusesGemmaScopeTranscodersByTheirReleaseFolder) {
+  // A Gemma Scope 1 transcoder's params.npz is laid out as a residual SAE's: the release's folder name (as
+  // downloaded, or in a Hugging Face cache) tells --sae and encode --sae (load_sae) and the sweep's check
+  // (read_sae_config) that it is a transcoder.
+  TempDir tmp;
+  const auto raw = synth::random_raw_transcoder(kDin, kDin, kW, false, 43);
+  for (const std::string release :
+       {"gemma-scope-2b-pt-transcoders", "hub/models--google--gemma-scope-2b-pt-transcoders/snapshots/0123abcd"}) {
+    SCOPED_TRACE(release);
+    const auto dir = synth::write_gemma_scope_transcoder(tmp.file(release), 3, "16k", 54, raw);
+    const auto refused = AllOf(HasSubstr(dir), HasSubstr("is a transcoder"),
+                               HasSubstr("'blocks.3.ln2.hook_normalized'"), HasSubstr("'blocks.3.hook_mlp_out'"),
+                               HasSubstr("give it to sweep --mlp-transcoder or encode --transcoder"));
+    EXPECT_THAT([&] { sae::load_sae(dir, 3, {}); }, ThrowsMessage<InputError>(refused));
+    EXPECT_THAT([&] { sae::read_sae_config(dir + "/params.npz", -1, {}); }, ThrowsMessage<InputError>(refused));
+    // What it is, for `saetraj info`, and still a transcoder for --mlp-transcoder.
+    const auto cfg = sae::inspect_sae(dir, 3, {});
+    EXPECT_TRUE(cfg.is_transcoder());
+    EXPECT_EQ(cfg.architecture, "jumprelu_transcoder");
+    EXPECT_EQ(cfg.id, "gemma-2-2b/3-gemmascope-transcoder-16k");
+    const auto tc = sae::load_transcoder(dir, 3);
+    EXPECT_EQ(tc.cfg().id, "gemma-2-2b/3-gemmascope-transcoder-16k");
+    EXPECT_TRUE(torch::equal(tc.w_dec, raw.w_dec));
+  }
+  // The residual release's folder (and any other) leaves the file a residual SAE.
+  const auto res = synth::write_gemma_scope_transcoder(tmp.file("gemma-scope-2b-pt-res"), 3, "16k", 54, raw);
+  const auto sae = sae::load_sae(res, 3, {});
+  EXPECT_EQ(sae.cfg.hook_name, "blocks.3.hook_resid_post");
+  EXPECT_EQ(sae.cfg.id, "gemma-2-2b/3-gemmascope-res-16k");
+}
+
 TEST(Transcoder, ResidualSaesAreNotTranscoders) {
   TempDir tmp;
   const auto raw = synth::random_raw_sae(kDin, kW, 51);

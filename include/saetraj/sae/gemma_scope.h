@@ -22,11 +22,20 @@ struct GemmaScopeOptions {
 bool is_gemma_scope(const std::string& path);
 
 // Reads the array headers only (cheap). `path` is params.npz or its folder. The layer comes from the
-// path's "layer_L" component (or options.layer), the width label from "width_W" (or from d_sae).
+// path's "layer_L" component (or options.layer), the width label from "width_W" (or from d_sae). The npz of a
+// transcoder is laid out as an SAE's; one under a folder named for the transcoder release
+// ("gemma-scope-2b-pt-transcoders", or "models--google--gemma-scope-2b-pt-transcoders" in a Hugging Face
+// cache) is read as the transcoder it is (make_gemma_scope_transcoder), so that --sae refuses it.
 SaeConfig read_gemma_scope_config(const std::string& path, const GemmaScopeOptions& options = {});
 
 // Loads W_enc, b_enc, b_dec and threshold (never W_dec) and checks every shape against d_model and W.
 Sae load_gemma_scope(const std::string& path, const GemmaScopeOptions& options = {});
+
+// Makes a Gemma Scope 1 configuration that of a transcoder of its layer's MLP, as SAE-Lens's gemma_2_transcoder
+// loader reads google/gemma-scope-2b-pt-transcoders: reads blocks.L.ln2.hook_normalized, predicts
+// blocks.L.hook_mlp_out, architecture jumprelu_transcoder, Neuronpedia id "<model>/L-gemmascope-transcoder-W".
+// Does nothing to one that already is.
+void make_gemma_scope_transcoder(SaeConfig& c);
 
 // What every Gemma Scope SAE (releases 1 and 2) is, read off its encoder's shape `w_enc_shape` ([d_model,
 // width]; anything else is refused naming `file` and `w_enc_what`, e.g. "array 'W_enc'"): JumpReLU without
