@@ -15,6 +15,7 @@
 #include "saetraj/graph/graph_json.h"
 #include "saetraj/graph/graphml.h"
 #include "saetraj/graph/trajectory_graph.h"
+#include "saetraj/output/sweep_file.h"
 #include "saetraj/output/sweep_reader.h"
 #include "saetraj/sweep/rows.h"
 
@@ -68,6 +69,49 @@ class HeadSplits {
   std::vector<std::string> column_names_;
   const output::SweepReader& file_;
   std::vector<float> block_;
+};
+
+// The MLP path of a sweep made with --mlp-transcoder (/mlp; NOTE The MLP path in output/sweep_file.h), one
+// prompt at a time, as the JSON graphs' MLP vertices: for query q (the graph of length q + 1; the traced graph
+// is the full prompt's), every layer's MLP newcomers with final position <= top_t, each with the transcoder
+// feature (or bias, skip, error term) that brought it in and that feature's activation.
+class MlpVertices {
+ public:
+  explicit MlpVertices(const output::SweepReader& file) : file_(file), k_(file.k()) {}
+  bool present() const { return file_.has_mlp(); }
+  void load_prompt(size_t prompt, int n_tokens) {
+    if (!present()) return;
+    queries_ = n_tokens - 1;
+    records_ = file_.mlp(static_cast<int64_t>(prompt));
+  }
+  nlohmann::json json_of(int q, int top_t, const std::vector<int>& layers,
+                         const std::map<std::pair<int, int>, std::string>& explanations) const {
+    static const char* const kKinds[] = {"feature", "bias", "skip", "error"};
+    nlohmann::json out = nlohmann::json::array();
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const int64_t at = static_cast<int64_t>(i) * queries_ + (q - 1);
+      for (int64_t slot = 0; slot < k_ && slot <= top_t; ++slot) {
+        const int32_t* s = records_.slots.data() + (at * k_ + slot) * output::kMlpSlotColumns;
+        if (s[0] < 1 || s[1] < 0 || s[1] > 3) continue;
+        const int32_t feature = records_.final_indices[at * k_ + slot];
+        nlohmann::json v = {{"layer", layers[i]}, {"feature", feature}, {"final_position", slot},
+                            {"step", s[0]}, {"steps", records_.steps[at]}, {"term", kKinds[s[1]]},
+                            {"transcoder_feature", s[1] == 0 ? nlohmann::json(s[2]) : nlohmann::json(nullptr)},
+                            {"transcoder_activation",
+                             s[1] == 0 ? nlohmann::json(records_.activation[at * k_ + slot]) : nlohmann::json(nullptr)},
+                            {"activation", records_.final_values[at * k_ + slot]}};
+        const auto e = explanations.find({layers[i], feature});
+        if (e != explanations.end()) v["explanation"] = e->second;
+        out.push_back(std::move(v));
+      }
+    }
+    return out;
+  }
+
+ private:
+  const output::SweepReader& file_;
+  int64_t k_ = 0, queries_ = 0;
+  output::MlpRecords records_;
 };
 
 // The order-free views of a sweep made with --orders (/order/values), one prompt at a time, reduced per
@@ -179,6 +223,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
   const auto& readout_text = readout.token_text;
   HeadSplits heads(file);
   OrderViews order(file);
+  MlpVertices mlp(file);
   std::map<std::pair<int, int>, std::string> explanations;  // (layer, feature) -> text, after `saetraj explain`
   if (file.has_explanations()) {
     for (const auto& e : file.explanations()) {
@@ -226,6 +271,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
       const int n = n_tokens[p];
       const size_t first_row = trajectory_rows.size();
       heads.load_prompt(p, n, layers.size());
+      mlp.load_prompt(p, n);
       order.load_prompt(row_offset[p], sweep::rows_of_prompt(n), layers.size());
       // per_length[n][i]: trajectories of layers[i] at length n.
       std::vector<std::vector<std::vector<graph::Trajectory>>> per_length(n + 1,
@@ -290,12 +336,15 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
           };
         }
         for (int len = 2; len <= n; ++len) {
-          graph::GraphDocument doc{len, std::vector<std::string>(tokens.begin(), tokens.begin() + len), meta,
+          nlohmann::json length_meta = meta;
+          if (mlp.present()) length_meta["mlp_vertices"] = mlp.json_of(len - 1, top_t, layers, explanations);
+          graph::GraphDocument doc{len, std::vector<std::string>(tokens.begin(), tokens.begin() + len), length_meta,
                                    graphs[len].edges, extras};
           graph::write_graph_json(dir + "/length_" + two_digits(len, 3) + ".json", doc);
         }
         nlohmann::json traced_meta = meta;
         traced_meta["traced"] = true;
+        if (mlp.present()) traced_meta["mlp_vertices"] = mlp.json_of(n - 1, top_t, layers, explanations);
         graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
         graph::write_graphml(dir + "/traced.graphml", traced, tokens);
 

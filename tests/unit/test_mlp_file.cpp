@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
 #include "saetraj/model/model.h"
@@ -243,4 +245,56 @@ TEST(MlpFile, MlpGroupInAVersion2FileIsRefused) {
   }
   EXPECT_THAT([&] { output::SweepReader::open(o.out); },
               ThrowsMessage<FormatError>(HasSubstr("reads versions 1 to 3")));
+}
+
+// Step 4's JSON part: each length graph and the traced graph list the MLP path's newcomers with final position
+// <= T of their query as "mlp_vertices" in their metadata, each with the transcoder feature (or term) that
+// brought it in; read back from the JSON files and held to /mlp as the reader gives it.
+TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
+  saetraj::testing::TempDir dir;
+  auto o = options(dir.file("g.h5"), true);
+  o.graphs = true;
+  o.top_t = 3;
+  ASSERT_TRUE(run(o).complete);
+  const auto r = output::SweepReader::open(o.out);
+  const auto& pr = r.prompts();
+  int64_t checked = 0;
+  for (int64_t p = 0; p < r.n_prompts(); ++p) {
+    const auto m = r.mlp(p);
+    const int64_t Q = pr.n_tokens[p] - 1;
+    for (int64_t q = 1; q <= Q; ++q) {
+      const std::string folder = dir.file("g_graphs/T3/prompt_000" + std::to_string(p));
+      const std::string file = q == Q ? folder + "/traced.json" : folder + "/length_" + (q + 1 < 10 ? "00" : "0") +
+                                                                      std::to_string(q + 1) + ".json";
+      std::ifstream in(file);
+      ASSERT_TRUE(in.good()) << file;
+      const auto json = nlohmann::json::parse(in);
+      const auto& got = json.at("metadata").at("mlp_vertices");
+      nlohmann::json want = nlohmann::json::array();
+      for (int l = 0; l < 2; ++l) {
+        const int64_t at = l * Q + q - 1;
+        for (int64_t s = 0; s <= 3; ++s) {
+          const int32_t* slot = m.slots.data() + (at * kK + s) * 3;
+          if (slot[0] < 1) continue;
+          const char* kinds[] = {"feature", "bias", "skip", "error"};
+          want.push_back({{"layer", l}, {"feature", m.final_indices[at * kK + s]}, {"final_position", s},
+                          {"step", slot[0]}, {"steps", m.steps[at]}, {"term", kinds[slot[1]]},
+                          {"transcoder_feature", slot[1] == 0 ? nlohmann::json(slot[2]) : nlohmann::json(nullptr)},
+                          {"transcoder_activation",
+                           slot[1] == 0 ? nlohmann::json(m.activation[at * kK + s]) : nlohmann::json(nullptr)},
+                          {"activation", m.final_values[at * kK + s]}});
+        }
+      }
+      EXPECT_EQ(got, want) << file;
+      checked += static_cast<int64_t>(want.size());
+    }
+  }
+  EXPECT_GT(checked, 0);
+  // A sweep without --mlp-transcoder writes no such key.
+  auto plain = options(dir.file("plain.h5"), false);
+  plain.graphs = true;
+  plain.top_t = 3;
+  ASSERT_TRUE(run(plain).complete);
+  std::ifstream in(dir.file("plain_graphs/T3/prompt_0000/traced.json"));
+  EXPECT_FALSE(nlohmann::json::parse(in).at("metadata").contains("mlp_vertices"));
 }
