@@ -824,3 +824,145 @@ std::vector<TracedEdgeRecord> SweepReader::traced_edges(const std::string& group
 }
 
 }  // namespace saetraj::output
+
+// ---- Ranged reads of the graph tables (saetraj index) ------------------------------------------------------
+
+namespace saetraj::output {
+
+namespace {
+
+// Opens a graph table and checks its fields, or throws one line naming the file and the dataset; returns
+// the dataset and its row count.
+std::pair<H5Handle, int64_t> open_table(hid_t file, const std::string& path, const std::string& name,
+                                        const std::vector<std::string>& fields) {
+  SAETRAJ_CHECK(link_exists(file, name), FormatError, path, ": missing dataset /", name,
+                " (rebuild the graphs with saetraj graph)");
+  const hid_t id = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
+  SAETRAJ_CHECK(id >= 0, FormatError, path, ": /", name, " is not a dataset");
+  H5Handle ds(id, H5Dclose);
+  const auto type = h5_type(H5Dget_type(ds), path + ": /" + name);
+  SAETRAJ_CHECK(H5Tget_class(type) == H5T_COMPOUND, FormatError, path, ": /", name, " holds ", type_name(type),
+                "; expected a table (compound) of int32 fields");
+  for (const auto& field : fields) {
+    const int index = H5Tget_member_index(type, field.c_str());
+    SAETRAJ_CHECK(index >= 0, FormatError, path, ": /", name, " has no field '", field, "'");
+    SAETRAJ_CHECK(H5Tget_member_class(type, static_cast<unsigned>(index)) == H5T_INTEGER, FormatError, path, ": /",
+                  name, " field '", field, "' is not an integer");
+  }
+  const auto space = h5_space(H5Dget_space(ds), path + ": /" + name);
+  SAETRAJ_CHECK(H5Sget_simple_extent_ndims(space) == 1, FormatError, path, ": /", name, " has ",
+                H5Sget_simple_extent_ndims(space), " dimensions; expected 1 (rows)");
+  const int64_t rows = H5Sget_simple_extent_npoints(space);
+  return {std::move(ds), rows};
+}
+
+// Rows [begin, begin + rows) of a [n, columns] dataset (columns 1 for a table), checked against its extent.
+void select_rows(hid_t ds, hid_t fspace, int64_t begin, int64_t rows, int64_t columns, const std::string& path,
+                 const std::string& name) {
+  std::vector<hsize_t> dims(static_cast<size_t>(H5Sget_simple_extent_ndims(fspace)));
+  H5Sget_simple_extent_dims(fspace, dims.data(), nullptr);
+  SAETRAJ_CHECK(begin >= 0 && rows >= 0 && static_cast<hsize_t>(begin + rows) <= dims[0], InputError, path,
+                ": reading rows ", begin, "..", begin + rows, " of /", name, ", which has ", dims[0]);
+  const std::vector<hsize_t> start = {static_cast<hsize_t>(begin), 0};
+  const std::vector<hsize_t> count = {static_cast<hsize_t>(rows), static_cast<hsize_t>(columns)};
+  (void)ds;
+  h5_check_status(H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr),
+                  path + ": /" + name);
+}
+
+template <typename T>
+std::vector<T> read_matrix_rows(hid_t file, const std::string& path, const std::string& name, int64_t begin,
+                                int64_t rows) {
+  const auto ds = h5_dataset(H5Dopen2(file, name.c_str(), H5P_DEFAULT), path + ": /" + name);
+  const auto fspace = h5_space(H5Dget_space(ds), path + ": /" + name);
+  SAETRAJ_CHECK(H5Sget_simple_extent_ndims(fspace) == 2, FormatError, path, ": /", name, " is not 2-dimensional");
+  hsize_t dims[2] = {0, 0};
+  H5Sget_simple_extent_dims(fspace, dims, nullptr);
+  std::vector<T> out(static_cast<size_t>(rows) * dims[1]);
+  select_rows(ds, fspace, begin, rows, static_cast<int64_t>(dims[1]), path, name);
+  if (out.empty()) return out;
+  const hsize_t n = out.size();
+  const auto mspace = h5_space(H5Screate_simple(1, &n, nullptr), path + ": /" + name);
+  h5_check_status(H5Dread(ds, native_type<T>(), mspace, fspace, H5P_DEFAULT, out.data()),
+                  path + ": reading /" + name);
+  return out;
+}
+
+template <typename Record>
+std::vector<Record> read_table_rows(hid_t file, const std::string& path, const std::string& name,
+                                    const std::vector<std::string>& fields, int64_t begin, int64_t rows) {
+  const auto [ds, n] = open_table(file, path, name, fields);
+  (void)n;
+  const auto fspace = h5_space(H5Dget_space(ds), path + ": /" + name);
+  std::vector<Record> out(static_cast<size_t>(rows));
+  select_rows(ds, fspace, begin, rows, 1, path, name);
+  if (out.empty()) return out;
+  const hsize_t count = out.size();
+  const auto mspace = h5_space(H5Screate_simple(1, &count, nullptr), path + ": /" + name);
+  h5_check_status(H5Dread(ds, table_type(fields), mspace, fspace, H5P_DEFAULT, out.data()),
+                  path + ": reading /" + name);
+  return out;
+}
+
+}  // namespace
+
+SweepReader::GraphShape SweepReader::graph_shape(const std::string& group) const {
+  const auto& path = impl_->path;
+  const hid_t f = impl_->file;
+  GraphShape s;
+  s.top_t = graph_top_t(group);
+  s.trajectories = open_table(f, path, group + "/trajectories", kTrajectoryFields).second;
+  open_table(f, path, group + "/traced_edges", kTracedFields);
+  const int64_t n = s.trajectories;
+  if (link_exists(f, group + "/trajectory_heads")) {
+    const auto c = open_checked(f, path, group + "/trajectory_heads", Kind::F32, {n, -1}, "trajectories x columns");
+    s.head_columns = static_cast<int64_t>(c.dims[1]);
+    s.head_column_names = attr_strings(c.ds, path, "/" + group + "/trajectory_heads", "columns");
+    SAETRAJ_CHECK(static_cast<int64_t>(s.head_column_names.size()) == s.head_columns, FormatError, path,
+                  ": attribute 'columns' of /", group, "/trajectory_heads names ", s.head_column_names.size(),
+                  " columns for ", s.head_columns);
+  }
+  if (link_exists(f, group + "/trajectory_order")) {
+    const auto c = open_checked(f, path, group + "/trajectory_order", Kind::I32, {n, 4}, "trajectories x 4");
+    s.has_order = true;
+    s.order_column_names = attr_strings(c.ds, path, "/" + group + "/trajectory_order", "columns");
+    SAETRAJ_CHECK(s.order_column_names.size() == 4, FormatError, path, ": attribute 'columns' of /", group,
+                  "/trajectory_order names ", s.order_column_names.size(), " columns for 4");
+  }
+  if (link_exists(f, group + "/trajectory_order_values")) {
+    const auto c = open_checked(f, path, group + "/trajectory_order_values", Kind::F32, {n, -1},
+                                "trajectories x columns");
+    s.order_value_columns = static_cast<int64_t>(c.dims[1]);
+    s.order_value_column_names = attr_strings(c.ds, path, "/" + group + "/trajectory_order_values", "columns");
+    SAETRAJ_CHECK(static_cast<int64_t>(s.order_value_column_names.size()) == s.order_value_columns, FormatError,
+                  path, ": attribute 'columns' of /", group, "/trajectory_order_values names ",
+                  s.order_value_column_names.size(), " columns for ", s.order_value_columns);
+  }
+  return s;
+}
+
+std::vector<TrajectoryRecord> SweepReader::trajectory_rows(const std::string& group, int64_t begin,
+                                                           int64_t rows) const {
+  return read_table_rows<TrajectoryRecord>(impl_->file, impl_->path, group + "/trajectories", kTrajectoryFields,
+                                           begin, rows);
+}
+
+std::vector<float> SweepReader::trajectory_heads_rows(const std::string& group, int64_t begin, int64_t rows) const {
+  return read_matrix_rows<float>(impl_->file, impl_->path, group + "/trajectory_heads", begin, rows);
+}
+
+std::vector<int32_t> SweepReader::trajectory_order_rows(const std::string& group, int64_t begin,
+                                                        int64_t rows) const {
+  return read_matrix_rows<int32_t>(impl_->file, impl_->path, group + "/trajectory_order", begin, rows);
+}
+
+std::vector<float> SweepReader::trajectory_order_values_rows(const std::string& group, int64_t begin,
+                                                             int64_t rows) const {
+  return read_matrix_rows<float>(impl_->file, impl_->path, group + "/trajectory_order_values", begin, rows);
+}
+
+std::vector<TracedEdgeRecord> SweepReader::traced_edges(const std::string& group) const {
+  return read_table<TracedEdgeRecord>(impl_->file, impl_->path, group + "/traced_edges", kTracedFields);
+}
+
+}  // namespace saetraj::output

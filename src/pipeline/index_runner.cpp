@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -161,7 +162,9 @@ int column_of(const std::vector<std::string>& names, const std::string& name, co
 // Progress lines on stderr from rank 0, at most every 2 s, for the phases of a long run.
 class PhaseProgress {
  public:
-  PhaseProgress(bool on, std::string phase, int64_t total) : on_(on), phase_(std::move(phase)), total_(total) {
+  // `whole`: the phase counts rows of the whole table, else of this rank's share.
+  PhaseProgress(bool on, std::string phase, int64_t total, bool whole = false)
+      : on_(on), whole_(whole), phase_(std::move(phase)), total_(total) {
     start_ = last_ = std::chrono::steady_clock::now();
   }
   void update(int64_t done) {
@@ -170,7 +173,8 @@ class PhaseProgress {
     if (now - last_ < std::chrono::seconds(2)) return;
     last_ = now;
     const double s = std::chrono::duration<double>(now - start_).count();
-    std::cerr << "saetraj index: " << phase_ << " " << done << " of " << total_ << " rows (this rank), "
+    std::cerr << "saetraj index: " << phase_ << " " << done << " of " << total_ << " rows"
+              << (whole_ ? " (all ranks), " : " (this rank), ")
               << std::fixed << std::setprecision(0) << (s > 0 ? done / s : 0) << " rows/s\n";
     printed_ = true;
   }
@@ -182,7 +186,7 @@ class PhaseProgress {
   }
 
  private:
-  bool on_, printed_ = false;
+  bool on_, whole_, printed_ = false;
   std::string phase_;
   int64_t total_;
   std::chrono::steady_clock::time_point start_, last_;
@@ -208,6 +212,19 @@ std::vector<Batch> batches_of(const std::vector<Source>& sources, int64_t begin,
 
 }  // namespace
 
+// [NOTE] Placing the rows. Pass 1 counts the rows of each (layer, feature) on each rank (ranks split the
+// input rows into contiguous shares); an allreduce gives each feature's first row in /occurrences, and an
+// exclusive scan of the per-rank counts (along a chain of ranks) where each rank's first row of the
+// feature goes. A row's place is then fixed by the input order alone, whatever the rank count: the k-th row
+// of a feature in rank r's share goes to start + (rows of it on ranks before r) + k. Writing each row to
+// its place directly would scatter the writes over the whole table (one run per feature and batch, and
+// HDF5 1.10 builds a union of n hyperslabs in O(n^2)), so pass 2 goes in rounds: in each round every rank
+// owns one window of consecutive rows of /occurrences (bounded by --memory-mb), every rank scans its input
+// share in batches and sends each row that falls in this round to the rank whose window holds it, and each
+// rank writes its window as one contiguous block, all in one collective write. A round re-reads the input
+// share (only the trajectory table; head and order columns only for batches with rows in the round), so
+// the input is read ceil(N / (R x window)) times. Pass 3 reads /occurrences back in batches and streams
+// each feature through a FeatureAccumulator; rank r takes the features that start in its share of rows.
 IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
   namespace fs = std::filesystem;
   SAETRAJ_CHECK(!o.sweeps.empty(), InputError, "saetraj index: give the sweep files to index");
@@ -359,9 +376,14 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
   std::map<int32_t, int64_t> layer_axis;
   for (int64_t i = 0; i < L; ++i) layer_axis[attrs.layers[static_cast<size_t>(i)]] = i;
 
-  // Rows per batch: the batch's input rows, their sorted copy and the /occurrences columns.
-  const int64_t bytes_per_row = 24 + 8 * (head_columns + 4 + order_value_columns) + 29 + 40;
-  const int64_t batch = o.batch_rows > 0 ? o.batch_rows : std::max<int64_t>(1024, o.memory_mb * (int64_t(1) << 20) / bytes_per_row);
+  // Half of --memory-mb for a batch of input rows (the rows, their head and order columns, their routed
+  // copies), half for this rank's window of /occurrences (NOTE Placing the rows).
+  const int64_t width = head_columns + 4 + order_value_columns;
+  const int64_t batch_bytes = 24 + 8 + 2 * (4 * width + 36);
+  const int64_t window_bytes = 25 + 4 * width;
+  const int64_t half = o.memory_mb * (int64_t(1) << 20) / 2;
+  const int64_t batch = o.batch_rows > 0 ? o.batch_rows : std::max<int64_t>(1024, half / batch_bytes);
+  const int64_t window = o.batch_rows > 0 ? o.batch_rows : std::max<int64_t>(1024, half / window_bytes);
   const int R = comm.size(), me = comm.rank();
   const int64_t my_begin = N * me / R, my_end = N * (me + 1) / R;
   const auto my_batches = batches_of(sources, my_begin, my_end, batch);
@@ -445,7 +467,7 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
   });
   std::vector<int32_t> feature_layer, feature_index;
   std::vector<int64_t> feature_start, feature_count;
-  std::vector<int64_t> next_row(keys, 0);  // where this rank's next row of each key goes
+  std::vector<int64_t> first_row(keys, 0);  // where this rank's first row of each key goes
   int64_t row = 0;
   for (int64_t axis : axes) {
     for (int64_t f = 0; f < extent[static_cast<size_t>(axis)]; ++f) {
@@ -455,7 +477,7 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
       feature_index.push_back(static_cast<int32_t>(f));
       feature_start.push_back(row);
       feature_count.push_back(total[key]);
-      next_row[key] = row + before[key];
+      first_row[key] = row + before[key];
       row += total[key];
     }
   }
@@ -528,72 +550,139 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
     output::create_index_file(o.out, h, o.overwrite);
   });
 
-  // ---- Pass 2: every row to its place. ----
+  // ---- Pass 2: every row to its place (NOTE Placing the rows). ----
   {
+    // A routed row: its place in /occurrences, then the int32 columns, then heads, order, order values.
+    const int64_t ints = 6;  // prompt, length, source_token, final_position, source_id, traced
+    const int64_t stride = 8 + 4 * (ints + head_columns + (order ? 4 + order_value_columns : 0));
+    const int64_t round_rows = window * R;
+    const int64_t rounds = (N + round_rows - 1) / round_rows;
     output::ParallelIndexFile file(o.out, comm);
-    int64_t rounds = static_cast<int64_t>(my_batches.size());
-    comm.allreduce_max(&rounds, 1);
-    PhaseProgress pp(progress && N > 1000000, "placing", my_end - my_begin);
-    int64_t done = 0;
+    int64_t scans = static_cast<int64_t>(my_batches.size());
+    comm.allreduce_max(&scans, 1);
+    PhaseProgress pp(progress && N > 1000000, "placing", N, true);
+    output::OccurrenceColumns c;  // this rank's window
+    std::vector<std::vector<char>> routed(static_cast<size_t>(R));
+    std::vector<char> received;
     for (int64_t round = 0; round < rounds; ++round) {
-      output::OccurrenceColumns c;
-      std::vector<output::OccurrenceRun> runs;
-      if (round < static_cast<int64_t>(my_batches.size())) {
-        const auto& b = my_batches[static_cast<size_t>(round)];
-        const auto& s = sources[b.source];
-        const auto rows = s.file.trajectory_rows(s.group, b.begin, b.rows);
-        std::vector<float> head_rows, order_values;
-        std::vector<int32_t> order_rows;
-        if (heads) head_rows = s.file.trajectory_heads_rows(s.group, b.begin, b.rows);
-        if (order) {
-          order_rows = s.file.trajectory_order_rows(s.group, b.begin, b.rows);
-          order_values = s.file.trajectory_order_values_rows(s.group, b.begin, b.rows);
-        }
-        std::vector<std::pair<int64_t, int32_t>> dest(rows.size());  // (row of /occurrences, row of the batch)
-        std::vector<int32_t> source_id(rows.size());
-        for (size_t r = 0; r < rows.size(); ++r) {
-          const auto [axis, id] = check_row(s, rows[r], b.begin + static_cast<int64_t>(r));
-          const size_t key = static_cast<size_t>(layer_offset[static_cast<size_t>(axis)] + rows[r].feature);
-          dest[r] = {next_row[key]++, static_cast<int32_t>(r)};
-          source_id[r] = id;
-        }
-        std::sort(dest.begin(), dest.end());
-        const size_t n = rows.size();
-        for (auto* v : {&c.prompt, &c.length, &c.source_token, &c.distance_back, &c.final_position, &c.source_id}) {
-          v->reserve(n);
-        }
-        c.traced.reserve(n);
-        for (const auto& [at, r] : dest) {
-          const auto& t = rows[static_cast<size_t>(r)];
-          const int32_t prompt = static_cast<int32_t>(s.prompt_base + t.prompt);
-          c.prompt.push_back(prompt);
-          c.length.push_back(t.length);
-          c.source_token.push_back(t.source_token);
-          c.distance_back.push_back(t.length - 1 - t.source_token);
-          c.final_position.push_back(t.final_position);
-          c.source_id.push_back(source_id[static_cast<size_t>(r)]);
-          const std::array<int32_t, 4> key = {prompt, t.layer, t.length - 1, t.source_token};
-          c.traced.push_back(std::binary_search(s.traced.begin(), s.traced.end(), key) ? 1 : 0);
-          if (heads) {
-            const float* h = head_rows.data() + static_cast<size_t>(r) * static_cast<size_t>(head_columns);
-            c.heads.insert(c.heads.end(), h, h + head_columns);
-          }
-          if (order) {
-            const int32_t* q = order_rows.data() + static_cast<size_t>(r) * 4;
-            c.order.insert(c.order.end(), q, q + 4);
-            const float* v = order_values.data() + static_cast<size_t>(r) * static_cast<size_t>(order_value_columns);
-            c.order_values.insert(c.order_values.end(), v, v + order_value_columns);
-          }
-          if (!runs.empty() && runs.back().file_row + runs.back().rows == at) {
-            ++runs.back().rows;
-          } else {
-            runs.push_back({at, 1});
-          }
-        }
-        done += b.rows;
+      const int64_t round_begin = round * round_rows;
+      const int64_t win_begin = std::min(N, round_begin + window * me);
+      const int64_t win_rows = std::min(N, win_begin + window) - win_begin;
+      const auto size_window = [&](auto& v, int64_t width) { v.assign(static_cast<size_t>(win_rows * width), {}); };
+      size_window(c.prompt, 1);
+      size_window(c.length, 1);
+      size_window(c.source_token, 1);
+      size_window(c.distance_back, 1);
+      size_window(c.final_position, 1);
+      size_window(c.source_id, 1);
+      size_window(c.traced, 1);
+      if (heads) size_window(c.heads, head_columns);
+      if (order) {
+        size_window(c.order, 4);
+        size_window(c.order_values, order_value_columns);
       }
-      file.write_occurrences(runs, c);
-      pp.update(done);
+      // Places one routed row into this rank's window.
+      const auto place = [&](const char* p) {
+        int64_t at = 0;
+        std::memcpy(&at, p, 8);
+        const size_t w = static_cast<size_t>(at - win_begin);
+        int32_t v[6];
+        std::memcpy(v, p + 8, sizeof v);
+        c.prompt[w] = v[0];
+        c.length[w] = v[1];
+        c.source_token[w] = v[2];
+        c.distance_back[w] = v[1] - 1 - v[2];
+        c.final_position[w] = v[3];
+        c.source_id[w] = v[4];
+        c.traced[w] = static_cast<int8_t>(v[5]);
+        const char* q = p + 8 + 4 * ints;
+        if (heads) {
+          std::memcpy(c.heads.data() + w * static_cast<size_t>(head_columns), q, static_cast<size_t>(4 * head_columns));
+          q += 4 * head_columns;
+        }
+        if (order) {
+          std::memcpy(c.order.data() + w * 4, q, 16);
+          std::memcpy(c.order_values.data() + w * static_cast<size_t>(order_value_columns), q + 16,
+                      static_cast<size_t>(4 * order_value_columns));
+        }
+      };
+      // Every rank scans its share of the input; the rows that belong to this round go to the rank whose
+      // window holds them.
+      std::vector<int64_t> next(first_row);
+      for (int64_t scan = 0; scan < scans; ++scan) {
+        for (auto& r : routed) r.clear();
+        if (scan < static_cast<int64_t>(my_batches.size())) {
+          const auto& b = my_batches[static_cast<size_t>(scan)];
+          const auto& s = sources[b.source];
+          const auto rows = s.file.trajectory_rows(s.group, b.begin, b.rows);
+          std::vector<int64_t> dest(rows.size());
+          bool any = false;
+          for (size_t r = 0; r < rows.size(); ++r) {
+            const auto& t = rows[r];
+            const int64_t axis = layer_axis.at(t.layer);
+            dest[r] = next[static_cast<size_t>(layer_offset[static_cast<size_t>(axis)] + t.feature)]++;
+            any = any || (dest[r] >= round_begin && dest[r] < round_begin + round_rows);
+          }
+          if (any) {
+            std::vector<float> head_rows, order_values;
+            std::vector<int32_t> order_rows;
+            if (heads) head_rows = s.file.trajectory_heads_rows(s.group, b.begin, b.rows);
+            if (order) {
+              order_rows = s.file.trajectory_order_rows(s.group, b.begin, b.rows);
+              order_values = s.file.trajectory_order_values_rows(s.group, b.begin, b.rows);
+            }
+            for (size_t r = 0; r < rows.size(); ++r) {
+              if (dest[r] < round_begin || dest[r] >= round_begin + round_rows) continue;
+              const auto& t = rows[r];
+              const auto [axis, id] = check_row(s, t, b.begin + static_cast<int64_t>(r));
+              (void)axis;
+              const int32_t prompt = static_cast<int32_t>(s.prompt_base + t.prompt);
+              const std::array<int32_t, 4> key = {prompt, t.layer, t.length - 1, t.source_token};
+              const int32_t v[6] = {prompt, t.length, t.source_token, t.final_position, id,
+                                    std::binary_search(s.traced.begin(), s.traced.end(), key) ? 1 : 0};
+              auto& out = routed[static_cast<size_t>((dest[r] - round_begin) / window)];
+              const size_t at = out.size();
+              out.resize(at + static_cast<size_t>(stride));
+              char* p = out.data() + at;
+              std::memcpy(p, &dest[r], 8);
+              std::memcpy(p + 8, v, sizeof v);
+              p += 8 + 4 * ints;
+              if (heads) {
+                std::memcpy(p, head_rows.data() + r * static_cast<size_t>(head_columns), static_cast<size_t>(4 * head_columns));
+                p += 4 * head_columns;
+              }
+              if (order) {
+                std::memcpy(p, order_rows.data() + r * 4, 16);
+                std::memcpy(p + 16, order_values.data() + r * static_cast<size_t>(order_value_columns),
+                            static_cast<size_t>(4 * order_value_columns));
+              }
+            }
+          }
+        }
+        // The exchange, one receiving rank after the other (no cycle of blocked sends can form).
+        for (int w = 0; w < R; ++w) {
+          if (w == me) {
+            for (size_t i = 0; i < routed[static_cast<size_t>(me)].size(); i += static_cast<size_t>(stride)) {
+              place(routed[static_cast<size_t>(me)].data() + i);
+            }
+            for (int from = 0; from < R; ++from) {
+              if (from == me) continue;
+              int64_t bytes = 0;
+              comm.recv(&bytes, sizeof bytes, from, 72);
+              received.resize(static_cast<size_t>(bytes));
+              if (bytes > 0) comm.recv(received.data(), static_cast<size_t>(bytes), from, 73);
+              for (int64_t i = 0; i < bytes; i += stride) place(received.data() + i);
+            }
+          } else {
+            const auto& out = routed[static_cast<size_t>(w)];
+            const int64_t bytes = static_cast<int64_t>(out.size());
+            comm.send(&bytes, sizeof bytes, w, 72);
+            if (bytes > 0) comm.send(out.data(), static_cast<size_t>(bytes), w, 73);
+          }
+        }
+      }
+      file.write_occurrences({{win_begin, win_rows}}, c);
+      pp.update(std::min(N, round_begin + round_rows));
     }
     pp.finish();
     file.close();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # saetraj index (issue 16 §1) on the demo: the demo's sweep (--heads, --orders) and a second sweep of a
 # small corpus with the same model and SAEs, indexed serially, under mpirun -n 2 and -n 3, and with batches
-# of 1, 7 and 50 rows: every dataset and attribute (when and how it was run aside) identical. Its counts
+# (and windows) of 100, 30 and 50 rows: every dataset and attribute (when and how it was run aside) identical. Its counts
 # add up to the sources' trajectory tables. Each bad input is refused with one line naming the file:
 # not a sweep file, incomplete, no graph group, other k, the same file twice, --out an input, an existing
 # --out, also under mpirun. Arguments: saetraj binary, a work folder, the source tree.
@@ -16,8 +16,8 @@ sweep=(sweep --model demo/fixtures/model --sae 'demo/fixtures/saes/layer_{layer}
 S=(demo/demo_sweep.h5 more.h5)
 passed=0
 "$BIN" index "${S[@]}" --out i1.h5 | grep -q "indexed 2 sweep file(s): 4 prompt(s)"
-"$BIN" index "${S[@]}" --out i1_b1.h5 --batch-rows 1 --quiet > /dev/null
-mpirun -n 2 --oversubscribe "$BIN" index "${S[@]}" --out i2.h5 --batch-rows 7 > /dev/null
+"$BIN" index "${S[@]}" --out i1_b1.h5 --batch-rows 100 --quiet > /dev/null
+mpirun -n 2 --oversubscribe "$BIN" index "${S[@]}" --out i2.h5 --batch-rows 30 > /dev/null
 mpirun -n 3 --oversubscribe "$BIN" index "${S[@]}" --out i3.h5 --batch-rows 50 > /dev/null
 mpirun -n 3 --oversubscribe "$BIN" index "${S[@]}" --out i3_mem.h5 --memory-mb 1 > /dev/null
 /usr/bin/python3 - i1.h5 i1_b1.h5 i2.h5 i3.h5 i3_mem.h5 <<'PY'
@@ -49,7 +49,7 @@ with h5py.File(sys.argv[1], "r") as f, h5py.File("demo/demo_sweep.h5", "r") as a
     assert (np.diff(f["features/start"][()]) == f["features/count"][()][:-1]).all()
     assert int(f["features/traced"][()].sum()) == int(f["occurrences/traced"][()].sum()) > 0
     assert sum(1 for e in f["features/explanation"][()] if e) > 0
-print(f"index identical for {len(sys.argv) - 1} runs (1, 2, 3 ranks; batches of 1, 7, 50 rows and --memory-mb 1): {n} occurrences")
+print(f"index identical for {len(sys.argv) - 1} runs (1, 2, 3 ranks; batches of 100, 30, 50 rows and --memory-mb 1): {n} occurrences")
 PY
 passed=$((passed + 1))
 

@@ -1,6 +1,6 @@
 // saetraj index (issue 16 §1): the index of two hand-made sweep files (random graph tables with head and
 // order columns, traced edges, explanations) equals a brute-force recomputation in this test, column by
-// column and aggregate by aggregate, for batches of 1, 4 and many rows; FeatureAccumulator's medians (even
+// column and aggregate by aggregate, for batches (and windows) of 7, 40 and many rows; FeatureAccumulator's medians (even
 // and odd counts), ties among the top source tokens and the share/agreement rules on small hand-checked
 // cases; and each bad set of inputs is refused with one line naming the file and the field.
 #include <gmock/gmock.h>
@@ -221,7 +221,7 @@ TEST(Index, EqualsABruteForceRecomputationForAnyBatchSize) {
   });
 
   std::vector<std::string> outs;
-  for (int64_t batch : {1, 4, 0}) {
+  for (int64_t batch : {7, 40, 0}) {
     const std::string out = dir.file("index_" + std::to_string(batch) + ".h5");
     const auto result = index({dir.file("a.h5"), dir.file("b.h5")}, out, batch);
     EXPECT_EQ(result.occurrences, 500);
