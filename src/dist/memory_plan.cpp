@@ -28,6 +28,11 @@ int64_t encoder_bytes(const LayerShape& shape, bool bf16) {
   return shape.d_in * shape.d_sae * (bf16 ? 2 : 4) + 4 * (2 * shape.d_sae + shape.d_in);
 }
 
+int64_t transcoder_bytes(const LayerShape& shape) {
+  const int64_t d = shape.d_in, w = shape.transcoder_width;
+  return w > 0 ? 4 * (2 * d * w + 2 * w + 2 * d + d * d) : 0;
+}
+
 int64_t gpu_working_bytes(const LayerShape& shape, int64_t chunk_rows, int64_t max_tokens, int64_t heads) {
   const int64_t rows = std::max(chunk_rows, max_tokens + 1);
   const int64_t projections = ((heads + 1) * max_tokens + 2) * shape.d_sae * 4;
@@ -40,7 +45,7 @@ std::vector<RankMemory> plan_memory(const WorkPlan& plan, const MemoryPlanInput&
     RankMemory m;
     m.rank = r;
     for (int i : plan.group_for(r).layer_indices) {
-      m.encoders += encoder_bytes(in.layers[i], in.bf16);
+      m.encoders += encoder_bytes(in.layers[i], in.bf16) + transcoder_bytes(in.layers[i]);
       m.working = std::max(m.working, gpu_working_bytes(in.layers[i], in.chunk_rows, in.max_tokens, in.heads));
     }
     if (r == 0) m.model = in.model_bytes;

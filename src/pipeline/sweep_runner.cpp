@@ -380,7 +380,10 @@ void check_gpu_memory(const SweepOptions& o, const SweepInputs& in, const dist::
   // an out-of-memory error itself.
   if (!device.is_cuda() || !gpu_memory_supported()) return;
   dist::MemoryPlanInput mp;
-  for (const auto& c : in.sae_cfgs) mp.layers.push_back({c.d_in, c.d_sae});
+  for (size_t i = 0; i < in.sae_cfgs.size(); ++i) {
+    mp.layers.push_back({in.sae_cfgs[i].d_in, in.sae_cfgs[i].d_sae,
+                         in.transcoder_cfgs.empty() ? 0 : in.transcoder_cfgs[i].d_sae});
+  }
   mp.bf16 = o.sae_dtype == "bfloat16";
   mp.chunk_rows = o.chunk_rows;
   for (const auto& p : in.header.prompts) mp.max_tokens = std::max<int64_t>(mp.max_tokens, p.ids.size());

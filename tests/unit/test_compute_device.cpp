@@ -135,3 +135,21 @@ TEST(MemoryPlan, ParsesSizes) {
   EXPECT_EQ(dist::parse_bytes("1000000"), 1000000);
   EXPECT_NE(input_error_of([] { dist::parse_bytes("lots"); }).find("\"lots\" is not a size"), std::string::npos);
 }
+
+// sweep --mlp-transcoder: each layer's transcoder (float32 W_enc, W_dec, b_enc, threshold, b_dec and a W_skip
+// counted whether or not there is one) is added to its rank's encoders, so fewer layers fit on a GPU.
+TEST(MemoryPlan, TranscodersAreCountedOnTheirRanks) {
+  const dist::LayerShape plain{2304, 65536}, with{2304, 65536, 16384};
+  EXPECT_EQ(dist::transcoder_bytes(plain), 0);
+  EXPECT_EQ(dist::transcoder_bytes(with), 4LL * (2 * 2304 * 16384 + 2 * 16384 + 2 * 2304 + 2304LL * 2304));
+  dist::MemoryPlanInput in;
+  in.layers.assign(26, with);
+  in.max_tokens = 256;
+  in.heads = 8;
+  in.model_bytes = 10LL << 30;
+  const auto two = dist::plan_memory(dist::plan_work(2, std::vector<double>(26, 1.0)), in);
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[0].encoders + two[1].encoders, 26 * (dist::encoder_bytes(with, false) + dist::transcoder_bytes(with)));
+  // Without transcoders 5 GPUs of 16 GiB fit (the test above); each 16k transcoder adds 302 MiB per layer.
+  EXPECT_EQ(dist::min_ranks_that_fit(in, 16LL << 30), 6);
+}

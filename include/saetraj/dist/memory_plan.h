@@ -24,10 +24,16 @@ inline constexpr int64_t kGpuBytesPerChunkEntry = 15;
 
 struct LayerShape {
   int64_t d_in = 0, d_sae = 0;
+  int64_t transcoder_width = 0;  // sweep --mlp-transcoder: the layer's transcoder's width (0: none)
 };
 
 // W_enc (bf16 or float32) plus b_enc, b_dec and threshold (float32).
 int64_t encoder_bytes(const LayerShape& shape, bool bf16);
+
+// The layer's transcoder on its rank (0 without one), all float32: W_enc [d, w], W_dec [w, d], b_enc and
+// threshold [w], b_dec [d], and a W_skip [d, d] counted whether or not the transcoder has one; d = d_in
+// (sweep --mlp-transcoder requires d_in = d_out = d_model). Added to the rank's encoders.
+int64_t transcoder_bytes(const LayerShape& shape);
 
 // The GPU working set of one layer's encoding for prompts of up to max_tokens tokens (NOTE above).
 int64_t gpu_working_bytes(const LayerShape& shape, int64_t chunk_rows, int64_t max_tokens, int64_t heads);
