@@ -22,12 +22,12 @@ done
 /usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/s1.h5" "$WORK/s2.h5" "$WORK/s3.h5"
 
 # --mlp-transcoder: the MLP path (/mlp, format version 3) is identical too, and leaves /evolution as it was.
-echo "== --mlp-transcoder, 1, 2 and 3 ranks"
+echo "== --mlp-transcoder, 1, 2, 3 and 4 ranks (4: two ranks share a layer's queries)"
 sweep_args "$WORK/corpus.txt" --k 24 --top-t 6 --chunk-rows 40 --no-graphs --mlp-transcoder "$WORK/fx/transcoders/layer_{layer}"
-for n in 1 2 3; do
+for n in 1 2 3 4; do
   mpirun -n "$n" --oversubscribe "$BIN" "${common[@]}" --out "$WORK/m$n.h5"
 done
-/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/m1.h5" "$WORK/m2.h5" "$WORK/m3.h5"
+/usr/bin/python3 "$SRC/tests/mpi/compare_sweeps.py" "$WORK/m1.h5" "$WORK/m2.h5" "$WORK/m3.h5" "$WORK/m4.h5"
 /usr/bin/python3 - "$WORK/m1.h5" "$WORK/s1.h5" <<'PY'
 import sys, h5py, numpy as np
 m, s = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
