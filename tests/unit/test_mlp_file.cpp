@@ -229,7 +229,7 @@ TEST(MlpFile, BadTranscodersAreRefusedInOneLine) {
   EXPECT_THAT([&] { run(x); }, ThrowsMessage<InputError>(AllOf(HasSubstr("d_out = 48"), HasSubstr("d_model is 32"))));
 }
 
-TEST(MlpFile, MlpGroupInAVersion2FileIsRefused) {
+TEST(MlpFile, MlpInAVersion2FileAndBrokenMlpAreRefused) {
   saetraj::testing::TempDir dir;
   const auto o = options(dir.file("m.h5"), true);
   ASSERT_TRUE(run(o).complete);
@@ -245,6 +245,23 @@ TEST(MlpFile, MlpGroupInAVersion2FileIsRefused) {
   }
   EXPECT_THAT([&] { output::SweepReader::open(o.out); },
               ThrowsMessage<FormatError>(HasSubstr("reads versions 1 to 3")));
+  // A /mlp of the wrong shape, or with a transcoder list that does not match the layers.
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    output::write_attr(f, "format_version", int64_t{3});
+    H5Ldelete(f, "mlp/steps", H5P_DEFAULT);
+    output::write_vector(f, "mlp/steps", std::vector<int32_t>{1, 2, 3});
+  }
+  EXPECT_THAT([&] { output::SweepReader::open(o.out); },
+              ThrowsMessage<FormatError>(AllOf(HasSubstr(o.out + ": /mlp/steps has shape [3]; expected [2, "),
+                                               HasSubstr("(layers x queries)"))));
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    const auto group = output::h5_group(H5Gopen2(f, "mlp", H5P_DEFAULT), "/mlp");
+    output::write_attr(group, "transcoder_ids", std::vector<std::string>{"only one"});
+  }
+  EXPECT_THAT([&] { output::SweepReader::open(o.out); },
+              ThrowsMessage<FormatError>(HasSubstr(o.out + ": an attribute of /mlp holds 1 transcoders (ids or hooks) for 2 layers")));
 }
 
 // Step 4's JSON part: each length graph and the traced graph list the MLP path's newcomers with final position
