@@ -487,3 +487,27 @@ TEST(Index, BadInputsAreRefusedWithOneLineNamingTheFileAndField) {
   }
   EXPECT_THAT(index_error({a, b}, out), HasSubstr(b + ": /graphs/trajectories row 5 has source_token 99 for length"));
 }
+
+TEST(Index, SweepsWithoutTrajectoriesGiveAnIndexWithEveryDatasetEmpty) {
+  saetraj::testing::TempDir dir("saetraj-index-empty");
+  make_sweep(dir.file("a.h5"), 1, 2, 0);
+  make_sweep(dir.file("b.h5"), 2, 3, 0);
+  const auto out = dir.file("out.h5");
+  const auto r = index({dir.file("a.h5"), dir.file("b.h5")}, out);
+  EXPECT_EQ(r.occurrences, 0);
+  EXPECT_EQ(r.features, 0);
+  EXPECT_EQ(r.prompts, 5);
+  const auto f = open_index(out);
+  EXPECT_TRUE(read<int32_t>(f, "occurrences/prompt").empty());
+  EXPECT_TRUE(read<float>(f, "occurrences/heads").empty());
+  EXPECT_TRUE(read<int32_t>(f, "features/top_sources").empty());
+  EXPECT_TRUE(read<double>(f, "features/head_share_mean").empty());
+  EXPECT_TRUE(read<int32_t>(f, "vocab/id").empty());
+  EXPECT_EQ(read<int32_t>(f, "prompts/source"), (std::vector<int32_t>{0, 0, 1, 1, 1}));
+  const auto ds = output::h5_dataset(H5Dopen2(f, "features/top_sources", H5P_DEFAULT), "top_sources");
+  const auto space = output::h5_space(H5Dget_space(ds), "top_sources");
+  hsize_t dims[2] = {9, 9};
+  H5Sget_simple_extent_dims(space, dims, nullptr);
+  EXPECT_EQ(dims[0], 0u);
+  EXPECT_EQ(dims[1], 5u);
+}
