@@ -46,6 +46,7 @@ int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx)
   const auto r = pipeline::explain_sweep(file, o);
   std::cout << "explanations: " << r.written << " written to " << file << " (" << r.counts.missing
             << " features have none)\n";
+  for (const auto& dir : r.relabelled_dirs) std::cout << "feature labels set in " << dir << "\n";
   return 0;
 }
 

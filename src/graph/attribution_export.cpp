@@ -1,5 +1,6 @@
 #include "saetraj/graph/attribution_export.h"
 
+#include <charconv>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -71,6 +72,52 @@ std::string viewer_token(const std::string& token) {
   return out;
 }
 
+std::string feature_clerp(int layer, int feature, const std::string& source_label, int final_position,
+                          const std::map<std::pair<int, int>, std::string>* explanations) {
+  if (explanations) {
+    const auto explained = explanations->find({layer, feature});
+    if (explained != explanations->end()) return sanitize_utf8(explained->second);
+  }
+  return "L" + std::to_string(layer) + " #" + std::to_string(feature) + " from \"" + source_label + "\" (rank " +
+         std::to_string(final_position) + ")";
+}
+
+int64_t relabel_attribution_graph(json& doc, const std::map<std::pair<int, int>, std::string>& explanations,
+                                  const std::string& what) {
+  const auto tokens = doc.contains("metadata") && doc["metadata"].is_object()
+                          ? doc["metadata"].value("prompt_tokens", json::array())
+                          : json::array();
+  SAETRAJ_CHECK(doc.contains("nodes") && doc["nodes"].is_array(), FormatError, what, ": no \"nodes\" array");
+  int64_t changed = 0;
+  for (auto& node : doc["nodes"]) {
+    if (node.value("feature_type", "") != "cross layer transcoder") continue;
+    const auto& extra = node.value("saetraj", json::object());
+    const bool complete = node.contains("layer") && node["layer"].is_string() && extra.is_object() &&
+                          extra.contains("sae_index") && extra["sae_index"].is_number_integer() &&
+                          extra.contains("source_token") && extra["source_token"].is_number_integer() &&
+                          extra.contains("final_position") && extra["final_position"].is_number_integer();
+    SAETRAJ_CHECK(complete, FormatError, what, ": feature node ", node.value("node_id", std::string("?")),
+                  " lacks its layer or saetraj {sae_index, source_token, final_position}");
+    const int source = extra["source_token"].get<int>();
+    SAETRAJ_CHECK(source >= 0 && source < static_cast<int>(tokens.size()) && tokens[source].is_string(),
+                  FormatError, what, ": feature node ", node.value("node_id", std::string("?")), "'s source token ",
+                  source, " is not in metadata.prompt_tokens (", tokens.size(), " tokens)");
+    const std::string layer_text = node["layer"].get<std::string>();
+    int layer = -1;
+    const auto [end, ec] = std::from_chars(layer_text.data(), layer_text.data() + layer_text.size(), layer);
+    SAETRAJ_CHECK(ec == std::errc() && end == layer_text.data() + layer_text.size() && layer >= 0, FormatError, what,
+                  ": feature node ", node.value("node_id", std::string("?")), " has layer \"", layer_text,
+                  "\", not a layer number");
+    const std::string clerp = feature_clerp(layer, extra["sae_index"].get<int>(), tokens[source].get<std::string>(),
+                                            extra["final_position"].get<int>(), &explanations);
+    if (node.value("clerp", "") != clerp) {
+      node["clerp"] = clerp;
+      ++changed;
+    }
+  }
+  return changed;
+}
+
 json attribution_graph_json(const AttributionGraphInput& in) {
   const int n = static_cast<int>(in.tokens.size());
   SAETRAJ_CHECK(in.token_ids.size() == in.tokens.size(), InputError, "attribution graph ", in.slug, ": ",
@@ -96,20 +143,14 @@ json attribution_graph_json(const AttributionGraphInput& in) {
       SAETRAJ_CHECK(seen.insert(id).second, InputError, "attribution graph ", in.slug, ": feature ", feature,
                     " of layer ", e.to_layer, " arrives twice at token ", e.to_token);
       arrivals[{e.to_token, e.to_layer}].push_back(id);
-      const auto explained = in.explanations ? in.explanations->find({e.to_layer, feature})
-                                             : std::map<std::pair<int, int>, std::string>::const_iterator();
-      const bool has_explanation = in.explanations && explained != in.explanations->end();
       features.push_back({{"node_id", id},
                           {"feature", cantor_feature(e.to_layer, feature)},
                           {"layer", std::to_string(e.to_layer)},
                           {"ctx_idx", e.to_token},
                           {"feature_type", "cross layer transcoder"},
                           {"jsNodeId", id},
-                          {"clerp", has_explanation
-                                        ? sanitize_utf8(explained->second)
-                                        : "L" + std::to_string(e.to_layer) + " #" + std::to_string(feature) +
-                                              " from \"" + viewer_token(in.tokens[e.from_token]) + "\" (rank " +
-                                              std::to_string(final_position) + ")"},
+                          {"clerp", feature_clerp(e.to_layer, feature, viewer_token(in.tokens[e.from_token]),
+                                                  final_position, in.explanations)},
                           {"influence", nullptr},
                           {"activation", nullptr},
                           {"saetraj",

@@ -57,4 +57,28 @@ void ExportWriter::finish() {
   write_json_file(graphs_dir(settings_) + "/graph-metadata.json", {{"graphs", graphs_}}, "the graph index");
 }
 
+int64_t relabel_attribution_graphs(const std::string& dir,
+                                   const std::map<std::pair<int, int>, std::string>& explanations) {
+  namespace fs = std::filesystem;
+  const fs::path graphs = fs::path(dir) / "attribution_graphs";
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (fs::directory_iterator it(graphs, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto& p = it->path();
+    if (p.extension() == ".json" && p.filename() != "graph-metadata.json") files.push_back(p);
+  }
+  SAETRAJ_CHECK(!ec, IoError, "cannot list ", graphs.string(), ": ", ec.message());
+  for (const auto& p : files) {
+    std::ifstream in(p, std::ios::binary);
+    SAETRAJ_CHECK(in.is_open(), IoError, "cannot open ", p.string());
+    auto doc = nlohmann::json::parse(in, nullptr, false);
+    SAETRAJ_CHECK(!doc.is_discarded() && doc.is_object(), FormatError, p.string(),
+                  ": not an attribution graph (not a JSON object)");
+    if (relabel_attribution_graph(doc, explanations, p.string()) > 0) {
+      write_json_file(p.string(), doc, "the attribution graph");
+    }
+  }
+  return static_cast<int64_t>(files.size());
+}
+
 }  // namespace saetraj::graph

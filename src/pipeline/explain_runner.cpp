@@ -1,10 +1,15 @@
 #include "saetraj/pipeline/explain_runner.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <iostream>
+#include <regex>
 #include <set>
 
 #include "saetraj/core/error.h"
+#include "saetraj/graph/export_writer.h"
 #include "saetraj/output/sweep_reader.h"
+#include "saetraj/pipeline/graph_builder.h"
 
 namespace saetraj::pipeline {
 
@@ -51,6 +56,27 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
   }
   file.write_explanations(out);
   result.written = static_cast<int64_t>(out.size());
+
+  // The exports written before now carry the explanations too, as build_graphs would set them.
+  std::map<std::pair<int, int>, std::string> texts;
+  for (const auto& e : out) {
+    if (!e.text.empty()) texts[{e.layer, e.feature}] = e.text;
+  }
+  namespace fs = std::filesystem;
+  const fs::path graphs_dir = default_graphs_dir(sweep_path);
+  std::vector<fs::path> t_dirs;
+  std::error_code ec;
+  for (fs::directory_iterator it(graphs_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (std::regex_match(name, std::regex(R"(T\d+)")) && fs::is_directory(it->path() / "attribution_graphs")) {
+      t_dirs.push_back(it->path());
+    }
+  }
+  std::sort(t_dirs.begin(), t_dirs.end());
+  for (const auto& dir : t_dirs) {
+    result.relabelled_graphs += graph::relabel_attribution_graphs(dir.string(), texts);
+    result.relabelled_dirs.push_back((dir / "attribution_graphs").string());
+  }
   return result;
 }
 

@@ -14,9 +14,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
 #include "saetraj/graph/explanations.h"
@@ -670,18 +674,76 @@ TEST_F(Store, NamesTheFeatureWhenFetchingFails) {
 }
 
 
+// Runs the saetraj binary with `args` (a shell command line), its stdout and stderr in <dir>/<log>.out and
+// .err; returns its exit status.
+int run_saetraj(const TempDir& dir, const std::string& args, const std::string& log) {
+  const int status = std::system(
+      (std::string(SAETRAJ_BINARY) + " " + args + " > " + dir.file(log + ".out") + " 2> " + dir.file(log + ".err"))
+          .c_str());
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// `explain` after the sweep has exported its graphs: the attribution graphs it exported get the explanations
+// as their labels, exactly the files `graph` writes when it runs after `explain`.
+TEST(ExplainCommand, LabelsTheAttributionGraphsAlreadyExported) {
+  TempDir dir("saetraj-explain-labels");
+  auto run = [&](const std::string& args, const std::string& log) { return run_saetraj(dir, args, log); };
+  ASSERT_EQ(run("synth --out " + dir.file("fx") +
+                    " --layers 3 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96",
+                "synth"),
+            0);
+  ASSERT_EQ(run("sweep --model " + dir.file("fx/model") + " --sae '" + dir.file("fx/saes/layer_{layer}") +
+                    "' --prompt 'Anna gave the book to Ben' --prompt 'The sun rose over the hills' --k 16 "
+                    "--top-t 8 --out " + dir.file("s.h5"),
+                "sweep"),
+            0)
+      << read_file(dir.file("sweep.err"));
+  ASSERT_EQ(run("graph " + dir.file("s.h5") + " --top-t 8 4", "graph-before"), 0)
+      << read_file(dir.file("graph-before.err"));
+  const std::vector<std::string> graphs = {"T8/attribution_graphs/s-T8-p0000.json",
+                                           "T8/attribution_graphs/s-T8-p0001.json",
+                                           "T4/attribution_graphs/s-T4-p0000.json",
+                                           "T4/attribution_graphs/s-T4-p0001.json"};
+  auto labels = [&](const std::string& path) {
+    std::map<std::string, std::string> out;  // node_id -> clerp of the feature nodes
+    const auto doc = nlohmann::json::parse(read_file(path));
+    for (const auto& node : doc.at("nodes")) {
+      if (node["feature_type"] == "cross layer transcoder") out[node["node_id"]] = node["clerp"];
+    }
+    return out;
+  };
+  int features = 0;
+  for (const auto& g : graphs) {
+    ASSERT_TRUE(fs::exists(dir.file("s_graphs/" + g))) << g;
+    for (const auto& [id, clerp] : labels(dir.file("s_graphs/" + g))) {
+      EXPECT_EQ(clerp.rfind("L", 0), 0u) << clerp;  // saetraj's own label: "L<layer> #<feature> from ..."
+      ++features;
+    }
+  }
+  ASSERT_GT(features, 10);
+  ASSERT_EQ(run("explain " + dir.file("s.h5") + " --bulk-root " + dir.file("fx/explanations"), "explain"), 0)
+      << read_file(dir.file("explain.err"));
+  EXPECT_THAT(read_file(dir.file("explain.out")),
+              HasSubstr("feature labels set in " + dir.file("s_graphs/T4/attribution_graphs") + "\n"));
+  EXPECT_THAT(read_file(dir.file("explain.out")),
+              HasSubstr("feature labels set in " + dir.file("s_graphs/T8/attribution_graphs") + "\n"));
+  ASSERT_EQ(run("graph " + dir.file("s.h5") + " --top-t 8 4 --json-dir " + dir.file("rebuilt"), "graph"), 0)
+      << read_file(dir.file("graph.err"));
+  int explained = 0;
+  for (const auto& g : graphs) {
+    EXPECT_EQ(read_file(dir.file("s_graphs/" + g)), read_file(dir.file("rebuilt/" + g))) << g;
+    for (const auto& [id, clerp] : labels(dir.file("s_graphs/" + g))) explained += clerp.rfind("fires on", 0) == 0;
+  }
+  EXPECT_GT(explained, 4);  // the synthetic export's descriptions ("fires on ...") are the labels now
+}
+
 // The explain command as a user runs it, with the key in $NEURONPEDIA_API_KEY and a server that echoes
 // the key in an explanation and in an error body (across the 200-byte cut of the quoted body): the key
 // never reaches stdout, stderr, the cache or the
 // sweep file, on the failing run or on the successful one.
 TEST_F(FeatureApi, ExplainCommandNeverPrintsOrWritesTheKey) {
   TempDir dir("saetraj-key");
-  auto run = [&](const std::string& args, const std::string& log) {
-    const int status = std::system((std::string(SAETRAJ_BINARY) + " " + args + " > " + dir.file(log + ".out") +
-                                    " 2> " + dir.file(log + ".err"))
-                                       .c_str());
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  };
+  auto run = [&](const std::string& args, const std::string& log) { return run_saetraj(dir, args, log); };
   ASSERT_EQ(run("synth --out " + dir.file("fx") +
                     " --layers 2 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96",
                 "synth"),

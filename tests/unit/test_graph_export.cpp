@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <set>
@@ -25,6 +26,7 @@ namespace {
 using nlohmann::json;
 using saetraj::testing::read_file;
 using saetraj::testing::TempDir;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 using ::testing::ThrowsMessage;
 
@@ -131,6 +133,43 @@ TEST(AttributionExport, ExplanationsBecomeTheLabels) {
   EXPECT_EQ(doc["nodes"][5]["clerp"], "L1 #7 from \"A\" (rank 2)");  // none for (1, 7)
 }
 
+TEST(AttributionExport, RelabellingSetsTheLabelsTheExplanationsWouldHaveGiven) {
+  // A graph exported before `saetraj explain`, relabelled, is the graph exported after it; relabelling with
+  // no explanations gives back saetraj's labels.
+  auto in = sample_input();
+  const json plain = attribution_graph_json(in);
+  const std::map<std::pair<int, int>, std::string> explanations = {
+      {{1, 100}, "light sources \xFF"}, {{2, 9}, "nine"}, {{0, 100}, "not in the graph"}};
+  in.explanations = &explanations;
+  const json explained = attribution_graph_json(in);
+  json doc = plain;
+  EXPECT_EQ(relabel_attribution_graph(doc, explanations, "g.json"), 2);
+  EXPECT_EQ(doc, explained);
+  EXPECT_EQ(doc["nodes"][4]["clerp"], "light sources \uFFFD");
+  EXPECT_EQ(relabel_attribution_graph(doc, explanations, "g.json"), 0);
+  EXPECT_EQ(relabel_attribution_graph(doc, {}, "g.json"), 2);
+  EXPECT_EQ(doc, plain);
+  EXPECT_EQ(doc["nodes"][4]["clerp"], "L1 #100 from \"A\" (rank 0)");
+}
+
+TEST(AttributionExport, RelabellingRefusesGraphsItCannotLabel) {
+  const json good = attribution_graph_json(sample_input());
+  auto refused = [&](const std::function<void(json&)>& damage, const std::string& message) {
+    json doc = good;
+    damage(doc);
+    EXPECT_THAT([&] { relabel_attribution_graph(doc, {}, "dir/g.json"); },
+                ThrowsMessage<FormatError>(AllOf(HasSubstr("dir/g.json: "), HasSubstr(message))));
+  };
+  refused([](json& d) { d.erase("nodes"); }, "no \"nodes\" array");
+  refused([](json& d) { d["nodes"][4].erase("saetraj"); },
+          "feature node 1_100_3 lacks its layer or saetraj {sae_index, source_token, final_position}");
+  refused([](json& d) { d["nodes"][4]["saetraj"]["final_position"] = "0"; }, "feature node 1_100_3 lacks");
+  refused([](json& d) { d["nodes"][4]["layer"] = "x1"; }, "feature node 1_100_3 has layer \"x1\", not a layer number");
+  refused([](json& d) { d["nodes"][4]["saetraj"]["source_token"] = 4; },
+          "feature node 1_100_3's source token 4 is not in metadata.prompt_tokens (4 tokens)");
+  refused([](json& d) { d.erase("metadata"); }, "is not in metadata.prompt_tokens (0 tokens)");
+}
+
 TEST(AttributionExport, NoSourceSetWithoutOne) {
   auto in = sample_input();
   in.source_set.clear();
@@ -228,6 +267,33 @@ TEST(ExportWriter, WritesTheTableTheGraphsAndTheirIndex) {
   EXPECT_EQ(graph["links"].size(), 5u);
   EXPECT_EQ(graph["nodes"][6]["node_id"], "2_5_3");
   EXPECT_EQ(graph["nodes"][6]["clerp"], "five");
+}
+
+TEST(ExportWriter, RelabelsTheGraphsOfAFolder) {
+  // The graphs an ExportWriter wrote without explanations, relabelled, are byte for byte those it writes
+  // with them; the index is left alone.
+  TempDir tmp;
+  const std::map<std::pair<int, int>, std::string> explanations = {{{2, 5}, "five"}, {{1, 7}, "seven"}};
+  const auto in = sample_input();
+  for (const bool with : {false, true}) {
+    ExportWriter w({tmp.path() + (with ? "/with" : "/without"), "demo", 3, {0, 1, 2}, {"gemma-2-2b", ""}, {}, {},
+                    with ? explanations : std::map<std::pair<int, int>, std::string>{}});
+    for (const int prompt : {0, 7}) w.add_prompt({prompt, in.prompt, in.tokens, in.token_ids, in.traced, {}, {}, {}});
+    w.finish();
+  }
+  const std::string before = read_file(tmp.path() + "/without/attribution_graphs/demo-T3-p0007.json");
+  EXPECT_EQ(relabel_attribution_graphs(tmp.path() + "/without", explanations), 2);
+  for (const char* name : {"demo-T3-p0000.json", "demo-T3-p0007.json", "graph-metadata.json"}) {
+    EXPECT_EQ(read_file(tmp.path() + "/without/attribution_graphs/" + name),
+              read_file(tmp.path() + "/with/attribution_graphs/" + name))
+        << name;
+  }
+  EXPECT_NE(read_file(tmp.path() + "/with/attribution_graphs/demo-T3-p0007.json"), before);
+  saetraj::testing::write_file(tmp.path() + "/with/attribution_graphs/notes.json", "[1, 2");
+  EXPECT_THAT([&] { relabel_attribution_graphs(tmp.path() + "/with", explanations); },
+              ThrowsMessage<FormatError>(HasSubstr("notes.json: not an attribution graph (not a JSON object)")));
+  EXPECT_THAT([&] { relabel_attribution_graphs(tmp.path() + "/none", explanations); },
+              ThrowsMessage<IoError>(HasSubstr("cannot list " + tmp.path() + "/none/attribution_graphs")));
 }
 
 TEST(ExportWriter, UnwritableFolderIsAnIoError) {

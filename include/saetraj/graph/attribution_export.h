@@ -79,6 +79,19 @@ int64_t cantor_feature(int layer, int feature);
 // layers that are not analysed, token_ids and tokens differ in length, or a trajectory appears twice.
 nlohmann::json attribution_graph_json(const AttributionGraphInput& input);
 
+// A feature node's clerp: the explanation of (layer, feature) when `explanations` (may be null) has one,
+// else saetraj's label "L<layer> #<feature> from \"<source>\" (rank <final_position>)", `source_label` the
+// source token as the viewer shows it (viewer_token).
+std::string feature_clerp(int layer, int feature, const std::string& source_label, int final_position,
+                          const std::map<std::pair<int, int>, std::string>* explanations);
+// Sets the clerp of every feature node of `doc`, a document attribution_graph_json wrote, as
+// attribution_graph_json would have set it with `explanations`: how `saetraj explain` carries explanations
+// into graphs exported before it ran. Returns how many clerps changed. FormatError naming `what` when a
+// feature node lacks "layer", or "saetraj" {sae_index, source_token, final_position}, or its source token is
+// not in metadata.prompt_tokens.
+int64_t relabel_attribution_graph(nlohmann::json& doc, const std::map<std::pair<int, int>, std::string>& explanations,
+                                  const std::string& what);
+
 // The viewer's token label: circuit-tracer's local viewer shows newline, tab and carriage return as
 // U+23CE, U+2192 and U+21B5; invalid UTF-8 becomes U+FFFD.
 std::string viewer_token(const std::string& token);

@@ -59,4 +59,11 @@ class ExportWriter {
   nlohmann::json graphs_ = nlohmann::json::array();
 };
 
+// Sets the clerps of every attribution graph an ExportWriter wrote under `dir` (<out>_graphs/T<T>, each
+// attribution_graphs/<slug>.json; graph-metadata.json holds no nodes) from `explanations`
+// (relabel_attribution_graph), rewriting the files whose labels changed. Returns how many graphs it read.
+// IoError or FormatError naming the file.
+int64_t relabel_attribution_graphs(const std::string& dir,
+                                   const std::map<std::pair<int, int>, std::string>& explanations);
+
 }  // namespace saetraj::graph
