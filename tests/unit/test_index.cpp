@@ -41,8 +41,9 @@ struct Made {
 
 // A complete sweep file with `prompts` prompts and random graph tables (seeded), written through the
 // sweep writer and SweepReader::write_graphs; its evolution is left at the fill value (index never reads it).
+// extras: 0 no head or order columns, 1 both, 2 both with other head column names.
 Made make_sweep(const std::string& path, unsigned seed, int prompts, int rows, int64_t k = 8,
-                const std::string& model = "m", bool graphs = true, bool complete = true) {
+                const std::string& model = "m", bool graphs = true, bool complete = true, int extras = 1) {
   std::mt19937 rng(seed);
   const auto uniform = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   Made m;
@@ -105,10 +106,21 @@ Made make_sweep(const std::string& path, unsigned seed, int prompts, int rows, i
   }
   t.head_columns = static_cast<int64_t>(kHeadNames.size());
   t.head_column_names = kHeadNames;
+  if (extras == 2) t.head_column_names[3] = "h0";
   t.has_order = true;
   t.order_column_names = kOrderNames;
   t.order_value_columns = 6;
   t.order_value_column_names = kValueNames;
+  if (extras == 0) {
+    t.head_columns = t.order_value_columns = 0;
+    t.head_column_names.clear();
+    t.order_value_column_names.clear();
+    t.has_order = false;
+    t.order_column_names.clear();
+    t.trajectory_heads.clear();
+    t.trajectory_order.clear();
+    t.trajectory_order_values.clear();
+  }
   for (int f = 0; f < 10; f += 3) m.explanations.push_back({2, f, "seed " + std::to_string(seed) + " f" + std::to_string(f)});
   m.explanations.push_back({0, 1, ""});
   auto w = output::SweepReader::open(path, true);
@@ -510,4 +522,25 @@ TEST(Index, SweepsWithoutTrajectoriesGiveAnIndexWithEveryDatasetEmpty) {
   H5Sget_simple_extent_dims(space, dims, nullptr);
   EXPECT_EQ(dims[0], 0u);
   EXPECT_EQ(dims[1], 5u);
+}
+
+TEST(Index, HeadAndOrderColumnsOnlyWhenEverySourceHasThem) {
+  saetraj::testing::TempDir dir("saetraj-index-extras");
+  const auto a = dir.file("a.h5"), plain = dir.file("plain.h5"), other = dir.file("other.h5");
+  make_sweep(a, 1, 3, 30);
+  make_sweep(plain, 2, 3, 30, 8, "m", true, true, 0);
+  make_sweep(other, 3, 3, 30, 8, "m", true, true, 2);
+  const auto out = dir.file("out.h5");
+  EXPECT_EQ(index({a, plain}, out).occurrences, 60);
+  {
+    const auto f = open_index(out);
+    for (const char* name : {"occurrences/heads", "occurrences/order", "occurrences/order_values",
+                             "features/head_share_mean", "features/loo_agree", "features/shapley_agree"}) {
+      EXPECT_FALSE(output::link_exists(f, name)) << name;
+    }
+    EXPECT_TRUE(output::link_exists(f, "features/distance_median"));
+  }
+  EXPECT_EQ(index_error({a, other}, out),
+            other + " differs from " + a + " in the columns of /graphs/trajectory_heads: [jump, bias, unassigned, h0, "
+                                           "head 1] here, [jump, bias, unassigned, head 0, head 1] there");
 }
