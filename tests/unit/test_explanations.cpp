@@ -683,21 +683,31 @@ int run_saetraj(const TempDir& dir, const std::string& args, const std::string& 
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
+// A small synthetic GPT-2 with `layers` layers in <dir>/fx (SAEs and a Neuronpedia-style export of
+// explanations) and its sweep <dir>/s.h5 with `sweep_args` (prompts, --k, --top-t), graphs exported.
+::testing::AssertionResult synth_and_sweep(const TempDir& dir, int layers, const std::string& sweep_args) {
+  if (run_saetraj(dir,
+                  "synth --out " + dir.file("fx") + " --layers " + std::to_string(layers) +
+                      " --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96",
+                  "synth") != 0) {
+    return ::testing::AssertionFailure() << "synth failed: " << read_file(dir.file("synth.err"));
+  }
+  if (run_saetraj(dir,
+                  "sweep --model " + dir.file("fx/model") + " --sae '" + dir.file("fx/saes/layer_{layer}") + "' " +
+                      sweep_args + " --out " + dir.file("s.h5"),
+                  "sweep") != 0) {
+    return ::testing::AssertionFailure() << "sweep failed: " << read_file(dir.file("sweep.err"));
+  }
+  return ::testing::AssertionSuccess();
+}
+
 // `explain` after the sweep has exported its graphs: the attribution graphs it exported get the explanations
 // as their labels, exactly the files `graph` writes when it runs after `explain`.
 TEST(ExplainCommand, LabelsTheAttributionGraphsAlreadyExported) {
   TempDir dir("saetraj-explain-labels");
   auto run = [&](const std::string& args, const std::string& log) { return run_saetraj(dir, args, log); };
-  ASSERT_EQ(run("synth --out " + dir.file("fx") +
-                    " --layers 3 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96",
-                "synth"),
-            0);
-  ASSERT_EQ(run("sweep --model " + dir.file("fx/model") + " --sae '" + dir.file("fx/saes/layer_{layer}") +
-                    "' --prompt 'Anna gave the book to Ben' --prompt 'The sun rose over the hills' --k 16 "
-                    "--top-t 8 --out " + dir.file("s.h5"),
-                "sweep"),
-            0)
-      << read_file(dir.file("sweep.err"));
+  ASSERT_TRUE(synth_and_sweep(dir, 3, "--prompt 'Anna gave the book to Ben' --prompt 'The sun rose over the hills' "
+                                     "--k 16 --top-t 8"));
   ASSERT_EQ(run("graph " + dir.file("s.h5") + " --top-t 8 4", "graph-before"), 0)
       << read_file(dir.file("graph-before.err"));
   const std::vector<std::string> graphs = {"T8/attribution_graphs/s-T8-p0000.json",
@@ -744,14 +754,7 @@ TEST(ExplainCommand, LabelsTheAttributionGraphsAlreadyExported) {
 TEST_F(FeatureApi, ExplainCommandNeverPrintsOrWritesTheKey) {
   TempDir dir("saetraj-key");
   auto run = [&](const std::string& args, const std::string& log) { return run_saetraj(dir, args, log); };
-  ASSERT_EQ(run("synth --out " + dir.file("fx") +
-                    " --layers 2 --d-model 32 --d-mlp 64 --vocab 320 --context 48 --d-sae 96",
-                "synth"),
-            0);
-  ASSERT_EQ(run("sweep --model " + dir.file("fx/model") + " --sae '" + dir.file("fx/saes/layer_{layer}") +
-                    "' --prompt 'Anna gave the book to Ben' --k 4 --top-t 3 --out " + dir.file("s.h5"),
-                "sweep"),
-            0);
+  ASSERT_TRUE(synth_and_sweep(dir, 2, "--prompt 'Anna gave the book to Ben' --k 4 --top-t 3"));
   ::setenv("NEURONPEDIA_API_KEY", kSecret, 1);
   const std::string echoed = std::string(R"({"explanations":[{"description":"key )") + kSecret + "\"}]}";
   const std::string explain = "explain " + dir.file("s.h5") + " --fetch --cache-dir " + dir.file("cache") +
