@@ -4,7 +4,10 @@ Counts run over every (prompt, length) pair in the table: per layer, the feature
 trajectory newcomers; how far back their source tokens lie (last token of the length minus source token);
 and how many trajectories each layer has. For a sweep made with --heads, also per layer how often each
 attention head brought a feature in: the head with the largest signed part of the feature's pre-activation
-jump at its entry step (NOTE in include/saetraj/sweep/head_split.h).
+jump at its entry step (NOTE in include/saetraj/sweep/head_split.h). For a sweep made with
+--mlp-transcoder, also per layer the number of MLP newcomers (features the MLP's terms brought into
+resid_post's top-k list with final position <= T) over every query of the same prompts, next to the
+attention trajectories.
 """
 
 import html
@@ -45,6 +48,9 @@ class CorpusSummary:
     # and the share whose prompt-order source token is also the largest Shapley / leave-one-out contributor
     # (sweep --orders)
     order_agreement: dict = None
+    # layer -> number of MLP newcomers with final position <= T over every query of the summarised prompts
+    # (sweep --mlp-transcoder)
+    mlp_counts: dict = None
 
 
 def summarise(sweep, graphs, top_n=10):
@@ -79,8 +85,14 @@ def summarise(sweep, graphs, top_n=10):
             order_agreement[layer] = {"trajectories": n,
                                       "shapley_agree": float(rows[:, 3].mean()) if n else None,
                                       "loo_agree": float(rows[:, 2].mean()) if n else None}
+    mlp_counts = None
+    if sweep.has_mlp:
+        # The prompts the table summarises: those with rows in it.
+        prompts = [int(p) for p in np.unique(table["prompt"])]
+        mlp_counts = {layer: sum(len(sweep.mlp_newcomers(p, layer, q, graphs.top_t)) for p in prompts
+                                 for q in range(1, sweep.n_tokens(p))) for layer in layers}
     return CorpusSummary(graphs.top_t, int(len(np.unique(table["prompt"]))), layers, top_features,
-                         [int(c) for c in counts], layer_counts, head_counts, order_agreement)
+                         [int(c) for c in counts], layer_counts, head_counts, order_agreement, mlp_counts)
 
 
 def summary_data(summary):
@@ -92,7 +104,9 @@ def summary_data(summary):
             "head_counts": None if summary.head_counts is None
             else {str(l): c for l, c in summary.head_counts.items()},
             "order_agreement": None if summary.order_agreement is None
-            else {str(l): a for l, a in summary.order_agreement.items()}}
+            else {str(l): a for l, a in summary.order_agreement.items()},
+            "mlp_counts": None if summary.mlp_counts is None
+            else {str(l): c for l, c in summary.mlp_counts.items()}}
 
 
 def _grid(summary):
@@ -178,12 +192,21 @@ def plot_corpus_png(summary, out_path):
     hist.set_ylabel("trajectories")
     hist.set_title("Distance of source tokens")
 
-    bars.bar(range(n_layers), [summary.layer_counts[l] for l in summary.layers], color=style.BLUE)
+    if summary.mlp_counts is None:
+        bars.bar(range(n_layers), [summary.layer_counts[l] for l in summary.layers], color=style.BLUE)
+    else:
+        x = np.arange(n_layers)
+        bars.bar(x - 0.2, [summary.layer_counts[l] for l in summary.layers], width=0.4, color=style.BLUE,
+                 label="attention (trajectories)")
+        bars.bar(x + 0.2, [summary.mlp_counts[l] for l in summary.layers], width=0.4, color=style.PURPLE,
+                 label="MLP newcomers")
+        bars.legend(fontsize=8, frameon=False)
     bars.set_xticks(range(n_layers))
     bars.set_xticklabels([str(l) for l in summary.layers], fontsize=8, rotation=90 if n_layers > 30 else 0)
     bars.set_xlabel("layer")
-    bars.set_ylabel("trajectories")
-    bars.set_title("Trajectories per layer")
+    bars.set_ylabel("trajectories" if summary.mlp_counts is None else "newcomers")
+    bars.set_title("Trajectories per layer" if summary.mlp_counts is None
+                   else "Newcomers per layer: attention and MLP")
     fig.tight_layout()
     fig.savefig(out_path)
     plt.close(fig)
@@ -200,7 +223,9 @@ def write_corpus_html(summary, out_path):
                       for col, f in enumerate(listed)] + [""] * (counts.shape[1] - len(listed)))
     heads = summary.head_counts is not None
     titles = ["Features most often trajectory newcomers, per layer",
-              "Distance of source tokens (last token \u2212 source token)", "Trajectories per layer"]
+              "Distance of source tokens (last token \u2212 source token)",
+              "Trajectories per layer" if summary.mlp_counts is None
+              else "Newcomers per layer: attention trajectories and MLP newcomers"]
     heights = [max(len(summary.layers), 4) * 0.06 + 0.3, 0.3, 0.3]
     if heads:
         titles.append("Which head brought features in (largest signed part of the entry jump), per layer")
@@ -227,6 +252,13 @@ def write_corpus_html(summary, out_path):
     fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers],
                          y=[summary.layer_counts[l] for l in summary.layers],
                          marker_color=style.BLUE, name="trajectories per layer"), row=3, col=1)
+    if summary.mlp_counts is not None:
+        fig.add_trace(go.Bar(x=[f"L{l}" for l in summary.layers],
+                             y=[summary.mlp_counts[l] for l in summary.layers], marker_color=style.PURPLE,
+                             name="MLP newcomers per layer",
+                             hovertext=[f"layer {l}: {summary.mlp_counts[l]} MLP newcomers, "
+                                        f"{summary.layer_counts[l]} attention trajectories"
+                                        for l in summary.layers], hoverinfo="text"), row=3, col=1)
     if heads:
         n_heads = max(len(c) for c in summary.head_counts.values())
         z = [summary.head_counts[l] for l in summary.layers]

@@ -1,4 +1,5 @@
-"""Static picture of a traced trajectory graph: x = token position, y = layer (SPEC "Edge styling")."""
+"""Static picture of a traced trajectory graph: x = token position, y = layer (SPEC "Edge styling"). For a
+sweep made with --mlp-transcoder, a ring marks the vertices where MLP newcomers arrived, with their count."""
 
 import matplotlib
 
@@ -29,6 +30,13 @@ def plot_traced_graph(graph, out_path):
     if graph.nodes:
         ax.scatter([n.token for n in graph.nodes], [n.layer for n in graph.nodes], s=22, color="#333333",
                    zorder=3)
+    with_mlp = [n for n in graph.nodes if n.mlp_newcomers]
+    if with_mlp:
+        ax.scatter([n.token for n in with_mlp], [n.layer for n in with_mlp], s=110, facecolors="none",
+                   edgecolors=style.GREEN, linewidths=1.6, zorder=4)
+        for n in with_mlp:
+            ax.annotate(str(len(n.mlp_newcomers)), (n.token, n.layer), xytext=(5, 4), textcoords="offset points",
+                        fontsize=7, color=style.GREEN, zorder=5)
 
     ax.set_xticks(positions)
     ax.set_xticklabels([style.mpl_label(style.token_label(t)) for t in graph.tokens[1:]], rotation=60,
@@ -51,6 +59,9 @@ def plot_traced_graph(graph, out_path):
     for n in (1, 4, 16):
         handles.append(Line2D([], [], color=style.PURPLE, linewidth=style.edge_width(n),
                               label=f"{n} trajector{'y' if n == 1 else 'ies'}"))
+    if graph.has_mlp:
+        handles.append(Line2D([], [], marker="o", markersize=8, markerfacecolor="none", color=style.GREEN,
+                              linestyle="none", label="MLP newcomers arrived (count)"))
     # Above the plot, between the axes and the title, where it cannot hide edges.
     ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=len(handles), fontsize=8,
               frameon=False, borderaxespad=0.2)

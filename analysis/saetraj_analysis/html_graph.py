@@ -1,6 +1,7 @@
 """Interactive, self-contained HTML of a traced trajectory graph (plotly.js embedded, works offline).
 
-Hovering a vertex shows layer readout, arriving newcomers with explanations and the top 5 features;
+Hovering a vertex shows layer readout, arriving newcomers with explanations, the MLP newcomers (sweep
+--mlp-transcoder: the transcoder feature or term that brought each in) and the top 5 features;
 hovering the middle of an edge shows its trajectories. The graph data is also embedded as JSON in
 <script type="application/json" id="saetraj-graph-data"> for tools and tests.
 """
@@ -66,6 +67,13 @@ def _order(t):
             f"Shapley {_yes(o.shapley_agrees)}]")
 
 
+def _mlp_term(m):
+    """'transcoder feature 17 (activation 0.53)' or 'the bias term' (skip, error): what brought it in."""
+    if m.term == "feature":
+        return f"transcoder feature {m.transcoder_feature} (activation {m.transcoder_activation:.3g})"
+    return f"the {m.term} term"
+
+
 def node_hover(graph, node):
     lines = [f"<b>token {_token(graph, node.token)}, layer {node.layer}</b>",
              f"<i>readout of layer {node.layer} at the last token:</i>"]
@@ -74,6 +82,13 @@ def node_hover(graph, node):
     lines += ([f"{INDENT}f{t.feature} from token {_token(graph, t.source_token)}, final position "
               f"{t.final_position}{_heads(t)}{_order(t)}: {_explained(t.explanation)}" for t in node.newcomers]
               or [f"{INDENT}none"])
+    if graph.has_mlp:
+        lines.append(f"<i>MLP newcomers arriving here (layer {node.layer}'s MLP, query {node.token}; final "
+                     f"position in resid_post's top-k):</i>")
+        lines += ([f"{INDENT}f{a.newcomer.feature} via {_mlp_term(a.newcomer)}, step {a.newcomer.step} of "
+                   f"{a.newcomer.steps - 1}, final position {a.newcomer.final_position} "
+                   f"({a.newcomer.activation:.3g}): {_explained(a.explanation)}" for a in node.mlp_newcomers]
+                  or [f"{INDENT}none"])
     lines.append("<i>top 5 features here:</i>")
     lines += [f"{INDENT}#{f.rank} f{f.feature} ({f.activation:.3g}): {_explained(f.explanation)}"
               for f in node.top_features] or [f"{INDENT}none active"]
@@ -121,6 +136,14 @@ def graph_data(graph):
               "top_features": [{"rank": f.rank, "feature": f.feature, "activation": f.activation,
                                 "explanation": f.explanation} for f in n.top_features],
               "hover": node_hover(graph, n)} for n in graph.nodes]
+    if graph.has_mlp:
+        for node, n in zip(nodes, graph.nodes):
+            node["mlp_newcomers"] = [
+                {"feature": a.newcomer.feature, "final_position": a.newcomer.final_position,
+                 "activation": a.newcomer.activation, "step": a.newcomer.step, "steps": a.newcomer.steps,
+                 "term": a.newcomer.term, "transcoder_feature": a.newcomer.transcoder_feature,
+                 "transcoder_activation": a.newcomer.transcoder_activation, "explanation": a.explanation}
+                for a in n.mlp_newcomers]
     edges = [{"from": [e.from_token, e.from_layer], "to": [e.to_token, e.to_layer],
               "num_trajectories": e.num_trajectories, "best_final_position": e.best_final_position,
               "trajectories": [trajectory(t) for t in e.trajectories], "hover": edge_hover(graph, e)}
@@ -157,6 +180,13 @@ def _figure(graph, data):
             hovertext=[d["hover"] for _, d in picked], hoverinfo="text",
             name="edges with trajectories" if carrying else "0-trajectory edges"))
 
+    with_mlp = [n for n in graph.nodes if n.mlp_newcomers]
+    if with_mlp:
+        # A ring around the vertex, under its hover target: MLP newcomers arrived here (the hover lists them).
+        fig.add_trace(go.Scatter(
+            x=[n.token for n in with_mlp], y=[n.layer for n in with_mlp], mode="markers",
+            marker={"size": 19, "color": "rgba(0,0,0,0)", "line": {"width": 2, "color": style.GREEN}},
+            hoverinfo="skip", name="MLP newcomers arrived"))
     fig.add_trace(go.Scatter(
         x=[n.token for n in graph.nodes], y=[n.layer for n in graph.nodes], mode="markers",
         marker={"size": 11, "color": "#333333", "line": {"width": 1, "color": "white"}},

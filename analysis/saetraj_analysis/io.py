@@ -1,4 +1,4 @@
-"""Reading a saetraj sweep file (SPEC section 3, format versions 1 and 2).
+"""Reading a saetraj sweep file (SPEC section 3, format versions 1 to 3; 3 adds /mlp, the MLP path).
 
 `Sweep` opens the file, checks the format attributes and the shape of every dataset once, and then
 answers the questions the plots ask: a prompt's tokens, the evolution table of (prompt, layer, query),
@@ -16,8 +16,10 @@ import numpy as np
 from .errors import SweepFormatError, SweepInputError
 
 FORMAT_NAME = "saetraj-sweep"
-FORMAT_VERSION = 3          # newest read: 2 (v1 + optional /heads, /order), 3 with /mlp (not read here)
+FORMAT_VERSION = 3          # newest read: 2 (v1 + optional /heads, /order), 3 with /mlp
 OLDEST_FORMAT_VERSION = 1  # still read
+MLP_FORMAT_VERSION = 3     # the oldest version that may hold /mlp
+MLP_TERMS = ("feature", "bias", "skip", "error")  # /mlp/slots column 1 (NOTE The MLP path, sweep_file.h)
 READOUT_TOP = 5
 
 TRAJECTORY_FIELDS = ("prompt", "length", "layer", "source_token", "feature", "final_position")
@@ -78,6 +80,20 @@ class GraphTables:
                            None if self.trajectory_heads is None else self.trajectory_heads[mine],
                            None if self.trajectory_order is None else self.trajectory_order[mine],
                            None if self.trajectory_order_values is None else self.trajectory_order_values[mine])
+
+
+@dataclass(frozen=True)
+class MlpNewcomer:
+    """A feature of the layer's residual SAE that entered the top-k list while the MLP's terms were added to
+    resid_mid (sweep --mlp-transcoder; NOTE The MLP path in include/saetraj/output/sweep_file.h)."""
+    feature: int                  # residual SAE feature
+    final_position: int           # its place in the top-k list of resid_post (0 = largest)
+    activation: float             # its activation there
+    step: int                     # the MLP step that brought it in (1 .. steps - 1)
+    steps: int                    # rows of that MLP path: resid_mid ... resid_post
+    term: str                     # the kind of term added at that step: feature, bias, skip or error
+    transcoder_feature: int       # the transcoder feature added at that step (None unless term is feature)
+    transcoder_activation: float  # that transcoder feature's activation (None unless term is feature)
 
 
 @dataclass(frozen=True)
@@ -229,10 +245,76 @@ class Sweep:
         if "graphs" not in root:
             self._fail("missing group /graphs")
 
+        self._check_mlp(n_layers)
+
         if "explanations" in root:
             layer = self._dataset("explanations/layer", "i", (None,))
             self._dataset("explanations/feature", "i", (layer.shape[0],))
             self._dataset("explanations/text", "S", (layer.shape[0],))
+
+    def _check_mlp(self, n_layers):
+        """/mlp: one entry per (layer, query) for the queries 1..N-1 of every prompt, prompt after prompt."""
+        self._mlp_offset = np.concatenate([[0], np.cumsum(self._n_tokens - 1)]).astype(np.int64)
+        if "mlp" not in self._file:
+            self.mlp_transcoders = None
+            return
+        if self.format_version < MLP_FORMAT_VERSION:
+            self._fail(f"holds /mlp but its format_version is {self.format_version}; /mlp needs version "
+                       f"{MLP_FORMAT_VERSION} (the file is damaged or was edited)")
+        group = self._file["mlp"]
+        names = {}
+        for attr in ("transcoder_ids", "transcoder_hooks", "transcoder_hooks_out"):
+            values = [_text(v) for v in np.asarray(self._attr(group, attr, "/mlp")).ravel()]
+            if len(values) != n_layers:
+                self._fail(f"attribute '{attr}' of /mlp has {len(values)} entries; expected {n_layers}, "
+                           f"one per analysed layer")
+            names[attr] = values
+        self.mlp_transcoders = names["transcoder_ids"]
+        queries, k = int(self._mlp_offset[-1]), self.k
+        self._mlp = {
+            "steps": self._dataset("mlp/steps", "i", (n_layers, queries)),
+            "final_indices": self._dataset("mlp/final_indices", "i", (n_layers, queries, k)),
+            "final_values": self._dataset("mlp/final_values", "f", (n_layers, queries, k)),
+            "slots": self._dataset("mlp/slots", "i", (n_layers, queries, k, 3)),
+            "activation": self._dataset("mlp/activation", "f", (n_layers, queries, k)),
+        }
+
+    @property
+    def has_mlp(self):
+        """Whether the sweep ran with --mlp-transcoder (the file holds /mlp)."""
+        return self.mlp_transcoders is not None
+
+    def mlp_newcomers(self, prompt, layer, q, top_t=None):
+        """The MLP newcomers of (prompt, layer, query q): the features of resid_post's top-k list that the
+        MLP's terms brought in (/mlp/slots step >= 1), by final position; with top_t, only those whose final
+        position is <= top_t (as trajectories are kept). Empty for a file without /mlp."""
+        if not self.has_mlp:
+            return []
+        n = self.n_tokens(prompt)
+        if not 1 <= q <= n - 1:
+            raise SweepInputError(f"{self.path}: query {q} is out of range for prompt {prompt} "
+                                  f"({n} tokens: queries 1..{n - 1})")
+        i, at = self.layer_index(layer), int(self._mlp_offset[prompt]) + q - 1
+        steps = int(self._mlp["steps"][i, at])
+        ids = self._mlp["final_indices"][i, at]
+        values = self._mlp["final_values"][i, at]
+        slots = self._mlp["slots"][i, at]
+        activation = self._mlp["activation"][i, at]
+        found = []
+        for slot in range(self.k):
+            step, kind, unit = (int(v) for v in slots[slot])
+            if step < 1 or (top_t is not None and slot > top_t):
+                continue
+            if not 0 <= kind < len(MLP_TERMS) or step >= steps or int(ids[slot]) < 0 \
+                    or (kind == 0) != (unit >= 0):
+                self._fail(f"/mlp/slots[{i}, {at}, {slot}] (prompt {prompt}, layer {layer}, query {q}) is "
+                           f"step {step}, term {kind}, transcoder feature {unit} for feature {int(ids[slot])} "
+                           f"of {steps} steps; expected a step in 1..{steps - 1}, a term in 0..3 and a "
+                           f"transcoder feature exactly when the term is 0 (feature)")
+            found.append(MlpNewcomer(int(ids[slot]), slot, float(values[slot]), step, steps, MLP_TERMS[kind],
+                                     unit if kind == 0 else None,
+                                     float(activation[slot]) if kind == 0 else None))
+        return found
 
     # ----- prompts and tokens -----------------------------------------------------------------------
 

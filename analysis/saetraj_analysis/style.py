@@ -15,6 +15,7 @@ BLUE = "#2c4bd8"
 GOLD = "#d4a017"
 LIGHT_BLUE = "#a6cee3"
 GREY = "#9a9a9a"
+GREEN = "#1a9641"  # vertices where MLP newcomers arrived (sweep --mlp-transcoder)
 
 RANK_CMAP = LinearSegmentedColormap.from_list("saetraj_rank", [RED, PURPLE, BLUE])
 # The same scale for plotly, as (position, colour) stops.

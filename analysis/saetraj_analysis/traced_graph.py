@@ -4,7 +4,10 @@ Edges come from /graphs/traced_edges; edges touching the BOS column (token 0) ar
 study's pictures. An edge (j, p) -> (t, l) belongs to the graph of length t+1, so its trajectories are the
 rows of /graphs/trajectories with length t+1, layer l and source token j. A vertex (t, l) is annotated with
 layer l's readout (taken at the prompt's last token), the newcomers arriving there (trajectories of length
-t+1 at layer l) and its top 5 features (layer l, length t+1, last step s = t+1 of the evolution).
+t+1 at layer l) and its top 5 features (layer l, length t+1, last step s = t+1 of the evolution). For a
+sweep made with --mlp-transcoder, a vertex (t, l) also lists the MLP newcomers of layer l at query t: the
+features the MLP's terms brought into resid_post's top-k list with final position <= T, each with the
+transcoder feature (or bias, skip, error term) that brought it in.
 """
 
 from dataclasses import dataclass, field
@@ -96,6 +99,13 @@ class TopFeature:
     explanation: str
 
 
+@dataclass(frozen=True)
+class MlpArrival:
+    """An MLP newcomer at a vertex (an io.MlpNewcomer) with the explanation of its residual feature."""
+    newcomer: object
+    explanation: str  # None when the file holds no explanation for the feature
+
+
 @dataclass
 class Node:
     token: int
@@ -103,6 +113,7 @@ class Node:
     readout: list
     newcomers: list = field(default_factory=list)
     top_features: list = field(default_factory=list)
+    mlp_newcomers: list = field(default_factory=list)  # [MlpArrival], by final position
 
 
 @dataclass
@@ -125,6 +136,7 @@ class TracedGraph:
     top_t: int
     nodes: list
     edges: list
+    has_mlp: bool = False  # the sweep ran with --mlp-transcoder: vertices list their MLP newcomers
 
 
 def _trajectories(sweep, table, length, layer, source_token=None, heads=None, order=None, order_values=None):
@@ -175,6 +187,8 @@ def build_traced_graph(sweep, prompt, graphs):
     nodes = [Node(token, layer, sweep.readout(prompt, layer),
                   _trajectories(sweep, trajectories, token + 1, layer, heads=tables.trajectory_heads,
                                 order=tables.trajectory_order, order_values=tables.trajectory_order_values),
-                  _top_features(sweep, prompt, token, layer)) for token, layer in vertices]
+                  _top_features(sweep, prompt, token, layer),
+                  [MlpArrival(m, sweep.explanation(layer, m.feature))
+                   for m in sweep.mlp_newcomers(prompt, layer, token, graphs.top_t)]) for token, layer in vertices]
     return TracedGraph(prompt, sweep.prompt_text(prompt), sweep.tokens(prompt),
-                       [int(l) for l in sweep.layers], graphs.top_t, nodes, edges)
+                       [int(l) for l in sweep.layers], graphs.top_t, nodes, edges, sweep.has_mlp)

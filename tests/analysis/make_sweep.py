@@ -129,6 +129,9 @@ class SweepTruth:
     trajectories: np.ndarray = None
     edges: np.ndarray = None
     traced_edges: np.ndarray = None
+    # sweep with mlp=True: (prompt, layer, q) -> (steps, [(feature, final_position, value, step, term,
+    # transcoder_feature, transcoder_activation)] of every newcomer, whatever its final position)
+    mlp: dict = None
 
 
 def _graph_tables(truth, top_t):
@@ -153,9 +156,32 @@ def _write_graphs(h5, name, top_t, tables):
         group.create_dataset(table_name, data=table)
 
 
+MLP_TERMS = ("feature", "bias", "skip", "error")
+
+
+def mlp_records(rng, k, n_features):
+    """One (layer, query)'s MLP path: its step count and the newcomers of resid_post's top-k list, as the
+    explicit records the tests expect; some final slots stay empty, most newcomers come from features."""
+    steps = int(rng.integers(3, 12))
+    filled = int(rng.integers(k - 2, k + 1))
+    features = rng.choice(n_features, size=filled, replace=False)
+    values = np.sort(rng.random(filled).astype(np.float32) + 0.1)[::-1]
+    newcomers = []
+    for slot in range(filled):
+        if rng.random() < 0.5:
+            continue
+        term = int(rng.choice(4, p=[0.7, 0.1, 0.1, 0.1]))
+        unit = int(rng.integers(0, 200)) if term == 0 else None
+        act = float(np.float32(rng.random() * 3 + 0.01)) if term == 0 else None
+        newcomers.append((int(features[slot]), slot, float(values[slot]), int(rng.integers(1, steps)),
+                          MLP_TERMS[term], unit, act))
+    return steps, features, values, newcomers
+
+
 def write_sweep(path, prompts=None, layers=(3, 4, 5, 6), k=8, top_t=3, seed=0, n_features=24,
-                explanations=True, extra_top_t=(), done=None):
-    """Writes a sweep file to `path` and returns its SweepTruth."""
+                explanations=True, extra_top_t=(), done=None, mlp=False):
+    """Writes a sweep file to `path` and returns its SweepTruth. mlp=True writes a format version 3 file
+    with /mlp (random records, kept in truth.mlp)."""
     prompts = prompts or DEFAULT_PROMPTS
     layers = list(layers)
     rng = np.random.default_rng(seed)
@@ -189,9 +215,34 @@ def write_sweep(path, prompts=None, layers=(3, 4, 5, 6), k=8, top_t=3, seed=0, n
     tables = _graph_tables(truth, top_t)
     truth.trajectories, truth.edges, truth.traced_edges = tables
 
+    if mlp:
+        # Encoded in the layout of /mlp from the explicit records; readers decode it back.
+        queries = sum(len(t) - 1 for t in prompts)
+        mlp_data = {"steps": np.zeros((len(layers), queries), np.int32),
+                    "final_indices": np.full((len(layers), queries, k), -1, np.int32),
+                    "final_values": np.zeros((len(layers), queries, k), np.float32),
+                    "slots": np.full((len(layers), queries, k, 3), -1, np.int32),
+                    "activation": np.full((len(layers), queries, k), np.nan, np.float32)}
+        truth.mlp = {}
+        at = 0
+        for p, tokens in enumerate(prompts):
+            for q in range(1, len(tokens)):
+                for i, layer in enumerate(layers):
+                    steps, features, final_values, newcomers = mlp_records(rng, k, n_features)
+                    truth.mlp[(p, layer, q)] = (steps, newcomers)
+                    mlp_data["steps"][i, at] = steps
+                    mlp_data["final_indices"][i, at, :len(features)] = features
+                    mlp_data["final_values"][i, at, :len(final_values)] = final_values
+                    for feature, slot, _, step, term, unit, act in newcomers:
+                        kind = MLP_TERMS.index(term)
+                        mlp_data["slots"][i, at, slot] = (step, kind, -1 if unit is None else unit)
+                        if act is not None:
+                            mlp_data["activation"][i, at, slot] = act
+                at += 1
+
     with h5py.File(path, "w") as h5:
         h5.attrs["format"] = "saetraj-sweep"
-        h5.attrs["format_version"] = np.int32(1)
+        h5.attrs["format_version"] = np.int32(3 if mlp else 1)
         h5.attrs["model"] = "synthetic"
         h5.attrs["architecture"] = "GPT2LMHeadModel"
         h5.attrs["d_model"] = np.int32(16)
@@ -219,6 +270,14 @@ def write_sweep(path, prompts=None, layers=(3, 4, 5, 6), k=8, top_t=3, seed=0, n
         h5.create_dataset("readout/probs", data=readout_probs)
         h5.create_dataset("readout/token_text", data=readout_text, dtype=strings)
         _write_graphs(h5, "graphs", top_t, tables)
+        if mlp:
+            group = h5.create_group("mlp")
+            for attr, stem in (("transcoder_ids", "tc"), ("transcoder_hooks", "mlp_in"),
+                               ("transcoder_hooks_out", "mlp_out")):
+                group.attrs.create(attr, data=[f"{stem}-{layer}" for layer in layers], dtype=strings)
+            group.attrs.create("kinds", data=list(MLP_TERMS), dtype=strings)
+            for name, data in mlp_data.items():
+                group.create_dataset(name, data=data)
         for other in extra_top_t:
             _write_graphs(h5, f"graphs_T{other}", other, _graph_tables(truth, other))
         if explanations:
