@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <iomanip>
 #include <iostream>
@@ -489,7 +490,18 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
   mine.shrink_to_fit();
   const int64_t F = static_cast<int64_t>(feature_layer.size());
 
-  // ---- The file: everything known now, written by rank 0. ----
+  // ---- The file: everything known now, written by rank 0. It is written as OUT.partial and renamed to
+  // OUT once complete, so that a failed or interrupted run never leaves a partial OUT behind (a serial run
+  // removes OUT.partial when it fails; under MPI the abort leaves it). ----
+  const std::string partial = o.out + ".partial";
+  struct RemovePartial {
+    const std::string& path;
+    bool armed;
+    ~RemovePartial() {
+      std::error_code ec;
+      if (armed && std::uncaught_exceptions() > 0) fs::remove(path, ec);
+    }
+  } remove_partial{partial, me == 0};
   run_on_root(comm, [&] {
     output::IndexHeader h;
     h.model = attrs.model;
@@ -547,7 +559,7 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
       h.order_column_names = first.shape.order_column_names;
       h.order_value_column_names = first.shape.order_value_column_names;
     }
-    output::create_index_file(o.out, h, o.overwrite);
+    output::create_index_file(partial, h, true);
   });
 
   // ---- Pass 2: every row to its place (NOTE Placing the rows). ----
@@ -557,7 +569,7 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
     const int64_t stride = 8 + 4 * (ints + head_columns + (order ? 4 + order_value_columns : 0));
     const int64_t round_rows = window * R;
     const int64_t rounds = (N + round_rows - 1) / round_rows;
-    output::ParallelIndexFile file(o.out, comm);
+    output::ParallelIndexFile file(partial, comm);
     int64_t scans = static_cast<int64_t>(my_batches.size());
     comm.allreduce_max(&scans, 1);
     PhaseProgress pp(progress && N > 1000000, "placing", N, true);
@@ -690,7 +702,7 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
 
   // ---- Pass 3: the aggregates, each rank for the features that start in its share of the rows. ----
   {
-    output::ParallelIndexFile file(o.out, comm);
+    output::ParallelIndexFile file(partial, comm);
     int64_t f_begin = std::lower_bound(feature_start.begin(), feature_start.end(), my_begin) - feature_start.begin();
     int64_t f_end = std::lower_bound(feature_start.begin(), feature_start.end(), my_end) - feature_start.begin();
     if (me + 1 == R) f_end = F;
@@ -724,6 +736,11 @@ IndexResult build_index(const IndexOptions& o, const dist::Communicator& comm) {
     file.close();
   }
   comm.barrier();
+  run_on_root(comm, [&] {
+    std::error_code ec;
+    fs::rename(partial, o.out, ec);
+    SAETRAJ_CHECK(!ec, IoError, "saetraj index: cannot rename ", partial, " to ", o.out, ": ", ec.message());
+  });
   IndexResult result;
   result.sources = static_cast<int64_t>(sources.size());
   result.prompts = P;

@@ -498,6 +498,13 @@ TEST(Index, BadInputsAreRefusedWithOneLineNamingTheFileAndField) {
     w.write_graphs("graphs", t);
   }
   EXPECT_THAT(index_error({a, b}, out), HasSubstr(b + ": /graphs/trajectories row 5 has source_token 99 for length"));
+  // The index is written as OUT.partial and renamed when complete; a run that fails after creating it
+  // (here the rename itself: --out is a folder that is not empty) removes it.
+  const auto folder = dir.file("folder.h5");
+  fs::create_directories(folder + "/inside");
+  EXPECT_THAT(index_error({a}, folder), HasSubstr("saetraj index: cannot rename " + folder + ".partial to " + folder));
+  EXPECT_FALSE(fs::exists(folder + ".partial"));
+  EXPECT_TRUE(fs::is_directory(folder + "/inside"));
 }
 
 TEST(Index, SweepsWithoutTrajectoriesGiveAnIndexWithEveryDatasetEmpty) {
