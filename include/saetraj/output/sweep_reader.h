@@ -188,28 +188,6 @@ class SweepReader {
   std::vector<float> trajectory_order_values_rows(const std::string& group, int64_t begin, int64_t rows) const;
   std::vector<TracedEdgeRecord> traced_edges(const std::string& group) const;
 
-  // Ranged reads of one graph group's per-trajectory tables, for readers that must not hold a whole table
-  // (saetraj index). graph_shape validates the group's trajectory tables (fields, types, shapes, the
-  // column names) without reading their rows; the readers below return rows [begin, begin + rows):
-  // trajectory_heads [rows, head_columns], trajectory_order [rows, 4], trajectory_order_values
-  // [rows, order_value_columns], row-major. traced_edges reads the group's (small) traced table whole.
-  struct GraphShape {
-    int64_t top_t = 0;
-    int64_t trajectories = 0;
-    int64_t head_columns = 0;  // 0: no trajectory_heads
-    std::vector<std::string> head_column_names;
-    bool has_order = false;
-    std::vector<std::string> order_column_names;
-    int64_t order_value_columns = 0;  // 0: no trajectory_order_values
-    std::vector<std::string> order_value_column_names;
-  };
-  GraphShape graph_shape(const std::string& group) const;
-  std::vector<TrajectoryRecord> trajectory_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<float> trajectory_heads_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<int32_t> trajectory_order_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<float> trajectory_order_values_rows(const std::string& group, int64_t begin, int64_t rows) const;
-  std::vector<TracedEdgeRecord> traced_edges(const std::string& group) const;
-
   // Additions to a file opened writable. Each replaces an earlier group of the same name and is flushed.
   void write_graphs(const std::string& group, const GraphTables& tables);
   void write_explanations(const std::vector<ExplanationRecord>& rows);
