@@ -8,6 +8,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <iostream>
 
 #include "saetraj/core/error.h"
@@ -104,6 +105,50 @@ class MlpVertices {
         if (e != explanations.end()) v["explanation"] = e->second;
         out.push_back(std::move(v));
       }
+    }
+    return out;
+  }
+  // The traced graph's MLP vertices (metadata.mlp_path of traced.json): for every vertex (t, l) of the traced
+  // edges with t >= 1, in (token, layer) order, one MLP vertex per step of layer l's MLP path at query t that
+  // brought features with final position <= top_t into resid_post's top-k list: the term added at that step
+  // (a transcoder feature with its activation, or bias, skip, error) and those features, by final position.
+  // A path runs token -> (attention edge) -> vertex (t, l) -> MLP vertex -> its features at (t, l) -> the
+  // traced edges out of (t, l) into layer l + 1.
+  nlohmann::json path_json(const std::vector<graph::Edge>& traced, int top_t, const std::vector<int>& layers,
+                           const std::map<std::pair<int, int>, std::string>& explanations) const {
+    static const char* const kKinds[] = {"feature", "bias", "skip", "error"};
+    std::set<std::pair<int, int>> vertices;
+    for (const auto& e : traced) {
+      if (e.from_token >= 1) vertices.insert({e.from_token, e.from_layer});
+      if (e.to_token >= 1) vertices.insert({e.to_token, e.to_layer});
+    }
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [token, layer] : vertices) {
+      const auto i = std::find(layers.begin(), layers.end(), layer) - layers.begin();
+      SAETRAJ_CHECK(i < static_cast<std::ptrdiff_t>(layers.size()) && token <= queries_, FormatError,
+                    "traced vertex (", token, ", ", layer, ") is not a query and analysed layer of the sweep");
+      const int64_t at = static_cast<int64_t>(i) * queries_ + (token - 1);
+      std::map<int32_t, nlohmann::json> by_step;
+      for (int64_t slot = 0; slot < k_ && slot <= top_t; ++slot) {
+        const int32_t* s = records_.slots.data() + (at * k_ + slot) * output::kMlpSlotColumns;
+        if (s[0] < 1 || s[1] < 0 || s[1] > 3) continue;
+        auto& v = by_step[s[0]];
+        if (v.is_null()) {
+          v = {{"token", token}, {"layer", layer}, {"step", s[0]}, {"steps", records_.steps[at]},
+               {"term", kKinds[s[1]]},
+               {"transcoder_feature", s[1] == 0 ? nlohmann::json(s[2]) : nlohmann::json(nullptr)},
+               {"transcoder_activation",
+                s[1] == 0 ? nlohmann::json(records_.activation[at * k_ + slot]) : nlohmann::json(nullptr)},
+               {"features", nlohmann::json::array()}};
+        }
+        const int32_t feature = records_.final_indices[at * k_ + slot];
+        nlohmann::json f = {{"feature", feature}, {"final_position", slot},
+                            {"activation", records_.final_values[at * k_ + slot]}};
+        const auto e = explanations.find({layer, feature});
+        if (e != explanations.end()) f["explanation"] = e->second;
+        v["features"].push_back(std::move(f));
+      }
+      for (auto& [step, v] : by_step) out.push_back(std::move(v));
     }
     return out;
   }
@@ -345,6 +390,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         nlohmann::json traced_meta = meta;
         traced_meta["traced"] = true;
         if (mlp.present()) traced_meta["mlp_vertices"] = mlp.json_of(n - 1, top_t, layers, explanations);
+        if (mlp.present()) traced_meta["mlp_path"] = mlp.path_json(traced, top_t, layers, explanations);
         graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
         graph::write_graphml(dir + "/traced.graphml", traced, tokens);
 

@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
@@ -307,11 +308,55 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
     }
   }
   EXPECT_GT(checked, 0);
+  // traced.json's mlp_path: at every vertex (t >= 1) its traced edges touch, one MLP vertex per step that
+  // brought features with final position <= 3 in, steps in increasing order.
+  int64_t path_features = 0;
+  for (int64_t p = 0; p < r.n_prompts(); ++p) {
+    const auto m = r.mlp(p);
+    const int64_t Q = pr.n_tokens[p] - 1;
+    std::ifstream in(dir.file("g_graphs/T3/prompt_000" + std::to_string(p) + "/traced.json"));
+    const auto json = nlohmann::json::parse(in);
+    std::set<std::pair<int, int>> vertices;
+    for (const auto& e : json.at("edges")) {
+      for (const char* end : {"from", "to"}) {
+        if (e.at(end)[0].get<int>() >= 1) vertices.insert({e.at(end)[0].get<int>(), e.at(end)[1].get<int>()});
+      }
+    }
+    ASSERT_FALSE(vertices.empty());
+    nlohmann::json want = nlohmann::json::array();
+    for (const auto& [t, l] : vertices) {
+      const int64_t at = l * Q + t - 1;
+      for (int32_t step = 1; step < m.steps[at]; ++step) {
+        nlohmann::json features = nlohmann::json::array();
+        const int32_t* term = nullptr;
+        float activation = 0;
+        for (int64_t s = 0; s <= 3; ++s) {
+          const int32_t* slot = m.slots.data() + (at * kK + s) * 3;
+          if (slot[0] != step) continue;
+          term = slot;
+          activation = m.activation[at * kK + s];
+          features.push_back({{"feature", m.final_indices[at * kK + s]}, {"final_position", s},
+                              {"activation", m.final_values[at * kK + s]}});
+        }
+        if (term == nullptr) continue;
+        const char* kinds[] = {"feature", "bias", "skip", "error"};
+        want.push_back({{"token", t}, {"layer", l}, {"step", step}, {"steps", m.steps[at]}, {"term", kinds[term[1]]},
+                        {"transcoder_feature", term[1] == 0 ? nlohmann::json(term[2]) : nlohmann::json(nullptr)},
+                        {"transcoder_activation", term[1] == 0 ? nlohmann::json(activation) : nlohmann::json(nullptr)},
+                        {"features", features}});
+        path_features += static_cast<int64_t>(features.size());
+      }
+    }
+    EXPECT_EQ(json.at("metadata").at("mlp_path"), want) << "prompt " << p;
+  }
+  EXPECT_GT(path_features, static_cast<int64_t>(r.n_prompts()));
   // A sweep without --mlp-transcoder writes no such key.
   auto plain = options(dir.file("plain.h5"), false);
   plain.graphs = true;
   plain.top_t = 3;
   ASSERT_TRUE(run(plain).complete);
   std::ifstream in(dir.file("plain_graphs/T3/prompt_0000/traced.json"));
-  EXPECT_FALSE(nlohmann::json::parse(in).at("metadata").contains("mlp_vertices"));
+  const auto plain_meta = nlohmann::json::parse(in).at("metadata");
+  EXPECT_FALSE(plain_meta.contains("mlp_vertices"));
+  EXPECT_FALSE(plain_meta.contains("mlp_path"));
 }
