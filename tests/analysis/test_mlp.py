@@ -133,9 +133,10 @@ def test_broken_slot_is_refused_on_read(mlp_sweep, tmp_path, bad):
         h5["mlp/slots"][i, at, slot] = (step, kind, unit)
     broken = _edit(path, tmp_path / "slot.h5", change)
     with Sweep(broken) as sweep:
-        with pytest.raises(SweepFormatError, match=rf"/mlp/slots\[{i}, {at}, {slot}\] \(prompt {p}, layer {layer}, "
-                                                   rf"query {q}\) is step {step}, term {kind}, transcoder feature {unit} "
-                                                   rf"for feature \d+ of \d+ steps; expected a step in 1\.\.\d+"):
+        with pytest.raises(SweepFormatError,
+                           match=rf"/mlp/slots\[{i}, {at}, {slot}\] \(prompt {p}, layer {layer}, query {q}\) is "
+                                 rf"step {step}, term {kind}, transcoder feature {unit} for feature \d+ of \d+ "
+                                 rf"steps; expected a step in 1\.\.\d+"):
             sweep.mlp_newcomers(p, layer, q)
 
 
@@ -151,8 +152,8 @@ def test_node_hover_lists_the_mlp_newcomers(rendered):
                     m["transcoder_feature"], m["transcoder_activation"]) for m in node["mlp_newcomers"]]
             assert got == expected
             hover = node["hover"].split("<br>")
-            start = hover.index(f"<i>MLP newcomers arriving here (layer {layer}'s MLP, query {token}; final position in "
-                                f"resid_post's top-k):</i>")
+            start = hover.index(f"<i>MLP newcomers arriving here (layer {layer}'s MLP, query {token}; final "
+                                f"position in resid_post's top-k):</i>")
             listed = hover[start + 1:start + 1 + max(len(expected), 1)]
             if not expected:
                 assert listed == ["\u00a0\u00a0none"]
@@ -229,6 +230,18 @@ def test_a_version_3_file_from_saetraj_renders_its_mlp_path(tmp_path):
             assert f"MLP newcomers arriving here (layer {node['layer']}'s MLP, query {node['token']};" \
                 in node["hover"]
             compared += len(drawn)
+        # traced.json's mlp_path (the traced graph's MLP vertices, grouped by the term that brought them in)
+        # holds the same newcomers at every drawn vertex.
+        traced = json.loads((out / "s_graphs" / "T6" / f"prompt_{p:04d}" / "traced.json").read_text())
+        for node in data["nodes"]:
+            at_vertex = [v for v in traced["metadata"]["mlp_path"]
+                         if (v["token"], v["layer"]) == (node["token"], node["layer"])]
+            flat = sorted(({**f, "step": v["step"], "steps": v["steps"], "term": v["term"],
+                            "transcoder_feature": v["transcoder_feature"],
+                            "transcoder_activation": v["transcoder_activation"]}
+                           for v in at_vertex for f in v["features"]), key=lambda f: f["final_position"])
+            assert flat == [{key: value for key, value in m.items() if key != "explanation" or value is not None}
+                            for m in node["mlp_newcomers"]]
     assert compared > 0
     summary = embedded(out / "figures" / "corpus_summary.html", "saetraj-corpus-data")
     with h5py.File(out / "s.h5", "r") as h5:
