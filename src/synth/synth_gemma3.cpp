@@ -14,7 +14,6 @@ namespace saetraj::synth {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-namespace fs = std::filesystem;
 using support::Rng;
 
 // Gemma-3's full-attention layers: every third here (gemma-3 has every sixth), so that small fixtures have both.

@@ -14,7 +14,6 @@ namespace saetraj::synth {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-namespace fs = std::filesystem;
 using support::Rng;
 
 ojson llama_config(const SynthOptions& o, const support::DecoderShape& s, int32_t bos, int32_t eos) {
@@ -75,22 +74,6 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
   const auto calibration = support::calibrate(*model, tok, bos, o.n_ctx);
 
   for (int l = 0; l < o.n_layers; ++l) {
-    const std::string dir = o.out + "/saes/layer_" + std::to_string(l);
-    fs::create_directories(dir);
-    const std::string source = std::to_string(l) + "-demo-res";
-    support::write_json(dir + "/cfg.json",
-                        ojson{{"architecture", "standard"},
-                              {"d_in", o.d_model},
-                              {"d_sae", o.d_sae},
-                              {"dtype", "float32"},
-                              {"apply_b_dec_to_input", true},
-                              {"normalize_activations", "none"},
-                              {"metadata",
-                               {{"model_name", r.neuronpedia_model},
-                                {"hook_name", "blocks." + std::to_string(l) + ".hook_resid_post"},
-                                {"prepend_bos", true},
-                                {"model_from_pretrained_kwargs", ojson::object()},
-                                {"neuronpedia_id", r.neuronpedia_model + "/" + source}}}});
     const auto x = calibration.resid_post[l];
     sae::Sae s;
     s.cfg.d_in = o.d_model;
@@ -101,13 +84,14 @@ SynthResult synth_llama_fixture(const SynthOptions& o) {
     const double scale = z.pow(2).sum(1).mean().sqrt().item<double>();
     s.w_enc = (directions / scale).t().contiguous();
     s.b_enc = (-torch::matmul(z, s.w_enc).quantile(1.0 - o.firing_rate, 0)).contiguous();
-    io::write_safetensors(dir + "/sae_weights.safetensors", {{"W_enc", s.w_enc},
-                                                             {"W_dec", directions.contiguous()},
-                                                             {"b_enc", s.b_enc},
-                                                             {"b_dec", s.b_dec}});
-    r.sae_dirs.push_back(dir);
-    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, s.encode(x), calibration.row_token,
-                                calibration.row_prev, rng);
+    support::write_sae_lens_fixture_sae(r, o, l, "demo-res",
+                                        ojson{{"architecture", "standard"},
+                                              {"d_in", o.d_model},
+                                              {"d_sae", o.d_sae},
+                                              {"dtype", "float32"},
+                                              {"apply_b_dec_to_input", true},
+                                              {"normalize_activations", "none"}},
+                                        s, directions, x, calibration, rng);
   }
   return r;
 }

@@ -15,7 +15,6 @@ namespace saetraj::synth {
 namespace {
 
 using ojson = nlohmann::ordered_json;
-namespace fs = std::filesystem;
 using support::Rng;
 
 ojson qwen3_config(const SynthOptions& o, const support::DecoderShape& s, int32_t endoftext) {
@@ -77,8 +76,6 @@ SynthResult synth_qwen3_fixture(const SynthOptions& o) {
   // TopK SAEs in SAE-Lens's folder layout, as SAE-Lens saves Qwen Scope's (`topk`, k, no b_dec subtraction;
   // see jobs/qwen3.cfg): encoder directions half from the data, b_enc centring the pre-activations.
   for (int l = 0; l < o.n_layers; ++l) {
-    const std::string dir = o.out + "/saes/layer_" + std::to_string(l);
-    const std::string source = std::to_string(l) + "-demo-res-topk";
     const auto x = calibration.resid_post[l];
     const auto mean = x.mean(0);
     const auto z = x - mean;
@@ -92,29 +89,16 @@ SynthResult synth_qwen3_fixture(const SynthOptions& o) {
     s.w_enc = (directions / scale).t().contiguous();
     s.b_enc = (-torch::matmul(mean, s.w_enc)).contiguous();  // pre-activation of the mean row is 0
     s.b_dec = mean.contiguous();
-    fs::create_directories(dir);
-    support::write_json(dir + "/cfg.json",
-                        ojson{{"architecture", "topk"},
-                              {"d_in", o.d_model},
-                              {"d_sae", o.d_sae},
-                              {"dtype", "float32"},
-                              {"k", o.topk_k},
-                              {"apply_b_dec_to_input", false},
-                              {"normalize_activations", "none"},
-                              {"rescale_acts_by_decoder_norm", false},
-                              {"metadata",
-                               {{"model_name", r.neuronpedia_model},
-                                {"hook_name", "blocks." + std::to_string(l) + ".hook_resid_post"},
-                                {"prepend_bos", true},
-                                {"model_from_pretrained_kwargs", ojson::object()},
-                                {"neuronpedia_id", r.neuronpedia_model + "/" + source}}}});
-    io::write_safetensors(dir + "/sae_weights.safetensors", {{"W_enc", s.w_enc},
-                                                             {"W_dec", directions.contiguous()},
-                                                             {"b_enc", s.b_enc},
-                                                             {"b_dec", s.b_dec}});
-    r.sae_dirs.push_back(dir);
-    support::write_explanations(r.explanations_root, r.neuronpedia_model, source, s.encode(x), calibration.row_token,
-                                calibration.row_prev, rng);
+    support::write_sae_lens_fixture_sae(r, o, l, "demo-res-topk",
+                                        ojson{{"architecture", "topk"},
+                                              {"d_in", o.d_model},
+                                              {"d_sae", o.d_sae},
+                                              {"dtype", "float32"},
+                                              {"k", o.topk_k},
+                                              {"apply_b_dec_to_input", false},
+                                              {"normalize_activations", "none"},
+                                              {"rescale_acts_by_decoder_norm", false}},
+                                        s, directions, x, calibration, rng);
   }
   return r;
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "saetraj/core/error.h"
+#include "saetraj/io/safetensors.h"
 #include "saetraj/sae/gemma_scope.h"
 #include "saetraj/synth/synth.h"
 
@@ -187,6 +188,27 @@ SynthResult sae_lens_result(const SynthOptions& o, const std::string& model_id) 
   r.neuronpedia_model = model_id;
   std::filesystem::create_directories(r.model_dir);
   return r;
+}
+
+void write_sae_lens_fixture_sae(SynthResult& r, const SynthOptions& o, int layer, const std::string& source_set,
+                                nlohmann::ordered_json cfg, const sae::Sae& s, const torch::Tensor& directions,
+                                const torch::Tensor& x, const Calibration& calibration, Rng& rng) {
+  const std::string dir = o.out + "/saes/layer_" + std::to_string(layer);
+  const std::string source = std::to_string(layer) + "-" + source_set;
+  std::filesystem::create_directories(dir);
+  cfg["metadata"] = {{"model_name", r.neuronpedia_model},
+                     {"hook_name", "blocks." + std::to_string(layer) + ".hook_resid_post"},
+                     {"prepend_bos", true},
+                     {"model_from_pretrained_kwargs", nlohmann::ordered_json::object()},
+                     {"neuronpedia_id", r.neuronpedia_model + "/" + source}};
+  write_json(dir + "/cfg.json", cfg);
+  io::write_safetensors(dir + "/sae_weights.safetensors", {{"W_enc", s.w_enc},
+                                                           {"W_dec", directions.contiguous()},
+                                                           {"b_enc", s.b_enc},
+                                                           {"b_dec", s.b_dec}});
+  r.sae_dirs.push_back(dir);
+  write_explanations(r.explanations_root, r.neuronpedia_model, source, s.encode(x), calibration.row_token,
+                     calibration.row_prev, rng);
 }
 
 GemmaStart start_gemma_fixture(const SynthOptions& o, const std::string& model_id) {

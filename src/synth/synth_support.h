@@ -83,6 +83,15 @@ int64_t bpe_vocab_size(const tokenizer::BpeModel& bpe);
 // <out>/saes/layer_{layer}, explanations under <out>/explanations/<model_id>.
 SynthResult sae_lens_result(const SynthOptions& o, const std::string& model_id);
 
+// Writes the SAE-Lens SAE `s` of layer `layer` to <out>/saes/layer_<layer> and adds the folder to
+// r.sae_dirs: cfg.json is `cfg` plus "metadata" (model_name r.neuronpedia_model, hook
+// blocks.<layer>.hook_resid_post, prepend_bos, neuronpedia_id "<model>/<layer>-<source_set>"),
+// sae_weights.safetensors holds W_enc, W_dec = `directions`, b_enc and b_dec; then the explanations of its
+// features on the calibration rows `x` of that layer (write_explanations).
+void write_sae_lens_fixture_sae(SynthResult& r, const SynthOptions& o, int layer, const std::string& source_set,
+                                nlohmann::ordered_json cfg, const sae::Sae& s, const torch::Tensor& directions,
+                                const torch::Tensor& x, const Calibration& calibration, Rng& rng);
+
 // What the Gemma fixtures start alike: the options checked (decoder_shape, vocab filled), the model folder
 // <out>/<model_id> (named like the Neuronpedia model id: that is where a sweep takes the id of Gemma Scope
 // SAEs from for a model that is not one of Google's, sae::gemma_scope_model_id), Gemma Scope SAEs under
