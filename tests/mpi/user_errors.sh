@@ -169,11 +169,14 @@ expect 3 "saetraj: error: $WORK/corpus.jsonl:2: not valid JSON (parse error at c
   "$BIN" "${common[@]}" --out "$WORK/strict.h5" --strict-input
 [ ! -e "$WORK/strict.h5" ] || { echo "FAIL: --strict-input wrote $WORK/strict.h5"; failed=$((failed + 1)); }
 
-echo "== --mlp-transcoder: a layer that is not analysed; bench --mlp-transcoder without its demo"
+echo "== --mlp-transcoder: a layer that is not analysed; bench --mlp-transcoder without its demo; demo --mlp-transcoder of a real model"
 expect 2 "saetraj: error: --mlp-transcoder 3=$WORK/tc: layer 3 is not among the analysed layers (--layers)" \
   "$BIN" "${common[@]}" --out "$WORK/mlp.h5" --mlp-transcoder "3=$WORK/tc"
 expect 2 "saetraj: error: bench --orders, --head-split and --mlp-transcoder time the demo sweep; they cannot go with --no-demo" \
   "$BIN" bench --no-demo --no-kernel --mlp-transcoder
+expect 2 "saetraj: error: --mlp-transcoder writes random transcoders for the synthetic models only, not for --real-model; sweep the real model with \`saetraj sweep --mlp-transcoder\` and real transcoders" \
+  "$BIN" demo --arch gemma3 --real-model "$WORK/nomodel" --mlp-transcoder --no-render --out "$WORK/demo_mlp"
+[ ! -e "$WORK/demo_mlp" ] || { echo "FAIL: a refused demo --mlp-transcoder wrote $WORK/demo_mlp"; failed=$((failed + 1)); }
 [ ! -e "$WORK/mlp.h5" ] || { echo "FAIL: a refused --mlp-transcoder wrote $WORK/mlp.h5"; failed=$((failed + 1)); }
 
 echo "user errors: $passed passed, $failed failed"
