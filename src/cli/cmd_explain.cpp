@@ -10,7 +10,7 @@ namespace saetraj::cli {
 
 int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx) {
   std::string file;
-  std::vector<std::string> sources;
+  std::vector<std::string> sources, mlp_sources;
   pipeline::ExplainOptions o;
   po::options_description options("Explain options");
   options.add_options()("file", po::value(&file), "sweep HDF5 file (with graphs)")(
@@ -25,7 +25,10 @@ int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx)
       "seconds between API requests")(
       "timeout", po::value(&o.store.api.timeout_s)->default_value(o.store.api.timeout_s), "seconds per request")(
       "source", po::value(&sources)->composing(),
-      "LAYER=MODEL/SOURCE: Neuronpedia source of a layer's SAE when its cfg has no neuronpedia_id; repeatable");
+      "LAYER=MODEL/SOURCE: Neuronpedia source of a layer's SAE when its cfg has no neuronpedia_id; repeatable")(
+      "mlp-source", po::value(&mlp_sources)->composing(),
+      "LAYER=MODEL/SOURCE: Neuronpedia source of a layer's MLP transcoder (sweeps with --mlp-transcoder) when its "
+      "cfg has no neuronpedia_id; repeatable");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;
@@ -42,10 +45,20 @@ int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx)
     SAETRAJ_CHECK(std::regex_match(s, m, source_re), InputError, "--source \"", s, "\": expected LAYER=MODEL/SOURCE");
     o.sources[std::stoi(m[1].str())] = m[2].str();
   }
+  for (const auto& s : mlp_sources) {
+    std::smatch m;
+    SAETRAJ_CHECK(std::regex_match(s, m, source_re), InputError, "--mlp-source \"", s,
+                  "\": expected LAYER=MODEL/SOURCE");
+    o.mlp_sources[std::stoi(m[1].str())] = m[2].str();
+  }
   if (ctx.comm.rank() != 0) return 0;
   const auto r = pipeline::explain_sweep(file, o);
   std::cout << "explanations: " << r.written << " written to " << file << " (" << r.counts.missing
             << " features have none)\n";
+  if (r.mlp_written > 0 || r.mlp_counts.requested > 0) {
+    std::cout << "transcoder explanations: " << r.mlp_written << " written to " << file << " ("
+              << r.mlp_counts.missing << " transcoder features have none)\n";
+  }
   for (const auto& dir : r.relabelled_dirs) std::cout << "feature labels set in " << dir << "\n";
   return 0;
 }

@@ -604,21 +604,56 @@ GraphTables SweepReader::graphs(const std::string& group) const {
   return t;
 }
 
-bool SweepReader::has_explanations() const { return link_exists(impl_->file, "explanations"); }
+namespace {
 
-std::vector<ExplanationRecord> SweepReader::explanations() const {
-  const auto& path = impl_->path;
-  const hid_t f = impl_->file;
-  SAETRAJ_CHECK(has_explanations(), InputError, path, " has no /explanations; run `saetraj explain ", path,
-                "` first");
-  const auto layer = read_checked<int32_t>(f, path, "explanations/layer", Kind::I32, {-1}, "explanations");
+// /explanations or /mlp_explanations: {layer, feature, text}, one row per explained (layer, feature).
+std::vector<ExplanationRecord> read_explanation_group(hid_t f, const std::string& path, const std::string& group) {
+  const auto layer = read_checked<int32_t>(f, path, group + "/layer", Kind::I32, {-1}, group);
   const int64_t n = static_cast<int64_t>(layer.size());
-  const auto feature = read_checked<int32_t>(f, path, "explanations/feature", Kind::I32, {n}, "explanations");
-  const auto text = read_checked_strings(f, path, "explanations/text", {n}, "explanations");
+  const auto feature = read_checked<int32_t>(f, path, group + "/feature", Kind::I32, {n}, group);
+  const auto text = read_checked_strings(f, path, group + "/text", {n}, group);
   std::vector<ExplanationRecord> out;
   out.reserve(n);
   for (int64_t i = 0; i < n; ++i) out.push_back({layer[i], feature[i], text[i]});
   return out;
+}
+
+void write_explanation_group(hid_t f, const std::string& path, const std::string& group,
+                             const std::vector<ExplanationRecord>& rows) {
+  if (link_exists(f, group)) {
+    h5_check_status(H5Ldelete(f, group.c_str(), H5P_DEFAULT), path + ": replacing /" + group);
+  }
+  std::vector<int32_t> layer, feature;
+  std::vector<std::string> text;
+  for (const auto& r : rows) {
+    layer.push_back(r.layer);
+    feature.push_back(r.feature);
+    text.push_back(r.text);
+  }
+  write_vector(f, group + "/layer", layer);
+  write_vector(f, group + "/feature", feature);
+  write_strings(f, group + "/text", text, {static_cast<hsize_t>(text.size())});
+  h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
+}
+
+}  // namespace
+
+bool SweepReader::has_explanations() const { return link_exists(impl_->file, "explanations"); }
+
+std::vector<ExplanationRecord> SweepReader::explanations() const {
+  const auto& path = impl_->path;
+  SAETRAJ_CHECK(has_explanations(), InputError, path, " has no /explanations; run `saetraj explain ", path,
+                "` first");
+  return read_explanation_group(impl_->file, path, "explanations");
+}
+
+bool SweepReader::has_mlp_explanations() const { return link_exists(impl_->file, "mlp_explanations"); }
+
+std::vector<ExplanationRecord> SweepReader::mlp_explanations() const {
+  const auto& path = impl_->path;
+  SAETRAJ_CHECK(has_mlp_explanations(), InputError, path, " has no /mlp_explanations; run `saetraj explain ", path,
+                "` on a sweep made with --mlp-transcoder first");
+  return read_explanation_group(impl_->file, path, "mlp_explanations");
 }
 
 void SweepReader::write_graphs(const std::string& group, const GraphTables& t) {
@@ -662,23 +697,14 @@ void SweepReader::write_graphs(const std::string& group, const GraphTables& t) {
 }
 
 void SweepReader::write_explanations(const std::vector<ExplanationRecord>& rows) {
-  const auto& path = impl_->path;
-  const hid_t f = impl_->file;
-  SAETRAJ_CHECK(impl_->writable, InputError, path, " was opened read-only; open it writable to add explanations");
-  if (link_exists(f, "explanations")) {
-    h5_check_status(H5Ldelete(f, "explanations", H5P_DEFAULT), path + ": replacing /explanations");
-  }
-  std::vector<int32_t> layer, feature;
-  std::vector<std::string> text;
-  for (const auto& r : rows) {
-    layer.push_back(r.layer);
-    feature.push_back(r.feature);
-    text.push_back(r.text);
-  }
-  write_vector(f, "explanations/layer", layer);
-  write_vector(f, "explanations/feature", feature);
-  write_strings(f, "explanations/text", text, {static_cast<hsize_t>(text.size())});
-  h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
+  SAETRAJ_CHECK(impl_->writable, InputError, impl_->path, " was opened read-only; open it writable to add explanations");
+  write_explanation_group(impl_->file, impl_->path, "explanations", rows);
+}
+
+void SweepReader::write_mlp_explanations(const std::vector<ExplanationRecord>& rows) {
+  SAETRAJ_CHECK(impl_->writable, InputError, impl_->path,
+                " was opened read-only; open it writable to add transcoder explanations");
+  write_explanation_group(impl_->file, impl_->path, "mlp_explanations", rows);
 }
 
 }  // namespace saetraj::output

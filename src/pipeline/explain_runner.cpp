@@ -8,12 +8,18 @@
 
 #include "saetraj/core/error.h"
 #include "saetraj/graph/export_writer.h"
+#include "saetraj/output/sweep_file.h"
 #include "saetraj/output/sweep_reader.h"
 #include "saetraj/pipeline/graph_builder.h"
 
 namespace saetraj::pipeline {
 
 namespace {
+
+bool is_model_slash_source(const std::string& id) {
+  const auto slash = id.find('/');
+  return slash != std::string::npos && slash > 0 && slash + 1 < id.size() && id.find('/', slash + 1) == std::string::npos;
+}
 
 graph::NeuronpediaSource parse_source(const std::string& id, int layer) {
   const auto slash = id.find('/');
@@ -56,6 +62,58 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
   }
   file.write_explanations(out);
   result.written = static_cast<int64_t>(out.size());
+
+  // The transcoder features /mlp references (term "feature"), per analysed layer, explained from the
+  // transcoder's Neuronpedia source: --mlp-source, else the transcoder id /mlp records (its cfg's
+  // neuronpedia_id, e.g. "gemma-2-2b/12-gemmascope-transcoder-16k"). A transcoder with neither is skipped.
+  if (file.has_mlp()) {
+    const auto& tc_ids = file.mlp_transcoder_ids();
+    const int64_t k = file.k();
+    std::vector<std::set<int64_t>> tc_wanted(layers.size());
+    const auto& n_tokens = file.prompts().n_tokens;
+    for (int64_t p = 0; p < file.n_prompts(); ++p) {
+      const auto m = file.mlp(p);
+      const int64_t queries = n_tokens[p] - 1;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        for (int64_t q = 0; q < queries; ++q) {
+          for (int64_t slot = 0; slot < k; ++slot) {
+            const int32_t* s = m.slots.data() + ((static_cast<int64_t>(i) * queries + q) * k + slot) *
+                                                    output::kMlpSlotColumns;
+            if (s[0] >= 1 && s[1] == 0 && s[2] >= 0) tc_wanted[i].insert(s[2]);
+          }
+        }
+      }
+    }
+    std::vector<output::ExplanationRecord> tc_out;
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const int layer = layers[i];
+      if (tc_wanted[i].empty()) continue;
+      const auto it = options.mlp_sources.find(layer);
+      if (it == options.mlp_sources.end() && !is_model_slash_source(tc_ids[i])) {
+        std::cerr << "saetraj: layer " << layer << ": transcoder \"" << tc_ids[i]
+                  << "\" has no Neuronpedia id (MODEL/SOURCE); its features get no explanations (give --mlp-source "
+                  << layer << "=MODEL/SOURCE)\n";
+        result.mlp_skipped_layers.push_back(layer);
+        continue;
+      }
+      const graph::NeuronpediaSource source = parse_source(it != options.mlp_sources.end() ? it->second : tc_ids[i], layer);
+      const auto found =
+          with_context(str("explaining layer ", layer, "'s transcoder (", source.model_id, "/", source.source_id, ")"),
+                       [&] { return store.lookup(source, tc_wanted[i]); });
+      std::cerr << "saetraj: layer " << layer << " transcoder: " << graph::describe(found.counts) << "\n";
+      result.mlp_counts.requested += found.counts.requested;
+      result.mlp_counts.from_cache += found.counts.from_cache;
+      result.mlp_counts.from_files += found.counts.from_files;
+      result.mlp_counts.fetched += found.counts.fetched;
+      result.mlp_counts.missing += found.counts.missing;
+      result.mlp_counts.bulk_files += found.counts.bulk_files;
+      for (const auto& [feature, text] : found.descriptions) {
+        tc_out.push_back({layer, static_cast<int32_t>(feature), text});
+      }
+    }
+    file.write_mlp_explanations(tc_out);
+    result.mlp_written = static_cast<int64_t>(tc_out.size());
+  }
 
   // The exports written before now carry the explanations too, as build_graphs would set them.
   std::map<std::pair<int, int>, std::string> texts;

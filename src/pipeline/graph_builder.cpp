@@ -75,10 +75,18 @@ class HeadSplits {
 // The MLP path of a sweep made with --mlp-transcoder (/mlp; NOTE The MLP path in output/sweep_file.h), one
 // prompt at a time, as the JSON graphs' MLP vertices: for query q (the graph of length q + 1; the traced graph
 // is the full prompt's), every layer's MLP newcomers with final position <= top_t, each with the transcoder
-// feature (or bias, skip, error term) that brought it in and that feature's activation.
+// feature (or bias, skip, error term) that brought it in, that feature's activation and its explanation
+// ("transcoder_explanation", from /mlp_explanations; null for other terms and when none is stored).
 class MlpVertices {
  public:
-  explicit MlpVertices(const output::SweepReader& file) : file_(file), k_(file.k()) {}
+  // The transcoder features' explanations (/mlp_explanations, after `saetraj explain`) are read here once.
+  explicit MlpVertices(const output::SweepReader& file) : file_(file), k_(file.k()) {
+    if (file.has_mlp() && file.has_mlp_explanations()) {
+      for (const auto& e : file.mlp_explanations()) {
+        if (!e.text.empty()) transcoder_explanations_[{e.layer, e.feature}] = e.text;
+      }
+    }
+  }
   bool present() const { return file_.has_mlp(); }
   void load_prompt(size_t prompt, int n_tokens) {
     if (!present()) return;
@@ -100,6 +108,7 @@ class MlpVertices {
                             {"transcoder_feature", s[1] == 0 ? nlohmann::json(s[2]) : nlohmann::json(nullptr)},
                             {"transcoder_activation",
                              s[1] == 0 ? nlohmann::json(records_.activation[at * k_ + slot]) : nlohmann::json(nullptr)},
+                            {"transcoder_explanation", transcoder_explanation(layers[i], s)},
                             {"activation", records_.final_values[at * k_ + slot]}};
         const auto e = explanations.find({layers[i], feature});
         if (e != explanations.end()) v["explanation"] = e->second;
@@ -139,6 +148,7 @@ class MlpVertices {
                {"transcoder_feature", s[1] == 0 ? nlohmann::json(s[2]) : nlohmann::json(nullptr)},
                {"transcoder_activation",
                 s[1] == 0 ? nlohmann::json(records_.activation[at * k_ + slot]) : nlohmann::json(nullptr)},
+               {"transcoder_explanation", transcoder_explanation(layer, s)},
                {"features", nlohmann::json::array()}};
         }
         const int32_t feature = records_.final_indices[at * k_ + slot];
@@ -154,9 +164,17 @@ class MlpVertices {
   }
 
  private:
+  // The explanation of the transcoder feature a slot's term is, or null (another term, or none stored).
+  nlohmann::json transcoder_explanation(int layer, const int32_t* slot) const {
+    if (slot[1] != 0) return nullptr;
+    const auto e = transcoder_explanations_.find({layer, slot[2]});
+    return e == transcoder_explanations_.end() ? nlohmann::json(nullptr) : nlohmann::json(e->second);
+  }
+
   const output::SweepReader& file_;
   int64_t k_ = 0, queries_ = 0;
   output::MlpRecords records_;
+  std::map<std::pair<int, int>, std::string> transcoder_explanations_;  // (layer, transcoder feature) -> text
 };
 
 // The order-free views of a sweep made with --orders (/order/values), one prompt at a time, reduced per

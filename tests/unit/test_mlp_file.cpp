@@ -9,8 +9,12 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <zlib.h>
+
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <nlohmann/json.hpp>
 
@@ -19,6 +23,8 @@
 #include "saetraj/output/h5.h"
 #include "saetraj/output/sweep_file.h"
 #include "saetraj/output/sweep_reader.h"
+#include "saetraj/pipeline/explain_runner.h"
+#include "saetraj/pipeline/graph_builder.h"
 #include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/sae_lens.h"
 #include "saetraj/sae/transcoder.h"
@@ -300,6 +306,7 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
                           {"transcoder_feature", slot[1] == 0 ? nlohmann::json(slot[2]) : nlohmann::json(nullptr)},
                           {"transcoder_activation",
                            slot[1] == 0 ? nlohmann::json(m.activation[at * kK + s]) : nlohmann::json(nullptr)},
+                          {"transcoder_explanation", nullptr},  // no `saetraj explain` ran
                           {"activation", m.final_values[at * kK + s]}});
         }
       }
@@ -343,6 +350,7 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
         want.push_back({{"token", t}, {"layer", l}, {"step", step}, {"steps", m.steps[at]}, {"term", kinds[term[1]]},
                         {"transcoder_feature", term[1] == 0 ? nlohmann::json(term[2]) : nlohmann::json(nullptr)},
                         {"transcoder_activation", term[1] == 0 ? nlohmann::json(activation) : nlohmann::json(nullptr)},
+                        {"transcoder_explanation", nullptr},
                         {"features", features}});
         path_features += static_cast<int64_t>(features.size());
       }
@@ -359,4 +367,143 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
   const auto plain_meta = nlohmann::json::parse(in).at("metadata");
   EXPECT_FALSE(plain_meta.contains("mlp_vertices"));
   EXPECT_FALSE(plain_meta.contains("mlp_path"));
+}
+
+namespace {
+
+void write_gzip_file(const std::string& path, const std::string& text) {
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+  gzFile file = gzopen(path.c_str(), "wb");
+  ASSERT_NE(file, nullptr) << path;
+  const int written = gzwrite(file, text.data(), static_cast<unsigned>(text.size()));
+  ASSERT_EQ(gzclose(file), Z_OK);
+  ASSERT_EQ(written, static_cast<int>(text.size()));
+}
+
+std::string bulk_line(int64_t index, const std::string& text) {
+  return nlohmann::json{{"modelId", "synthetic-model"}, {"index", std::to_string(index)}, {"description", text}}
+             .dump() +
+         "\n";
+}
+
+}  // namespace
+
+// `saetraj explain` on a sweep with /mlp explains the transcoder features /mlp references (term "feature"),
+// from offline bulk files under the transcoder's Neuronpedia id (its cfg's neuronpedia_id, recorded in /mlp's
+// transcoder_ids, or --mlp-source), into /mlp_explanations; `saetraj graph` then writes them into every MLP
+// vertex of mlp_vertices and mlp_path as transcoder_explanation (null for other terms and missing texts).
+TEST(MlpFile, ExplainStoresTranscoderExplanationsAndTheGraphsCarryThem) {
+  namespace fs = std::filesystem;
+  saetraj::testing::TempDir dir;
+  // Layer 1's transcoder names its Neuronpedia source in its cfg; layer 0's does not.
+  fs::create_directories(dir.file("tc"));
+  for (int l = 0; l < 2; ++l) {
+    fs::copy(fixture().dir.file("tc/layer_" + std::to_string(l)), dir.file("tc/layer_" + std::to_string(l)),
+             fs::copy_options::recursive);
+  }
+  {
+    const std::string cfg_path = dir.file("tc/layer_1/cfg.json");
+    std::ifstream in(cfg_path);
+    auto cfg = nlohmann::json::parse(in);
+    in.close();
+    cfg["neuronpedia_id"] = "synthetic-model/1-tc-96";
+    std::ofstream(cfg_path) << cfg.dump();
+  }
+  auto o = options(dir.file("e.h5"), true);
+  o.mlp_transcoders = {dir.file("tc") + "/layer_{layer}"};
+  o.graphs = true;
+  o.top_t = 3;
+  ASSERT_TRUE(run(o).complete);
+
+  // The transcoder features /mlp references, per layer, recounted from the records.
+  std::map<int, std::set<int64_t>> referenced;
+  {
+    const auto r = output::SweepReader::open(o.out);
+    EXPECT_EQ(r.mlp_transcoder_ids()[1], "synthetic-model/1-tc-96");
+    EXPECT_EQ(r.mlp_transcoder_ids()[0].find('/'), 0u) << r.mlp_transcoder_ids()[0];  // the folder's path
+    for (int64_t p = 0; p < r.n_prompts(); ++p) {
+      const auto m = r.mlp(p);
+      const int64_t Q = r.prompts().n_tokens[p] - 1;
+      for (int l = 0; l < 2; ++l) {
+        for (int64_t i = 0; i < Q * kK; ++i) {
+          const int32_t* slot = m.slots.data() + (l * Q * kK + i) * 3;
+          if (slot[0] >= 1 && slot[1] == 0) referenced[l].insert(slot[2]);
+        }
+      }
+    }
+  }
+  ASSERT_GE(referenced[0].size(), 2u);
+  ASSERT_GE(referenced[1].size(), 2u);
+  // Bulk files: layer 1's source explains every referenced feature but its lowest, plus one nobody needs;
+  // layer 0's (reached only through --mlp-source) explains all of them.
+  const std::string root = dir.file("bulk");
+  std::map<std::pair<int, int>, std::string> want;
+  std::string lines1 = bulk_line(kWidth + 5, "not referenced");
+  for (const int64_t f : referenced[1]) {
+    if (f == *referenced[1].begin()) continue;
+    want[{1, static_cast<int>(f)}] = "layer 1 transcoder feature " + std::to_string(f);
+    lines1 += bulk_line(f, want[{1, static_cast<int>(f)}]);
+  }
+  write_gzip_file(root + "/synthetic-model/1-tc-96/explanations/batch-0.jsonl.gz", lines1);
+  std::string lines0;
+  std::map<std::pair<int, int>, std::string> want0;
+  for (const int64_t f : referenced[0]) {
+    want0[{0, static_cast<int>(f)}] = "layer 0 transcoder feature " + std::to_string(f);
+    lines0 += bulk_line(f, want0[{0, static_cast<int>(f)}]);
+  }
+  write_gzip_file(root + "/synthetic-model/0-tc-96/explanations/batch-0.jsonl.gz", lines0);
+
+  const auto stored = [&] {
+    std::map<std::pair<int, int>, std::string> got;
+    for (const auto& e : output::SweepReader::open(o.out).mlp_explanations()) got[{e.layer, e.feature}] = e.text;
+    return got;
+  };
+  pipeline::ExplainOptions x;
+  x.store.bulk_root = root;
+  // Without --mlp-source, layer 0's transcoder (no Neuronpedia id) is skipped, layer 1's explained.
+  auto result = pipeline::explain_sweep(o.out, x);
+  EXPECT_EQ(result.mlp_skipped_layers, std::vector<int>{0});
+  EXPECT_EQ(stored(), want);
+  EXPECT_EQ(result.mlp_written, static_cast<int64_t>(want.size()));
+  EXPECT_EQ(result.mlp_counts.requested, referenced[1].size());
+  EXPECT_EQ(result.mlp_counts.missing, 1u);
+  // With it, both.
+  x.mlp_sources[0] = "synthetic-model/0-tc-96";
+  result = pipeline::explain_sweep(o.out, x);
+  EXPECT_TRUE(result.mlp_skipped_layers.empty());
+  want.insert(want0.begin(), want0.end());
+  EXPECT_EQ(stored(), want);
+
+  // The graphs built now carry the texts.
+  pipeline::GraphBuildOptions g;
+  g.top_t = {3};
+  pipeline::build_graphs(o.out, g);
+  const auto expected = [&](const nlohmann::json& v) {
+    if (v.at("term") != "feature") return nlohmann::json(nullptr);
+    const auto e = want.find({v.at("layer").get<int>(), v.at("transcoder_feature").get<int>()});
+    return e == want.end() ? nlohmann::json(nullptr) : nlohmann::json(e->second);
+  };
+  int64_t texts = 0, vertices = 0;
+  for (const auto& entry : fs::recursive_directory_iterator(dir.file("e_graphs/T3"))) {
+    if (entry.path().extension() != ".json" || entry.path().string().find("attribution") != std::string::npos) continue;
+    std::ifstream in(entry.path());
+    const auto meta = nlohmann::json::parse(in).at("metadata");
+    for (const char* key : {"mlp_vertices", "mlp_path"}) {
+      if (!meta.contains(key)) continue;
+      for (const auto& v : meta.at(key)) {
+        ASSERT_TRUE(v.contains("transcoder_explanation")) << entry.path() << " " << key;
+        EXPECT_EQ(v.at("transcoder_explanation"), expected(v)) << entry.path() << " " << key;
+        texts += v.at("transcoder_explanation").is_string();
+        ++vertices;
+      }
+    }
+  }
+  EXPECT_GT(vertices, 0);
+  EXPECT_GT(texts, 0);
+
+  // A corrupt bulk file of a transcoder's source is refused in one line naming the file and the transcoder.
+  std::ofstream(root + "/synthetic-model/1-tc-96/explanations/batch-0.jsonl.gz") << bulk_line(1, "plain text");
+  EXPECT_THAT([&] { pipeline::explain_sweep(o.out, x); },
+              ThrowsMessage<FormatError>(AllOf(HasSubstr("layer 1's transcoder (synthetic-model/1-tc-96)"),
+                                               HasSubstr("batch-0.jsonl.gz: not a gzip file"))));
 }

@@ -98,7 +98,7 @@ struct MlpRecords {
   std::vector<float> final_values, activation;
 };
 
-// /explanations/*: one row per explained (layer, feature).
+// /explanations/* and /mlp_explanations/*: one row per explained (layer, feature).
 struct ExplanationRecord {
   int32_t layer = 0;
   int32_t feature = 0;
@@ -165,6 +165,10 @@ class SweepReader {
 
   bool has_explanations() const;
   std::vector<ExplanationRecord> explanations() const;
+  // /mlp_explanations/* (written by `saetraj explain` for a sweep with /mlp): the explanations of the transcoder
+  // features /mlp references, one row per (layer, transcoder feature); layer is the analysed layer whose MLP.
+  bool has_mlp_explanations() const;
+  std::vector<ExplanationRecord> mlp_explanations() const;
 
   // Ranged reads of one graph group's per-trajectory tables, for readers that must not hold a whole table
   // (saetraj index). graph_shape validates the group's trajectory tables (fields, types, shapes, the
@@ -191,6 +195,7 @@ class SweepReader {
   // Additions to a file opened writable. Each replaces an earlier group of the same name and is flushed.
   void write_graphs(const std::string& group, const GraphTables& tables);
   void write_explanations(const std::vector<ExplanationRecord>& rows);
+  void write_mlp_explanations(const std::vector<ExplanationRecord>& rows);
 
  private:
   struct Impl;

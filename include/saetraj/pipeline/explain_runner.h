@@ -1,7 +1,9 @@
 // `saetraj explain`: attaches Neuronpedia explanations of the features the graphs need (every trajectory
 // feature) to a sweep file, as /explanations/{layer, feature, text}, and sets them as the feature labels
 // (clerps) of the attribution graphs already exported in the sweep's default graph folder, so that those
-// carry them whether `graph` runs before or after `explain`.
+// carry them whether `graph` runs before or after `explain`. For a sweep with /mlp (--mlp-transcoder) it also
+// explains the transcoder features /mlp references, as /mlp_explanations/{layer, feature, text}, which the
+// JSON graphs' MLP vertices carry as transcoder_explanation (written by `saetraj graph` after `explain`).
 #pragma once
 
 #include <map>
@@ -15,11 +17,19 @@ namespace saetraj::pipeline {
 struct ExplainOptions {
   graph::ExplanationOptions store;
   std::map<int, std::string> sources;  // layer -> "modelId/sourceId" overriding the SAE's neuronpedia_id
+  // layer -> "modelId/sourceId" of the layer's MLP transcoder (sweeps with /mlp), overriding the transcoder id
+  // /mlp records (its cfg's neuronpedia_id)
+  std::map<int, std::string> mlp_sources;
 };
 
 struct ExplainResult {
   graph::ExplanationCounts counts;
   int64_t written = 0;
+  // Sweeps with /mlp: the transcoder features /mlp references, explained into /mlp_explanations; the layers
+  // skipped because their transcoder has no MODEL/SOURCE id and no --mlp-source was given.
+  graph::ExplanationCounts mlp_counts;
+  int64_t mlp_written = 0;
+  std::vector<int> mlp_skipped_layers;
   // The attribution graphs already exported next to the sweep (<sweep>_graphs/T<T>/attribution_graphs/, by
   // the sweep or `saetraj graph`) whose feature labels were set from the explanations just stored: the folders
   // and how many graphs they hold.
