@@ -67,10 +67,14 @@ def _order(t):
             f"Shapley {_yes(o.shapley_agrees)}]")
 
 
-def _mlp_term(m):
-    """'transcoder feature 17 (activation 0.53)' or 'the bias term' (skip, error): what brought it in."""
+def _mlp_term(a):
+    """'transcoder feature 17 (activation 0.53)', with the transcoder feature's explanation when the file has
+    one ('transcoder feature 17 [its text] (activation 0.53)'), or 'the bias term' (skip, error): what brought
+    the MLP newcomer of MlpArrival `a` in."""
+    m = a.newcomer
     if m.term == "feature":
-        return f"transcoder feature {m.transcoder_feature} (activation {m.transcoder_activation:.3g})"
+        text = f" [{_explained(a.transcoder_explanation)}]" if a.transcoder_explanation else ""
+        return f"transcoder feature {m.transcoder_feature}{text} (activation {m.transcoder_activation:.3g})"
     return f"the {m.term} term"
 
 
@@ -85,7 +89,7 @@ def node_hover(graph, node):
     if graph.has_mlp:
         lines.append(f"<i>MLP newcomers arriving here (layer {node.layer}'s MLP, query {node.token}; final "
                      f"position in resid_post's top-k):</i>")
-        lines += ([f"{INDENT}f{a.newcomer.feature} via {_mlp_term(a.newcomer)}, step {a.newcomer.step} of "
+        lines += ([f"{INDENT}f{a.newcomer.feature} via {_mlp_term(a)}, step {a.newcomer.step} of "
                    f"{a.newcomer.steps - 1}, final position {a.newcomer.final_position} "
                    f"({a.newcomer.activation:.3g}): {_explained(a.explanation)}" for a in node.mlp_newcomers]
                   or [f"{INDENT}none"])
@@ -142,7 +146,8 @@ def graph_data(graph):
                 {"feature": a.newcomer.feature, "final_position": a.newcomer.final_position,
                  "activation": a.newcomer.activation, "step": a.newcomer.step, "steps": a.newcomer.steps,
                  "term": a.newcomer.term, "transcoder_feature": a.newcomer.transcoder_feature,
-                 "transcoder_activation": a.newcomer.transcoder_activation, "explanation": a.explanation}
+                 "transcoder_activation": a.newcomer.transcoder_activation,
+                 "transcoder_explanation": a.transcoder_explanation, "explanation": a.explanation}
                 for a in n.mlp_newcomers]
     edges = [{"from": [e.from_token, e.from_layer], "to": [e.to_token, e.to_layer],
               "num_trajectories": e.num_trajectories, "best_final_position": e.best_final_position,

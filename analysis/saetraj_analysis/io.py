@@ -132,6 +132,7 @@ class Sweep:
             self._file.close()
             raise
         self._explanations = None
+        self._mlp_explanations = None
 
     def __enter__(self):
         return self
@@ -247,10 +248,11 @@ class Sweep:
 
         self._check_mlp(n_layers)
 
-        if "explanations" in root:
-            layer = self._dataset("explanations/layer", "i", (None,))
-            self._dataset("explanations/feature", "i", (layer.shape[0],))
-            self._dataset("explanations/text", "S", (layer.shape[0],))
+        for group in ("explanations", "mlp_explanations"):  # the latter: `saetraj explain` on a sweep with /mlp
+            if group in root:
+                layer = self._dataset(f"{group}/layer", "i", (None,))
+                self._dataset(f"{group}/feature", "i", (layer.shape[0],))
+                self._dataset(f"{group}/text", "S", (layer.shape[0],))
 
     def _check_mlp(self, n_layers):
         """/mlp: one entry per (layer, query) for the queries 1..N-1 of every prompt, prompt after prompt."""
@@ -429,3 +431,19 @@ class Sweep:
                 for l, f, t in zip(group["layer"][()], group["feature"][()], _texts(group["text"])):
                     self._explanations[(int(l), int(f))] = t
         return self._explanations.get((int(layer), int(feature)))
+
+    @property
+    def has_mlp_explanations(self):
+        """Whether `saetraj explain` stored explanations of the transcoder features /mlp references."""
+        return "mlp_explanations" in self._file
+
+    def transcoder_explanation(self, layer, transcoder_feature):
+        """The explanation of feature `transcoder_feature` of the transcoder of layer `layer`'s MLP
+        (/mlp_explanations), or None when the file has none for it."""
+        if self._mlp_explanations is None:
+            self._mlp_explanations = {}
+            if self.has_mlp_explanations:
+                group = self._file["mlp_explanations"]
+                for l, f, t in zip(group["layer"][()], group["feature"][()], _texts(group["text"])):
+                    self._mlp_explanations[(int(l), int(f))] = t
+        return self._mlp_explanations.get((int(layer), int(transcoder_feature)))

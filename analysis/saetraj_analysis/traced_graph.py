@@ -101,9 +101,11 @@ class TopFeature:
 
 @dataclass(frozen=True)
 class MlpArrival:
-    """An MLP newcomer at a vertex (an io.MlpNewcomer) with the explanation of its residual feature."""
+    """An MLP newcomer at a vertex (an io.MlpNewcomer) with the explanation of its residual feature and that
+    of the transcoder feature that brought it in (/mlp_explanations; None for the other terms)."""
     newcomer: object
     explanation: str  # None when the file holds no explanation for the feature
+    transcoder_explanation: str = None
 
 
 @dataclass
@@ -188,7 +190,8 @@ def build_traced_graph(sweep, prompt, graphs):
                   _trajectories(sweep, trajectories, token + 1, layer, heads=tables.trajectory_heads,
                                 order=tables.trajectory_order, order_values=tables.trajectory_order_values),
                   _top_features(sweep, prompt, token, layer),
-                  [MlpArrival(m, sweep.explanation(layer, m.feature))
+                  [MlpArrival(m, sweep.explanation(layer, m.feature),
+                              sweep.transcoder_explanation(layer, m.transcoder_feature) if m.term == "feature" else None)
                    for m in sweep.mlp_newcomers(prompt, layer, token, graphs.top_t)]) for token, layer in vertices]
     return TracedGraph(prompt, sweep.prompt_text(prompt), sweep.tokens(prompt),
                        [int(l) for l in sweep.layers], graphs.top_t, nodes, edges, sweep.has_mlp)

@@ -132,6 +132,8 @@ class SweepTruth:
     # sweep with mlp=True: (prompt, layer, q) -> (steps, [(feature, final_position, value, step, term,
     # transcoder_feature, transcoder_activation)] of every newcomer, whatever its final position)
     mlp: dict = None
+    # sweep with mlp=True and explanations: (layer, transcoder feature) -> text (/mlp_explanations)
+    mlp_explanations: dict = field(default_factory=dict)
 
 
 def _graph_tables(truth, top_t):
@@ -287,4 +289,13 @@ def write_sweep(path, prompts=None, layers=(3, 4, 5, 6), k=8, top_t=3, seed=0, n
             h5.create_dataset("explanations/layer", data=np.array([l for l, _ in keys], dtype=np.int32))
             h5.create_dataset("explanations/feature", data=np.array([f for _, f in keys], dtype=np.int32))
             h5.create_dataset("explanations/text", data=list(truth.explanations.values()), dtype=strings)
+            if mlp:
+                # Even transcoder features referenced by /mlp have an explanation, odd ones none.
+                units = sorted({(layer, r[5]) for (_, layer, _), (_, rs) in truth.mlp.items() for r in rs
+                                if r[4] == "feature" and r[5] % 2 == 0})
+                truth.mlp_explanations = {key: f"transcoder L{key[0]} t{key[1]} <&>" for key in units}
+                h5.create_dataset("mlp_explanations/layer", data=np.array([l for l, _ in units], dtype=np.int32))
+                h5.create_dataset("mlp_explanations/feature", data=np.array([f for _, f in units], dtype=np.int32))
+                h5.create_dataset("mlp_explanations/text", data=list(truth.mlp_explanations.values()),
+                                  dtype=strings)
     return truth

@@ -2,6 +2,7 @@
 the records make_sweep encoded, the traced-graph hover of a vertex (token = query, layer) lists the MLP
 newcomers that arrived there, the corpus summary counts them per layer, and broken /mlp data is refused."""
 
+import html
 import json
 import os
 import re
@@ -142,7 +143,7 @@ def test_broken_slot_is_refused_on_read(mlp_sweep, tmp_path, bad):
 
 def test_node_hover_lists_the_mlp_newcomers(rendered):
     out, truth = rendered
-    checked = 0
+    checked = transcoder_texts = 0
     for p in range(len(truth.prompts)):
         data = embedded(out / f"prompt_{p:04d}" / "traced_graph.html", "saetraj-graph-data")
         for node in data["nodes"]:
@@ -151,6 +152,9 @@ def test_node_hover_lists_the_mlp_newcomers(rendered):
             got = [(m["feature"], m["final_position"], m["activation"], m["step"], m["term"],
                     m["transcoder_feature"], m["transcoder_activation"]) for m in node["mlp_newcomers"]]
             assert got == expected
+            assert [m["transcoder_explanation"] for m in node["mlp_newcomers"]] == [
+                truth.mlp_explanations.get((layer, unit)) if term == "feature" else None
+                for _, _, _, _, term, unit, _ in expected]
             hover = node["hover"].split("<br>")
             start = hover.index(f"<i>MLP newcomers arriving here (layer {layer}'s MLP, query {token}; final "
                                 f"position in resid_post's top-k):</i>")
@@ -159,7 +163,10 @@ def test_node_hover_lists_the_mlp_newcomers(rendered):
                 assert listed == ["\u00a0\u00a0none"]
             for line, (feature, position, value, step, term, unit, act) in zip(listed, expected):
                 steps = truth.mlp[(p, layer, token)][0]
-                via = (f"transcoder feature {unit} (activation {act:.3g})" if term == "feature"
+                tc_text = truth.mlp_explanations.get((layer, unit)) if term == "feature" else None
+                tc_shown = f" [{html.escape(tc_text, quote=False)}]" if tc_text else ""
+                transcoder_texts += tc_text is not None
+                via = (f"transcoder feature {unit}{tc_shown} (activation {act:.3g})" if term == "feature"
                        else f"the {term} term")
                 explanation = truth.explanations.get((layer, feature), "no explanation").replace("&", "&amp;")
                 assert line == (f"\u00a0\u00a0f{feature} via {via}, step {step} of {steps - 1}, final position "
@@ -167,6 +174,7 @@ def test_node_hover_lists_the_mlp_newcomers(rendered):
                 checked += 1
             assert hover[start + 1 + max(len(expected), 1)] == "<i>top 5 features here:</i>"
     assert checked > 5
+    assert transcoder_texts > 0
 
 
 def test_hover_without_mlp_has_no_mlp_section(tmp_path):
@@ -238,7 +246,8 @@ def test_a_version_3_file_from_saetraj_renders_its_mlp_path(tmp_path):
                          if (v["token"], v["layer"]) == (node["token"], node["layer"])]
             flat = sorted(({**f, "step": v["step"], "steps": v["steps"], "term": v["term"],
                             "transcoder_feature": v["transcoder_feature"],
-                            "transcoder_activation": v["transcoder_activation"]}
+                            "transcoder_activation": v["transcoder_activation"],
+                            "transcoder_explanation": v["transcoder_explanation"]}
                            for v in at_vertex for f in v["features"]), key=lambda f: f["final_position"])
             assert flat == [{key: value for key, value in m.items() if key != "explanation" or value is not None}
                             for m in node["mlp_newcomers"]]
