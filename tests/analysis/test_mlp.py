@@ -109,6 +109,8 @@ def _replace(h5, name, data):
     (lambda h5: _replace(h5, "mlp/final_values", h5["mlp/final_values"][()].astype(np.int32)),
      r"/mlp/final_values has dtype int32; expected kind 'f'"),
     (lambda h5: h5.__delitem__("mlp/steps"), r"missing dataset /mlp/steps"),
+    (lambda h5: _replace(h5, "mlp_explanations/feature", h5["mlp_explanations/feature"][:-1]),
+     r"/mlp_explanations/feature has shape \(\d+,\); expected \(\d+\)"),
 ])
 def test_broken_mlp_is_refused_on_open(mlp_sweep, tmp_path, change, message):
     path, _ = mlp_sweep

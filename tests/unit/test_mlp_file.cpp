@@ -506,4 +506,12 @@ TEST(MlpFile, ExplainStoresTranscoderExplanationsAndTheGraphsCarryThem) {
   EXPECT_THAT([&] { pipeline::explain_sweep(o.out, x); },
               ThrowsMessage<FormatError>(AllOf(HasSubstr("layer 1's transcoder (synthetic-model/1-tc-96)"),
                                                HasSubstr("batch-0.jsonl.gz: not a gzip file"))));
+  // A /mlp_explanations whose columns disagree in length is refused naming the file and the dataset.
+  {
+    const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+    H5Ldelete(f, "mlp_explanations/feature", H5P_DEFAULT);
+    output::write_vector(f, "mlp_explanations/feature", std::vector<int32_t>{1});
+  }
+  EXPECT_THAT([&] { output::SweepReader::open(o.out).mlp_explanations(); },
+              ThrowsMessage<FormatError>(AllOf(HasSubstr(o.out), HasSubstr("/mlp_explanations/feature"))));
 }
