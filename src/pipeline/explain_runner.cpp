@@ -7,6 +7,7 @@
 #include <set>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 #include "saetraj/graph/export_writer.h"
 #include "saetraj/output/sweep_file.h"
 #include "saetraj/output/sweep_reader.h"
@@ -90,10 +91,7 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
       if (tc_wanted[i].empty()) continue;
       const auto it = options.mlp_sources.find(layer);
       if (it == options.mlp_sources.end() && !is_model_slash_source(tc_ids[i])) {
-        std::cerr << "saetraj: layer " << layer << ": transcoder \"" << tc_ids[i]
-                  << "\" has no Neuronpedia id (MODEL/SOURCE); its features get no explanations (give --mlp-source "
-                  << layer << "=MODEL/SOURCE)\n";
-        result.mlp_skipped_layers.push_back(layer);
+        result.mlp_skipped_layers.push_back(layer);  // said in one line below
         continue;
       }
       const graph::NeuronpediaSource source = parse_source(it != options.mlp_sources.end() ? it->second : tc_ids[i], layer);
@@ -110,6 +108,15 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
       for (const auto& [feature, text] : found.descriptions) {
         tc_out.push_back({layer, static_cast<int32_t>(feature), text});
       }
+    }
+    if (!result.mlp_skipped_layers.empty()) {
+      std::vector<std::string> names;
+      for (int layer : result.mlp_skipped_layers) names.push_back(std::to_string(layer));
+      const bool one = names.size() == 1;
+      std::cerr << "saetraj: no Neuronpedia id (MODEL/SOURCE) for the "
+                << (one ? "transcoder of layer " : "transcoders of layers ")
+                << join(names, ", ") << ": no explanations for " << (one ? "its" : "their")
+                << " features (give --mlp-source LAYER=MODEL/SOURCE)\n";
     }
     file.write_mlp_explanations(tc_out);
     result.mlp_written = static_cast<int64_t>(tc_out.size());
