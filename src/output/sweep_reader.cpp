@@ -229,14 +229,15 @@ H5Handle table_type(const std::vector<std::string>& fields) {
   return t;
 }
 
-template <typename Record>
-std::vector<Record> read_table(hid_t file, const std::string& path, const std::string& name,
-                               const std::vector<std::string>& fields) {
+// Opens a graph table and checks its fields, or throws one line naming the file and the dataset; returns
+// the dataset and its row count.
+std::pair<H5Handle, int64_t> open_table(hid_t file, const std::string& path, const std::string& name,
+                                        const std::vector<std::string>& fields) {
   SAETRAJ_CHECK(link_exists(file, name), FormatError, path, ": missing dataset /", name,
                 " (rebuild the graphs with saetraj graph)");
   const hid_t id = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
   SAETRAJ_CHECK(id >= 0, FormatError, path, ": /", name, " is not a dataset");
-  const H5Handle ds(id, H5Dclose);
+  H5Handle ds(id, H5Dclose);
   const auto type = h5_type(H5Dget_type(ds), path + ": /" + name);
   SAETRAJ_CHECK(H5Tget_class(type) == H5T_COMPOUND, FormatError, path, ": /", name, " holds ", type_name(type),
                 "; expected a table (compound) of int32 fields");
@@ -249,7 +250,15 @@ std::vector<Record> read_table(hid_t file, const std::string& path, const std::s
   const auto space = h5_space(H5Dget_space(ds), path + ": /" + name);
   SAETRAJ_CHECK(H5Sget_simple_extent_ndims(space) == 1, FormatError, path, ": /", name, " has ",
                 H5Sget_simple_extent_ndims(space), " dimensions; expected 1 (rows)");
-  std::vector<Record> rows(H5Sget_simple_extent_npoints(space));
+  const int64_t rows = H5Sget_simple_extent_npoints(space);
+  return {std::move(ds), rows};
+}
+
+template <typename Record>
+std::vector<Record> read_table(hid_t file, const std::string& path, const std::string& name,
+                               const std::vector<std::string>& fields) {
+  const auto [ds, n] = open_table(file, path, name, fields);
+  std::vector<Record> rows(n);
   if (!rows.empty()) {
     h5_check_status(H5Dread(ds, table_type(fields), H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data()),
                     path + ": reading /" + name);
@@ -714,31 +723,6 @@ void SweepReader::write_mlp_explanations(const std::vector<ExplanationRecord>& r
 namespace saetraj::output {
 
 namespace {
-
-// Opens a graph table and checks its fields, or throws one line naming the file and the dataset; returns
-// the dataset and its row count.
-std::pair<H5Handle, int64_t> open_table(hid_t file, const std::string& path, const std::string& name,
-                                        const std::vector<std::string>& fields) {
-  SAETRAJ_CHECK(link_exists(file, name), FormatError, path, ": missing dataset /", name,
-                " (rebuild the graphs with saetraj graph)");
-  const hid_t id = H5Dopen2(file, name.c_str(), H5P_DEFAULT);
-  SAETRAJ_CHECK(id >= 0, FormatError, path, ": /", name, " is not a dataset");
-  H5Handle ds(id, H5Dclose);
-  const auto type = h5_type(H5Dget_type(ds), path + ": /" + name);
-  SAETRAJ_CHECK(H5Tget_class(type) == H5T_COMPOUND, FormatError, path, ": /", name, " holds ", type_name(type),
-                "; expected a table (compound) of int32 fields");
-  for (const auto& field : fields) {
-    const int index = H5Tget_member_index(type, field.c_str());
-    SAETRAJ_CHECK(index >= 0, FormatError, path, ": /", name, " has no field '", field, "'");
-    SAETRAJ_CHECK(H5Tget_member_class(type, static_cast<unsigned>(index)) == H5T_INTEGER, FormatError, path, ": /",
-                  name, " field '", field, "' is not an integer");
-  }
-  const auto space = h5_space(H5Dget_space(ds), path + ": /" + name);
-  SAETRAJ_CHECK(H5Sget_simple_extent_ndims(space) == 1, FormatError, path, ": /", name, " has ",
-                H5Sget_simple_extent_ndims(space), " dimensions; expected 1 (rows)");
-  const int64_t rows = H5Sget_simple_extent_npoints(space);
-  return {std::move(ds), rows};
-}
 
 // Rows [begin, begin + rows) of a [n, columns] dataset (columns 1 for a table), checked against its extent.
 void select_rows(hid_t ds, hid_t fspace, int64_t begin, int64_t rows, int64_t columns, const std::string& path,
