@@ -29,7 +29,10 @@ bool parse_command(const std::string& name, const std::string& synopsis, po::opt
     }
     po::notify(vm);
   } catch (const po::error& e) {
-    throw InputError(str("saetraj ", name, ": ", e.what(), " (see saetraj ", name, " --help)"));
+    // Every rank parses the same command line and fails the same way: rank 0 alone says so.
+    InputError error(str("saetraj ", name, ": ", e.what(), " (see saetraj ", name, " --help)"));
+    error.set_collective();
+    throw error;
   }
   return true;
 }

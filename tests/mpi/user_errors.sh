@@ -79,6 +79,16 @@ else
   failed=$((failed + 1)); echo "FAIL: mpirun -n 2 sweep --resume on a file that is not HDF5 (exit $status)"; cat "$WORK/stderr"
 fi
 
+# A command line every rank parses the same way and refuses: one line, from rank 0, not one per rank.
+status=0
+mpirun -n 2 --oversubscribe "$BIN" sweep --no-such-option > "$WORK/stdout" 2> "$WORK/stderr" || status=$?
+if [ "$status" -eq 2 ] && [ ! -s "$WORK/stdout" ] &&
+   [ "$(grep '^saetraj' "$WORK/stderr")" == "saetraj: error (rank 0): saetraj sweep: unrecognised option '--no-such-option' (see saetraj sweep --help)" ]; then
+  passed=$((passed + 1)); echo "ok:   mpirun -n 2 sweep --no-such-option: one line"
+else
+  failed=$((failed + 1)); echo "FAIL: mpirun -n 2 sweep --no-such-option (exit $status)"; cat "$WORK/stderr"
+fi
+
 echo "== render.py on an HDF5 file that is not a sweep"
 expect 2 "render.py: error: $WORK/plain.h5: an HDF5 file but not a saetraj sweep file (no root attribute format = \"saetraj-sweep\"); $G" \
   $PY "$SRC/analysis/render.py" "$WORK/plain.h5" --out "$WORK/figures"
