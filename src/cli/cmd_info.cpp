@@ -16,6 +16,7 @@
 #include "saetraj/model/config.h"
 #include "saetraj/output/sweep_file.h"
 #include "saetraj/output/sweep_reader.h"
+#include "saetraj/pipeline/sae_sources.h"
 #include "saetraj/pipeline/sweep_runner.h"
 #include "saetraj/sae/sae_source.h"
 #include "saetraj/sweep/rows.h"
@@ -221,12 +222,14 @@ int cmd_info(const std::vector<std::string>& args, const CommandContext& ctx) {
 
 int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
   std::string model_dir, layers_spec = "all", device = "cpu", gpu_memory, sae_dtype = "float32";
-  std::vector<std::string> saes;
+  std::vector<std::string> saes, transcoders;
   int ranks = 0;
   int64_t n_tokens = 25, chunk_rows = 2048;
   po::options_description options("Plan options");
   options.add_options()("model", po::value(&model_dir), "checkpoint folder")(
       "sae", po::value(&saes)->composing(), "SAE folders, as for sweep")(
+      "mlp-transcoder", po::value(&transcoders)->composing(),
+      "MLP transcoders, as for sweep --mlp-transcoder: counted on their layers' ranks")(
       "layers", po::value(&layers_spec)->default_value(layers_spec), "analysed layers")(
       "ranks,n", po::value(&ranks), "number of ranks to plan for (default: this job's)")(
       "tokens", po::value(&n_tokens)->default_value(n_tokens), "prompt length to show the query split for")(
@@ -236,7 +239,7 @@ int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
       "gpu-memory", po::value(&gpu_memory),
       "with --device cuda: memory of one GPU (80GiB, 141G, ...; powers of 1024), to check the split against");
   po::variables_map vm;
-  if (!parse_command("plan", "--model DIR --sae PATTERN [--ranks N] [--device cuda --gpu-memory 80GiB]", options,
+  if (!parse_command("plan", "--model DIR --sae PATTERN [--mlp-transcoder PATTERN] [--ranks N] [--device cuda --gpu-memory 80GiB]", options,
                      {}, args, vm, ctx.comm.rank() == 0)) {
     return 0;
   }
@@ -256,10 +259,14 @@ int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
   mp.max_tokens = n_tokens;
   mp.heads = config.n_heads;
   mp.model_bytes = model::weight_bytes(config);
+  pipeline::SweepOptions with_transcoders;
+  with_transcoders.mlp_transcoders = transcoders;
+  const auto transcoder_paths = pipeline::sweep_transcoder_paths(with_transcoders, layers);
+  const auto transcoder_cfgs = pipeline::read_transcoder_configs(transcoder_paths, layers, config.d_model, {});
   for (size_t i = 0; i < folders.size(); ++i) {
     const auto c = sae::read_sae_config(folders[i], layers[i], {});
     costs.push_back(double(c.d_in) * double(c.d_sae));
-    mp.layers.push_back({c.d_in, c.d_sae});
+    mp.layers.push_back({c.d_in, c.d_sae, transcoder_cfgs.empty() ? 0 : transcoder_cfgs[i].d_sae});
   }
   const auto plan = dist::plan_work(ranks, costs);
   const auto memory = dist::plan_memory(plan, mp);
@@ -272,7 +279,8 @@ int cmd_plan(const std::vector<std::string>& args, const CommandContext& ctx) {
     const int64_t rows = c0 < c1 ? sweep::rows_of_prompt(chunks[c1 - 1].second) - sweep::rows_of_prompt(chunks[c0].first) : 0;
     std::string names;
     for (int i : g.layer_indices) names += " " + std::to_string(layers[i]);
-    std::cout << "  rank " << r << ": layers" << names << "; rows per layer " << rows << "; SAE encoders "
+    std::cout << "  rank " << r << ": layers" << names << "; rows per layer " << rows
+              << (transcoder_paths.empty() ? "; SAE encoders " : "; SAE encoders and transcoders ")
               << human_bytes(static_cast<double>(memory[r].encoders));
     if (cuda) {
       std::cout << "; GPU: working set " << human_bytes(static_cast<double>(memory[r].working))

@@ -33,6 +33,10 @@ int64_t transcoder_bytes(const LayerShape& shape) {
   return w > 0 ? 4 * (2 * d * w + 2 * w + 2 * d + d * d) : 0;
 }
 
+int64_t mlp_activation_bytes(const LayerShape& shape, int64_t max_tokens) {
+  return shape.transcoder_width > 0 ? 3 * 4 * max_tokens * shape.d_in : 0;
+}
+
 int64_t gpu_working_bytes(const LayerShape& shape, int64_t chunk_rows, int64_t max_tokens, int64_t heads) {
   const int64_t rows = std::max(chunk_rows, max_tokens + 1);
   const int64_t projections = ((heads + 1) * max_tokens + 2) * shape.d_sae * 4;
@@ -44,10 +48,13 @@ std::vector<RankMemory> plan_memory(const WorkPlan& plan, const MemoryPlanInput&
   for (int r = 0; r < static_cast<int>(plan.group_of_rank.size()); ++r) {
     RankMemory m;
     m.rank = r;
+    int64_t mlp_tensors = 0;
     for (int i : plan.group_for(r).layer_indices) {
       m.encoders += encoder_bytes(in.layers[i], in.bf16) + transcoder_bytes(in.layers[i]);
       m.working = std::max(m.working, gpu_working_bytes(in.layers[i], in.chunk_rows, in.max_tokens, in.heads));
+      mlp_tensors += mlp_activation_bytes(in.layers[i], in.max_tokens);
     }
+    m.working += mlp_tensors;
     if (r == 0) m.model = in.model_bytes;
     out.push_back(m);
   }

@@ -5,8 +5,10 @@
 #include <regex>
 
 #include "saetraj/core/error.h"
+#include "saetraj/core/strings.h"
 #include "saetraj/sae/gemma_scope2.h"
 #include "saetraj/sae/gemma_scope_release.h"
+#include "saetraj/sae/transcoder.h"
 
 namespace saetraj::pipeline {
 
@@ -104,6 +106,19 @@ std::vector<std::string> sweep_transcoder_paths(const SweepOptions& o, const std
     paths.push_back(f);
   }
   return paths;
+}
+
+std::vector<sae::SaeConfig> read_transcoder_configs(const std::vector<std::string>& paths, const std::vector<int>& layers,
+                                                    int64_t d_model, const sae::SaeSourceOptions& options) {
+  std::vector<sae::SaeConfig> cfgs;
+  for (size_t i = 0; i < paths.size(); ++i) {
+    auto cfg = with_context(str("--mlp-transcoder for layer ", layers[i]),
+                            [&] { return sae::read_transcoder_config(paths[i], layers[i], options); });
+    SAETRAJ_CHECK(cfg.d_in == d_model, InputError, "--mlp-transcoder for layer ", layers[i], " (", paths[i],
+                  ") reads vectors of size ", cfg.d_in, " but the model's d_model is ", d_model);
+    cfgs.push_back(std::move(cfg));
+  }
+  return cfgs;
 }
 
 sae::SaeSourceOptions sweep_sae_options(const SweepOptions& o, const model::ModelConfig& config) {

@@ -221,23 +221,6 @@ std::vector<sae::SaeConfig> read_sae_configs(const SweepOptions& o, const SweepI
   return cfgs;
 }
 
-// --mlp-transcoder: each analysed layer's transcoder must read that layer's MLP input and predict its
-// hook_mlp_out (sae::require_mlp_transcoder, inside read_transcoder_config), from vectors of size d_model. Its
-// d_out is checked when it is loaded (load_rank_work).
-std::vector<sae::SaeConfig> read_transcoder_configs(const SweepInputs& in) {
-  std::vector<sae::SaeConfig> cfgs;
-  for (size_t i = 0; i < in.transcoder_paths.size(); ++i) {
-    auto cfg = with_context(str("--mlp-transcoder for layer ", in.layers[i]), [&] {
-      return sae::read_transcoder_config(in.transcoder_paths[i], in.layers[i], in.sae_options);
-    });
-    SAETRAJ_CHECK(cfg.d_in == in.config.d_model, InputError, "--mlp-transcoder for layer ", in.layers[i], " (",
-                  in.transcoder_paths[i], ") reads vectors of size ", cfg.d_in, " but the model's d_model is ",
-                  in.config.d_model);
-    cfgs.push_back(std::move(cfg));
-  }
-  return cfgs;
-}
-
 // BOS (SPEC 1.1): auto follows the SAEs' training (prepend_bos), else the tokenizer's default.
 bool decide_bos(const SweepOptions& o, const SweepInputs& in) {
   if (o.bos != "auto") return o.bos == "on";
@@ -288,7 +271,7 @@ SweepInputs read_inputs(const SweepOptions& o, const dist::Communicator& comm) {
   in.sae_options = sweep_sae_options(o, in.config);
   in.sae_cfgs = read_sae_configs(o, in);
   in.transcoder_paths = sweep_transcoder_paths(o, in.layers);
-  in.transcoder_cfgs = read_transcoder_configs(in);
+  in.transcoder_cfgs = read_transcoder_configs(in.transcoder_paths, in.layers, in.config.d_model, in.sae_options);
 
   const bool prepend_bos = decide_bos(o, in);
   const std::optional<int32_t> bos_id = in.tok->bos_id() ? in.tok->bos_id() : in.config.bos_token_id;

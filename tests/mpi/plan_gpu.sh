@@ -6,7 +6,7 @@ set -euo pipefail
 BIN=$1 WORK=$2 SRC=$3
 source "$SRC/tests/mpi/fixture.sh"
 rm -rf "$WORK" && mkdir -p "$WORK"
-make_fixture 4
+make_fixture 4 --transcoders
 plan=(plan --model "$WORK/fx/model" --sae "$WORK/fx/saes/layer_{layer}" --device cuda --ranks 2 --tokens 40)
 "$BIN" "${plan[@]}" --gpu-memory 1GiB > "$WORK/fits.txt"
 cat "$WORK/fits.txt"
@@ -27,4 +27,19 @@ status=$?
 set -e
 [ "$status" -eq 2 ] && grep -q "\-\-gpu-memory goes with --device cuda" "$WORK/bad.err" ||
   { cat "$WORK/bad.err"; echo "--gpu-memory without --device cuda must be refused"; exit 1; }
-echo "plan --device cuda: 3 passed, 0 failed"
+# With --mlp-transcoder each rank's share grows by its layers' transcoders and MLP-path tensors.
+"$BIN" "${plan[@]}" --mlp-transcoder "$WORK/fx/transcoders/layer_{layer}" > "$WORK/mlp.txt"
+cat "$WORK/mlp.txt"
+total() { sed -n "s/^  rank $2: .*; total \(.*\)$/\1/p" "$1"; }
+grep -q "rank 0: layers 0 1; .*; SAE encoders and transcoders .*; GPU: working set " "$WORK/mlp.txt"
+for r in 0 1; do
+  [ "$(total "$WORK/fits.txt" $r)" != "$(total "$WORK/mlp.txt" $r)" ] && [ -n "$(total "$WORK/mlp.txt" $r)" ] ||
+    { echo "rank $r: the transcoders did not change its total"; exit 1; }
+done
+set +e
+"$BIN" "${plan[@]}" --mlp-transcoder "7=$WORK/fx/transcoders/layer_0" 2> "$WORK/bad_tc.err"
+status=$?
+set -e
+[ "$status" -eq 2 ] && grep -q "layer 7 is not among the analysed layers" "$WORK/bad_tc.err" ||
+  { cat "$WORK/bad_tc.err"; echo "--mlp-transcoder for a layer not analysed must be refused"; exit 1; }
+echo "plan --device cuda: 5 passed, 0 failed"

@@ -150,6 +150,21 @@ TEST(MemoryPlan, TranscodersAreCountedOnTheirRanks) {
   const auto two = dist::plan_memory(dist::plan_work(2, std::vector<double>(26, 1.0)), in);
   ASSERT_EQ(two.size(), 2u);
   EXPECT_EQ(two[0].encoders + two[1].encoders, 26 * (dist::encoder_bytes(with, false) + dist::transcoder_bytes(with)));
+  // Each owned layer's MLP input, resid_mid and resid_post ([256, 2304] float32 each) join the working set.
+  EXPECT_EQ(dist::mlp_activation_bytes(plain, 256), 0);
+  EXPECT_EQ(dist::mlp_activation_bytes(with, 256), 3LL * 4 * 256 * 2304);
+  const auto plain_two = [&] {
+    dist::MemoryPlanInput p = in;
+    p.layers.assign(26, plain);
+    return dist::plan_memory(dist::plan_work(2, std::vector<double>(26, 1.0)), p);
+  }();
+  const auto owned = [](const dist::WorkPlan& plan, int rank) {
+    return static_cast<int64_t>(plan.group_for(rank).layer_indices.size());
+  };
+  const auto split = dist::plan_work(2, std::vector<double>(26, 1.0));
+  for (int r = 0; r < 2; ++r) {
+    EXPECT_EQ(two[r].working, plain_two[r].working + owned(split, r) * dist::mlp_activation_bytes(with, 256)) << r;
+  }
   // Without transcoders 5 GPUs of 16 GiB fit (the test above); each 16k transcoder adds 302 MiB per layer.
   EXPECT_EQ(dist::min_ranks_that_fit(in, 16LL << 30), 6);
 }

@@ -10,6 +10,10 @@
 // masks. A chunk has at most max(chunk_rows, N + 1) rows. kGpuBytesPerChunkEntry = 4 (sums) x 2 + 4
 // (rows) + 3 (masks) covers the larger of the two methods per chunk entry; the projections are added
 // apart. Rank 0 also holds the model's float32 weights and one prompt's activations.
+// With --mlp-transcoder, each owner also receives, per prompt and owned layer, the MLP input, resid_mid and
+// resid_post ([N, d] float32 each; mlp_activation_bytes), held until its MLP path has run; the MLP path's own
+// encoding ([active transcoder features + 4, d_sae] per query) is assumed to fit in the chunk's working set
+// (it does while a transcoder has fewer active features at a position than --chunk-rows).
 #pragma once
 
 #include <cstdint>
@@ -35,13 +39,18 @@ int64_t encoder_bytes(const LayerShape& shape, bool bf16);
 // (sweep --mlp-transcoder requires d_in = d_out = d_model). Added to the rank's encoders.
 int64_t transcoder_bytes(const LayerShape& shape);
 
+// sweep --mlp-transcoder: the three [max_tokens, d_in] float32 tensors of one layer's MLP path (0 without a
+// transcoder). Added to the working set of the layer's rank, once per owned layer.
+int64_t mlp_activation_bytes(const LayerShape& shape, int64_t max_tokens);
+
 // The GPU working set of one layer's encoding for prompts of up to max_tokens tokens (NOTE above).
 int64_t gpu_working_bytes(const LayerShape& shape, int64_t chunk_rows, int64_t max_tokens, int64_t heads);
 
 struct RankMemory {
   int rank = 0;
   int64_t encoders = 0;  // its group's encoders
-  int64_t working = 0;   // the largest working set among its layers (one layer is encoded at a time)
+  int64_t working = 0;   // the largest working set among its layers (one layer is encoded at a time), plus
+                         // its layers' MLP-path tensors (mlp_activation_bytes)
   int64_t model = 0;     // rank 0: the model and its activations
   int64_t total() const { return encoders + working + model; }
 };
