@@ -46,6 +46,8 @@ void ExportWriter::add_prompt(const ExportPrompt& p) {
   in.logits = p.logits;
   in.info = settings_.info;
   in.explanations = &settings_.explanations;
+  in.mlp_path = p.mlp_path;
+  in.transcoder_explanations = &settings_.transcoder_explanations;
   const auto doc = attribution_graph_json(in);
   write_json_file(graphs_dir(settings_) + "/" + in.slug + ".json", doc, "the attribution graph");
   graphs_.push_back(doc["metadata"]);
@@ -58,7 +60,8 @@ void ExportWriter::finish() {
 }
 
 int64_t relabel_attribution_graphs(const std::string& dir,
-                                   const std::map<std::pair<int, int>, std::string>& explanations) {
+                                   const std::map<std::pair<int, int>, std::string>& explanations,
+                                   const std::map<std::pair<int, int>, std::string>* transcoder_explanations) {
   namespace fs = std::filesystem;
   const fs::path graphs = fs::path(dir) / "attribution_graphs";
   std::vector<fs::path> files;
@@ -74,7 +77,7 @@ int64_t relabel_attribution_graphs(const std::string& dir,
     auto doc = nlohmann::json::parse(in, nullptr, false);
     SAETRAJ_CHECK(!doc.is_discarded() && doc.is_object(), FormatError, p.string(),
                   ": not an attribution graph (not a JSON object)");
-    if (relabel_attribution_graph(doc, explanations, p.string()) > 0) {
+    if (relabel_attribution_graph(doc, explanations, p.string(), transcoder_explanations) > 0) {
       write_json_file(p.string(), doc, "the attribution graph");
     }
   }

@@ -39,6 +39,22 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
   auto file = output::SweepReader::open(sweep_path, true);
   const auto& layers = file.attributes().layers;
   const auto& sae_ids = file.attributes().sae_ids;
+  // A source named for a layer the sweep did not analyse (or --mlp-source on a sweep without /mlp) is a
+  // mistake in the command line, not something to skip quietly.
+  std::vector<std::string> layer_names;
+  for (int layer : layers) layer_names.push_back(std::to_string(layer));
+  const auto check_layers = [&](const std::map<int, std::string>& given, const char* flag) {
+    for (const auto& [layer, id] : given) {
+      SAETRAJ_CHECK(std::find(layers.begin(), layers.end(), layer) != layers.end(), InputError, flag, " ", layer,
+                    "=", id, ": layer ", layer, " is not one of the layers ", sweep_path, " analysed (",
+                    join(layer_names, ","), ")");
+    }
+  };
+  check_layers(options.sources, "--source");
+  SAETRAJ_CHECK(options.mlp_sources.empty() || file.has_mlp(), InputError, "--mlp-source: ", sweep_path,
+                " has no /mlp (it was swept without --mlp-transcoder)");
+  check_layers(options.mlp_sources, "--mlp-source");
+
   std::map<int, std::set<int64_t>> wanted;
   for (const auto& t : file.graphs().trajectories) wanted[t.layer].insert(t.feature);
 
@@ -53,12 +69,7 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
     const auto found = with_context(str("explaining layer ", layer, " (", source.model_id, "/", source.source_id, ")"),
                                     [&] { return store.lookup(source, wanted[layer]); });
     std::cerr << "saetraj: layer " << layer << ": " << graph::describe(found.counts) << "\n";
-    result.counts.requested += found.counts.requested;
-    result.counts.from_cache += found.counts.from_cache;
-    result.counts.from_files += found.counts.from_files;
-    result.counts.fetched += found.counts.fetched;
-    result.counts.missing += found.counts.missing;
-    result.counts.bulk_files += found.counts.bulk_files;
+    result.counts += found.counts;
     for (const auto& [feature, text] : found.descriptions) out.push_back({layer, static_cast<int32_t>(feature), text});
   }
   file.write_explanations(out);
@@ -99,12 +110,7 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
           with_context(str("explaining layer ", layer, "'s transcoder (", source.model_id, "/", source.source_id, ")"),
                        [&] { return store.lookup(source, tc_wanted[i]); });
       std::cerr << "saetraj: layer " << layer << " transcoder: " << graph::describe(found.counts) << "\n";
-      result.mlp_counts.requested += found.counts.requested;
-      result.mlp_counts.from_cache += found.counts.from_cache;
-      result.mlp_counts.from_files += found.counts.from_files;
-      result.mlp_counts.fetched += found.counts.fetched;
-      result.mlp_counts.missing += found.counts.missing;
-      result.mlp_counts.bulk_files += found.counts.bulk_files;
+      result.mlp_counts += found.counts;
       for (const auto& [feature, text] : found.descriptions) {
         tc_out.push_back({layer, static_cast<int32_t>(feature), text});
       }
@@ -123,9 +129,14 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
   }
 
   // The exports written before now carry the explanations too, as build_graphs would set them.
-  std::map<std::pair<int, int>, std::string> texts;
+  std::map<std::pair<int, int>, std::string> texts, transcoder_texts;
   for (const auto& e : out) {
     if (!e.text.empty()) texts[{e.layer, e.feature}] = e.text;
+  }
+  if (file.has_mlp() && file.has_mlp_explanations()) {
+    for (const auto& e : file.mlp_explanations()) {
+      if (!e.text.empty()) transcoder_texts[{e.layer, e.feature}] = e.text;
+    }
   }
   namespace fs = std::filesystem;
   const fs::path graphs_dir = default_graphs_dir(sweep_path);
@@ -139,7 +150,8 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
   }
   std::sort(t_dirs.begin(), t_dirs.end());
   for (const auto& dir : t_dirs) {
-    result.relabelled_graphs += graph::relabel_attribution_graphs(dir.string(), texts);
+    result.relabelled_graphs +=
+        graph::relabel_attribution_graphs(dir.string(), texts, file.has_mlp() ? &transcoder_texts : nullptr);
     result.relabelled_dirs.push_back((dir / "attribution_graphs").string());
   }
   return result;

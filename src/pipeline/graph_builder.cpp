@@ -88,6 +88,7 @@ class MlpVertices {
     }
   }
   bool present() const { return file_.has_mlp(); }
+  const std::map<std::pair<int, int>, std::string>& transcoder_explanations() const { return transcoder_explanations_; }
   void load_prompt(size_t prompt, int n_tokens) {
     if (!present()) return;
     queries_ = n_tokens - 1;
@@ -159,6 +160,28 @@ class MlpVertices {
         v["features"].push_back(std::move(f));
       }
       for (auto& [step, v] : by_step) out.push_back(std::move(v));
+    }
+    return out;
+  }
+
+  // path_json's entries as the attribution-graph export takes them.
+  static std::vector<graph::MlpPathVertex> path_vertices(const nlohmann::json& path) {
+    std::vector<graph::MlpPathVertex> out;
+    for (const auto& v : path) {
+      graph::MlpPathVertex m;
+      m.token = v.at("token").get<int>();
+      m.layer = v.at("layer").get<int>();
+      m.step = v.at("step").get<int>();
+      m.steps = v.at("steps").get<int>();
+      m.term = v.at("term").get<std::string>();
+      if (m.term == "feature") {
+        m.transcoder_feature = v.at("transcoder_feature").get<int>();
+        m.transcoder_activation = v.at("transcoder_activation").get<double>();
+      }
+      for (const auto& f : v.at("features")) {
+        m.features.emplace_back(f.at("final_position").get<int>(), f.at("feature").get<int>());
+      }
+      out.push_back(std::move(m));
     }
     return out;
   }
@@ -325,6 +348,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         }
       }
       settings.explanations = explanations;
+      settings.transcoder_explanations = mlp.transcoder_explanations();
       exports.emplace(std::move(settings));
     }
     std::vector<float> trajectory_order_values;  // [rows of trajectory_rows, OrderViews::kValueColumns] likewise
@@ -408,14 +432,18 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         nlohmann::json traced_meta = meta;
         traced_meta["traced"] = true;
         if (mlp.present()) traced_meta["mlp_vertices"] = mlp.json_of(n - 1, top_t, layers, explanations);
-        if (mlp.present()) traced_meta["mlp_path"] = mlp.path_json(traced, top_t, layers, explanations);
+        std::vector<graph::MlpPathVertex> mlp_path;
+        if (mlp.present()) {
+          traced_meta["mlp_path"] = mlp.path_json(traced, top_t, layers, explanations);
+          mlp_path = MlpVertices::path_vertices(traced_meta["mlp_path"]);
+        }
         graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
         graph::write_graphml(dir + "/traced.graphml", traced, tokens);
 
         graph::ExportPrompt exported{static_cast<int>(p), texts[p], tokens,
                                      std::vector<int32_t>(token_ids.begin() + token_offset[p],
                                                           token_ids.begin() + token_offset[p] + n),
-                                     traced, {}, {}, {}};
+                                     traced, {}, {}, {}, std::move(mlp_path)};
         for (size_t r = first_row; r < trajectory_rows.size(); ++r) {
           const auto& row = trajectory_rows[r];
           exported.rows.push_back({row.length, row.layer, {row.source_token, row.feature, row.final_position}});

@@ -206,11 +206,13 @@ def test_corpus_summary_counts_mlp_newcomers_per_layer(rendered, mlp_sweep):
 BINARY = os.environ.get("SAETRAJ_BINARY")
 
 
-@pytest.mark.skipif(not BINARY, reason="SAETRAJ_BINARY is not set (ctest sets it)")
-def test_a_version_3_file_from_saetraj_renders_its_mlp_path(tmp_path):
-    """`saetraj sweep --mlp-transcoder` on a synthetic model: render.py draws it, and every drawn vertex's MLP
-    newcomers equal the mlp_vertices that saetraj's own JSON graph of that length lists for that layer (two
-    readings of /mlp, C++ and Python)."""
+@pytest.fixture(scope="module")
+def cpp_mlp_sweep(tmp_path_factory):
+    """`saetraj sweep --mlp-transcoder` (T = 6) on a synthetic two-layer model with random transcoders, two
+    prompts; its folder (s.h5, s_graphs/)."""
+    if not BINARY:
+        pytest.skip("SAETRAJ_BINARY is not set (ctest sets it)")
+    tmp_path = tmp_path_factory.mktemp("cpp_mlp")
     fx, out = tmp_path / "fx", tmp_path / "out"
     subprocess.run([BINARY, "synth", "--out", fx, "--layers", "2", "--d-model", "32", "--d-mlp", "64", "--vocab",
                     "320", "--context", "48", "--d-sae", "96", "--transcoders"], check=True, capture_output=True)
@@ -221,6 +223,14 @@ def test_a_version_3_file_from_saetraj_renders_its_mlp_path(tmp_path):
                     "--prompt-file", corpus, "--k", "24", "--top-t", "6",
                     "--mlp-transcoder", f"{fx}/transcoders/layer_{{layer}}", "--out", out / "s.h5"],
                    check=True, capture_output=True)
+    return out
+
+
+def test_a_version_3_file_from_saetraj_renders_its_mlp_path(cpp_mlp_sweep):
+    """`saetraj sweep --mlp-transcoder` on a synthetic model: render.py draws it, and every drawn vertex's MLP
+    newcomers equal the mlp_vertices that saetraj's own JSON graph of that length lists for that layer (two
+    readings of /mlp, C++ and Python)."""
+    out = cpp_mlp_sweep
     result = run_render(out / "s.h5", "--out", out / "figures")
     assert result.returncode == 0, result.stderr
     with Sweep(out / "s.h5") as sweep:
@@ -261,3 +271,42 @@ def test_a_version_3_file_from_saetraj_renders_its_mlp_path(tmp_path):
     positions = np.arange(slots.shape[2])[None, None, :]
     counted = ((slots[..., 0] >= 1) & (positions <= 6)).sum(axis=(1, 2))
     assert summary["mlp_counts"] == {str(int(l)): int(c) for l, c in zip(layers, counted)}
+
+
+def test_attribution_graphs_carry_the_mlp_path(cpp_mlp_sweep):
+    """The attribution-graph exports of that sweep validate against Neuronpedia's schema and circuit-tracer's
+    fields, and hold traced.json's mlp_path as include/saetraj/graph/attribution_export.h maps it: one MLP node
+    per vertex, linked to a feature node for each feature it brought in (weight: the rank score), and linked
+    from what attention brought to that vertex, or from the token itself."""
+    jsonschema = pytest.importorskip("jsonschema")
+    from test_exports import SCHEMA, check_circuit_tracer_fields
+    validator = jsonschema.Draft7Validator(json.load(open(SCHEMA)))
+    top_t, checked = 6, 0
+    for p in range(2):
+        folder = cpp_mlp_sweep / "s_graphs" / "T6"
+        doc = json.loads((folder / "attribution_graphs" / f"s-T6-p{p:04d}.json").read_text(encoding="utf-8"))
+        validator.validate(doc)
+        check_circuit_tracer_fields(doc)
+        traced = json.loads((folder / f"prompt_{p:04d}" / "traced.json").read_text())
+        nodes = {n["node_id"]: n for n in doc["nodes"]}
+        links = {(l["source"], l["target"]): l["weight"] for l in doc["links"]}
+        expected_ids = set()
+        for v in traced["metadata"]["mlp_path"]:
+            node_id = f"mlp_{v['layer']}_{v['token']}_{v['step']}"
+            expected_ids.add(node_id)
+            node = nodes[node_id]
+            assert node["feature_type"] == "mlp reconstruction error" and node["feature"] == -1
+            assert (node["layer"], node["ctx_idx"]) == (str(v["layer"]), v["token"])
+            assert node["saetraj"] == {"mlp_term": v["term"], "transcoder_feature": v["transcoder_feature"],
+                                       "transcoder_activation": v["transcoder_activation"], "step": v["step"],
+                                       "steps": v["steps"]}
+            for f in v["features"]:
+                target = f"{v['layer']}_{f['feature']}_{v['token']}"
+                assert nodes[target]["feature_type"] == "cross layer transcoder"
+                assert links[(node_id, target)] == pytest.approx((top_t + 1 - f["final_position"]) / (top_t + 1))
+                checked += 1
+            sources = [s for (s, t) in links if t == node_id]
+            assert sources, node_id
+            assert all(nodes[s]["ctx_idx"] == v["token"] for s in sources)
+        assert {i for i in nodes if i.startswith("mlp_")} == expected_ids
+    assert checked > 0

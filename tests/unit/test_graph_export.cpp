@@ -170,6 +170,103 @@ TEST(AttributionExport, RelabellingRefusesGraphsItCannotLabel) {
   refused([](json& d) { d.erase("metadata"); }, "is not in metadata.prompt_tokens (0 tokens)");
 }
 
+// The sample with two MLP vertices at layer 1: at token 3 (where attention brought 100 and 7) step 2 adds
+// transcoder feature 40 (activation 0.5), which brings SAE feature 300 in at rank 1; at token 2 (where
+// attention brought nothing) the error term (step 5 of 5) brings 11 (rank 0) and 12 (rank 3).
+AttributionGraphInput sample_with_mlp() {
+  auto in = sample_input();
+  MlpPathVertex a;
+  a.token = 3, a.layer = 1, a.step = 2, a.steps = 6, a.term = "feature", a.transcoder_feature = 40;
+  a.transcoder_activation = 0.5;
+  a.features = {{1, 300}};
+  MlpPathVertex b;
+  b.token = 2, b.layer = 1, b.step = 5, b.steps = 5, b.term = "error";
+  b.features = {{0, 11}, {3, 12}};
+  in.mlp_path = {b, a};
+  return in;
+}
+
+TEST(AttributionExport, MlpVerticesBecomeMlpNodesBetweenTheirInputsAndTheirFeatures) {
+  const json doc = attribution_graph_json(sample_with_mlp());
+  std::map<std::string, json> nodes;
+  for (const auto& n : doc["nodes"]) nodes[n["node_id"].get<std::string>()] = n;
+  ASSERT_EQ(nodes.size(), 8u + 5u);
+  const json& term = nodes.at("mlp_1_3_2");
+  EXPECT_EQ(term["feature"], -1);
+  EXPECT_EQ(term["layer"], "1");
+  EXPECT_EQ(term["ctx_idx"], 3);
+  EXPECT_EQ(term["feature_type"], "mlp reconstruction error");
+  EXPECT_EQ(term["clerp"], "MLP L1: transcoder #40 (act 0.5)");
+  EXPECT_EQ(term["activation"], 0.5);
+  EXPECT_EQ(term["saetraj"], json({{"mlp_term", "feature"}, {"transcoder_feature", 40}, {"transcoder_activation", 0.5},
+                                   {"step", 2}, {"steps", 6}}));
+  EXPECT_EQ(nodes.at("mlp_1_2_5")["clerp"], "MLP L1: reconstruction error");
+  EXPECT_EQ(nodes.at("mlp_1_2_5")["saetraj"]["transcoder_feature"], nullptr);
+  EXPECT_EQ(nodes.at("mlp_1_2_5")["activation"], nullptr);
+  const json& f = nodes.at("1_300_3");
+  EXPECT_EQ(f["feature"], cantor_feature(1, 300));
+  EXPECT_EQ(f["feature_type"], "cross layer transcoder");
+  EXPECT_EQ(f["clerp"], "L1 #300 from the MLP (rank 1)");
+  EXPECT_EQ(f["saetraj"], json({{"sae_index", 300}, {"mlp_step", 2}, {"final_position", 1}, {"prompt_length", 4}}));
+  EXPECT_EQ(nodes.at("1_12_2")["clerp"], "L1 #12 from the MLP (rank 3)");
+
+  std::set<std::tuple<std::string, std::string, double>> links;
+  for (const auto& l : doc["links"]) {
+    links.insert({l["source"].get<std::string>(), l["target"].get<std::string>(), l["weight"].get<double>()});
+  }
+  const std::set<std::tuple<std::string, std::string, double>> expected = {
+      {"E_10_1", "1_100_3", 1.0},    {"E_10_1", "1_7_3", 0.5},
+      // into the MLP terms: what attention brought to (3, 1); token 2 itself at (2, 1); weighted by the best rank
+      {"1_100_3", "mlp_1_3_2", 0.75}, {"1_7_3", "mlp_1_3_2", 0.75}, {"E_11_2", "mlp_1_2_5", 1.0},
+      // out of them to the features they brought in
+      {"mlp_1_3_2", "1_300_3", 0.75}, {"mlp_1_2_5", "1_11_2", 1.0}, {"mlp_1_2_5", "1_12_2", 0.25},
+      // the traced edges out of (3, 1) and (2, 1) now also start at the MLP's features
+      {"1_100_3", "2_5_3", 0.75},    {"1_7_3", "2_5_3", 0.75},      {"1_300_3", "2_5_3", 0.75},
+      {"1_11_2", "2_9_3", 1.0},      {"1_12_2", "2_9_3", 1.0}};
+  EXPECT_EQ(links, expected);
+  EXPECT_EQ(doc["links"].size(), expected.size());
+
+  // Explanations label the MLP's features and, given, the transcoder feature; relabelling a graph exported
+  // before them gives the same graph.
+  auto in = sample_with_mlp();
+  const std::map<std::pair<int, int>, std::string> explanations = {{{1, 300}, "three hundred"}};
+  const std::map<std::pair<int, int>, std::string> transcoder = {{{1, 40}, "forty"}, {{1, 300}, "not this one"}};
+  in.explanations = &explanations;
+  in.transcoder_explanations = &transcoder;
+  const json explained = attribution_graph_json(in);
+  json relabelled = doc;
+  EXPECT_EQ(relabel_attribution_graph(relabelled, explanations, "g.json", &transcoder), 2);
+  EXPECT_EQ(relabelled, explained);
+  std::map<std::string, json> labelled;
+  for (const auto& n : explained["nodes"]) labelled[n["node_id"].get<std::string>()] = n;
+  EXPECT_EQ(labelled.at("mlp_1_3_2")["clerp"], "forty");
+  EXPECT_EQ(labelled.at("1_300_3")["clerp"], "three hundred");
+  EXPECT_EQ(labelled.at("mlp_1_2_5")["clerp"], "MLP L1: reconstruction error");
+  // Without transcoder explanations, relabelling leaves the MLP terms' labels as they are.
+  EXPECT_EQ(relabel_attribution_graph(relabelled, {}, "g.json"), 1);
+  EXPECT_EQ(relabelled["nodes"][11]["node_id"], "mlp_1_3_2");
+  EXPECT_EQ(relabelled["nodes"][11]["clerp"], "forty");
+}
+
+TEST(AttributionExport, BadMlpVerticesAreRefused) {
+  auto outside = sample_with_mlp();
+  outside.mlp_path[0].layer = 3;
+  EXPECT_THAT([&] { attribution_graph_json(outside); },
+              ThrowsMessage<InputError>(HasSubstr("MLP vertex (2, 3) is not a token and analysed layer")));
+  auto twice = sample_with_mlp();
+  twice.mlp_path.push_back(twice.mlp_path[1]);
+  EXPECT_THAT([&] { attribution_graph_json(twice); },
+              ThrowsMessage<InputError>(HasSubstr("MLP step 2 of layer 1 at token 3 is given twice")));
+  json doc = attribution_graph_json(sample_with_mlp());
+  for (auto& n : doc["nodes"]) {
+    if (n["node_id"] == "mlp_1_3_2") n["saetraj"].erase("transcoder_activation");
+  }
+  const std::map<std::pair<int, int>, std::string> none;
+  EXPECT_THAT([&] { relabel_attribution_graph(doc, {}, "dir/g.json", &none); },
+              ThrowsMessage<FormatError>(HasSubstr(
+                  "dir/g.json: MLP node mlp_1_3_2 lacks its saetraj {mlp_term, transcoder_feature, transcoder_activation}")));
+}
+
 TEST(AttributionExport, NoSourceSetWithoutOne) {
   auto in = sample_input();
   in.source_set.clear();

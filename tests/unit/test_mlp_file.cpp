@@ -196,6 +196,14 @@ TEST(MlpFile, WithoutTheOptionTheFileIsVersion2AndItsDatasetsAreUnchanged) {
   EXPECT_EQ(a.readout().token_ids, b.readout().token_ids);
   EXPECT_EQ(a.prompts().token_ids, b.prompts().token_ids);
   EXPECT_THAT([&] { (void)b.mlp(0); }, ThrowsMessage<InputError>(HasSubstr("has no /mlp")));
+  // explain --mlp-source on it (a copy: this test holds it open) is refused, saying why.
+  const std::string copy = dir.file("without-copy.h5");
+  std::filesystem::copy_file(without.out, copy);
+  pipeline::ExplainOptions x;
+  x.store.cache_dir = dir.file("cache");
+  x.mlp_sources[0] = "synthetic-model/0-tc-96";
+  EXPECT_THAT([&] { pipeline::explain_sweep(copy, x); },
+              ThrowsMessage<InputError>(HasSubstr(copy + " has no /mlp (it was swept without --mlp-transcoder)")));
   // Resuming across the option is refused, naming it.
   auto resumed = with;
   resumed.out = without.out;
@@ -506,6 +514,19 @@ TEST(MlpFile, ExplainStoresTranscoderExplanationsAndTheGraphsCarryThem) {
   EXPECT_THAT([&] { pipeline::explain_sweep(o.out, x); },
               ThrowsMessage<FormatError>(AllOf(HasSubstr("layer 1's transcoder (synthetic-model/1-tc-96)"),
                                                HasSubstr("batch-0.jsonl.gz: not a gzip file"))));
+  // A source for a layer the sweep did not analyse is refused naming the flag, the layer and the file's layers.
+  {
+    pipeline::ExplainOptions y;
+    y.store.bulk_root = root;
+    y.sources[7] = "synthetic-model/7-res-96";
+    EXPECT_THAT([&] { pipeline::explain_sweep(o.out, y); },
+                ThrowsMessage<InputError>(AllOf(HasSubstr("--source 7=synthetic-model/7-res-96"),
+                                                HasSubstr("layer 7 is not one of the layers"), HasSubstr("(0,1)"))));
+    y.sources.clear();
+    y.mlp_sources[5] = "synthetic-model/5-tc-96";
+    EXPECT_THAT([&] { pipeline::explain_sweep(o.out, y); },
+                ThrowsMessage<InputError>(AllOf(HasSubstr("--mlp-source 5="), HasSubstr("layer 5 is not one"))));
+  }
   // A /mlp_explanations whose columns disagree in length is refused naming the file and the dataset.
   {
     const output::H5Handle f = output::h5_file(H5Fopen(o.out.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");

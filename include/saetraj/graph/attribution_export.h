@@ -19,6 +19,23 @@
 //     token j's embedding node when none did;
 //   - logit nodes for the readout's top tokens when the last analysed layer is the model's last layer
 //     (then the readout is the model's own next-token distribution), with no links.
+// With the MLP path (sweep --mlp-transcoder; metadata.mlp_path of traced.json), each MLP vertex (the term
+// that step s of layer l's MLP path at token t added) becomes
+//   - one node "mlp_<l>_<t>_<s>", layer "<l>", ctx_idx t, feature_type "mlp reconstruction error" (the
+//     viewers' one kind of MLP-output node; it is never looked up in a feature source, so a transcoder
+//     feature is not mistaken for the SAE feature of the same index), feature -1 (as circuit-tracer's error
+//     nodes), clerp "MLP L<l>:
+//     transcoder #<f> (act 0.53)" (or its explanation, after `saetraj explain`), "MLP L<l>: bias", "... skip
+//     term" or "... reconstruction error", and under "saetraj" {mlp_term, transcoder_feature,
+//     transcoder_activation, step, steps};
+//   - one feature node per SAE feature that step brought into resid_post's top T + 1 (as above, with
+//     saetraj {sae_index, mlp_step, final_position, prompt_length} and no source token; clerp "L<l> #<f>
+//     from the MLP (rank r)" or the explanation), linked from the MLP node;
+//   - links into the MLP node from the feature nodes that arrived at (t, l) through attention, or from token
+//     t's embedding node when none did (the MLP reads resid_mid there), weighted by its best feature's rank
+//     score;
+//   - and those features join (t, l)'s arrivals: the traced edges out of (t, l) link from them too, so that a
+//     path runs token -> attention -> feature -> MLP term -> feature -> the next layer.
 // What does not map: link weights are not attributions. saetraj measures no effect of one feature on
 // another; a link's weight is the target trajectory's rank score (T + 1 - final_position) / (T + 1), so
 // that the viewers' widths and orderings follow the final rank, the quantity saetraj filters on. Nodes
@@ -44,6 +61,15 @@ struct LogitEntry {
   double probability = 0.0;
 };
 
+// One MLP vertex of the traced graph (an entry of traced.json's metadata.mlp_path).
+struct MlpPathVertex {
+  int token = 0, layer = 0, step = 0, steps = 0;
+  std::string term;                           // "feature", "bias", "skip" or "error"
+  int transcoder_feature = -1;                // term "feature": the transcoder feature; else -1
+  double transcoder_activation = 0.0;         // term "feature": its activation
+  std::vector<std::pair<int, int>> features;  // (final position, SAE feature) it brought in
+};
+
 struct AttributionGraphInput {
   std::string slug;                     // the graph's name in the viewers (and its file name, slug.json)
   std::string scan;                     // Neuronpedia model id (metadata.scan)
@@ -58,6 +84,9 @@ struct AttributionGraphInput {
   // (layer, feature) -> explanation, the clerp of that feature's nodes; nullptr or a missing entry: the
   // saetraj label.
   const std::map<std::pair<int, int>, std::string>* explanations = nullptr;
+  std::vector<MlpPathVertex> mlp_path;  // empty: no MLP nodes
+  // (layer, transcoder feature) -> explanation, the clerp of that MLP node; nullptr or missing: saetraj's.
+  const std::map<std::pair<int, int>, std::string>* transcoder_explanations = nullptr;
   nlohmann::json info = nlohmann::json::object();  // metadata.info (generator, SAE ids, ...)
 };
 
@@ -76,7 +105,8 @@ NeuronpediaScan neuronpedia_scan(const std::vector<std::string>& sae_ids, const 
 int64_t cantor_feature(int layer, int feature);
 
 // The document of the NOTE above. InputError when an edge's endpoint is outside the prompt, an edge joins
-// layers that are not analysed, token_ids and tokens differ in length, or a trajectory appears twice.
+// layers that are not analysed, token_ids and tokens differ in length, a trajectory appears twice, or an
+// MLP vertex lies outside the prompt or the analysed layers, or is given twice.
 nlohmann::json attribution_graph_json(const AttributionGraphInput& input);
 
 // A feature node's clerp: the explanation of (layer, feature) when `explanations` (may be null) has one,
@@ -84,13 +114,19 @@ nlohmann::json attribution_graph_json(const AttributionGraphInput& input);
 // source token as the viewer shows it (viewer_token).
 std::string feature_clerp(int layer, int feature, const std::string& source_label, int final_position,
                           const std::map<std::pair<int, int>, std::string>* explanations);
-// Sets the clerp of every feature node of `doc`, a document attribution_graph_json wrote, as
-// attribution_graph_json would have set it with `explanations`: how `saetraj explain` carries explanations
-// into graphs exported before it ran. Returns how many clerps changed. FormatError naming `what` when a
-// feature node lacks "layer", or "saetraj" {sae_index, source_token, final_position}, or its source token is
-// not in metadata.prompt_tokens.
+// An MLP node's clerp (NOTE above): the explanation of (layer, transcoder_feature) when the term is a
+// feature and `explanations` (may be null) has one, else saetraj's label.
+std::string mlp_clerp(int layer, const std::string& term, int transcoder_feature, double activation,
+                      const std::map<std::pair<int, int>, std::string>* explanations);
+// Sets the clerp of every feature node (and, with `transcoder_explanations`, every MLP node) of `doc`, a
+// document attribution_graph_json wrote, as attribution_graph_json would have set it with these
+// explanations: how `saetraj explain` carries explanations into graphs exported before it ran. Returns how
+// many clerps changed. FormatError naming `what` when a feature node lacks "layer", or "saetraj" {sae_index,
+// final_position} and a source_token or mlp_step, or its source token is not in metadata.prompt_tokens, or
+// an MLP node lacks its saetraj {mlp_term, transcoder_feature, transcoder_activation}.
 int64_t relabel_attribution_graph(nlohmann::json& doc, const std::map<std::pair<int, int>, std::string>& explanations,
-                                  const std::string& what);
+                                  const std::string& what,
+                                  const std::map<std::pair<int, int>, std::string>* transcoder_explanations = nullptr);
 
 // The viewer's token label: circuit-tracer's local viewer shows newline, tab and carriage return as
 // U+23CE, U+2192 and U+21B5; invalid UTF-8 becomes U+FFFD.

@@ -136,6 +136,17 @@ struct ExplanationCounts {
   size_t missing = 0;  // no explanation anywhere
   // While fetching, requested minus the four counts above is what the API has still to answer.
   int bulk_files = 0;  // batch files read
+
+  // Adds another lookup's counts (several layers' lookups summed into one line).
+  ExplanationCounts& operator+=(const ExplanationCounts& other) {
+    requested += other.requested;
+    from_cache += other.from_cache;
+    from_files += other.from_files;
+    fetched += other.fetched;
+    missing += other.missing;
+    bulk_files += other.bulk_files;
+    return *this;
+  }
 };
 
 // "40 requested: 12 from cache, 20 from files (3 batch files), 5 fetched, 3 missing"

@@ -29,6 +29,8 @@ struct ExportSettings {
   nlohmann::json info = nlohmann::json::object();  // metadata.info of every graph
   std::vector<std::string> extra_columns;   // of the trajectory table
   std::map<std::pair<int, int>, std::string> explanations;  // (layer, feature) -> text: the feature nodes' clerp
+  // (layer, transcoder feature) -> text: the MLP nodes' clerp (sweeps with --mlp-transcoder, after explain)
+  std::map<std::pair<int, int>, std::string> transcoder_explanations;
 };
 
 struct ExportPrompt {
@@ -40,6 +42,7 @@ struct ExportPrompt {
   std::vector<TrajectoryRecord> rows;
   std::vector<double> extras;               // [rows, extra columns]
   std::vector<LogitEntry> logits;           // empty: no logit nodes
+  std::vector<MlpPathVertex> mlp_path;      // the traced graph's MLP vertices; empty without /mlp
 };
 
 class ExportWriter {
@@ -61,9 +64,10 @@ class ExportWriter {
 
 // Sets the clerps of every attribution graph an ExportWriter wrote under `dir` (<out>_graphs/T<T>, each
 // attribution_graphs/<slug>.json; graph-metadata.json holds no nodes) from `explanations`
-// (relabel_attribution_graph), rewriting the files whose labels changed. Returns how many graphs it read.
-// IoError or FormatError naming the file.
+// and, with `transcoder_explanations`, their MLP nodes' (relabel_attribution_graph), rewriting the files
+// whose labels changed. Returns how many graphs it read. IoError or FormatError naming the file.
 int64_t relabel_attribution_graphs(const std::string& dir,
-                                   const std::map<std::pair<int, int>, std::string>& explanations);
+                                   const std::map<std::pair<int, int>, std::string>& explanations,
+                                   const std::map<std::pair<int, int>, std::string>* transcoder_explanations = nullptr);
 
 }  // namespace saetraj::graph
