@@ -1,9 +1,12 @@
 #include "saetraj/graph/graphml.h"
 
+#include <algorithm>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <utility>
+
+#include <nlohmann/json.hpp>
 
 #include "saetraj/core/error.h"
 #include "saetraj/core/strings.h"
@@ -46,9 +49,12 @@ std::string xml_text(const std::string& raw) {
 
 std::string node_id(int token, int layer) { return str("t", token, "_l", layer); }
 
+std::string mlp_node_id(const MlpPathVertex& v) { return str("mlp_t", v.token, "_l", v.layer, "_s", v.step); }
+
 }  // namespace
 
-std::string graph_to_graphml(const std::vector<Edge>& edges, const std::vector<std::string>& tokens) {
+std::string graph_to_graphml(const std::vector<Edge>& edges, const std::vector<std::string>& tokens,
+                             const std::vector<MlpPathVertex>& mlp_path) {
   std::set<std::pair<int, int>> nodes;  // (layer, token): layer by layer, as the graph is drawn
   for (const Edge& e : edges) {
     for (const auto& [token, layer] :
@@ -58,6 +64,12 @@ std::string graph_to_graphml(const std::vector<Edge>& edges, const std::vector<s
       nodes.insert({layer, token});
     }
   }
+
+  for (const auto& v : mlp_path) {
+    SAETRAJ_CHECK(nodes.count({v.layer, v.token}), InputError, "MLP vertex (", v.token, ", ", v.layer,
+                  ") is not an endpoint of the graph's edges");
+  }
+  const bool mlp = !mlp_path.empty();
 
   std::ostringstream x;
   x << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
@@ -71,33 +83,65 @@ std::string graph_to_graphml(const std::vector<Edge>& edges, const std::vector<s
     << "  <key id=\"num_trajectories\" for=\"edge\" attr.name=\"num_trajectories\" attr.type=\"int\"/>\n"
     << "  <key id=\"best_final_position\" for=\"edge\" attr.name=\"best_final_position\" "
        "attr.type=\"int\"/>\n"
-    << "  <key id=\"features\" for=\"edge\" attr.name=\"features\" attr.type=\"string\"/>\n"
-    << "  <graph id=\"trajectories\" edgedefault=\"directed\">\n";
-  for (const auto& [layer, token] : nodes) {
-    x << "    <node id=\"" << node_id(token, layer) << "\">"
-      << "<data key=\"token\">" << token << "</data>"
-      << "<data key=\"layer\">" << layer << "</data>"
-      << "<data key=\"token_text\">" << xml_text(tokens[static_cast<size_t>(token)]) << "</data></node>\n";
+    << "  <key id=\"features\" for=\"edge\" attr.name=\"features\" attr.type=\"string\"/>\n";
+  if (mlp) {
+    x << "  <key id=\"kind\" for=\"node\" attr.name=\"kind\" attr.type=\"string\"/>\n"
+      << "  <key id=\"mlp_term\" for=\"node\" attr.name=\"mlp_term\" attr.type=\"string\"/>\n"
+      << "  <key id=\"transcoder_feature\" for=\"node\" attr.name=\"transcoder_feature\" attr.type=\"int\"/>\n"
+      << "  <key id=\"transcoder_activation\" for=\"node\" attr.name=\"transcoder_activation\" "
+         "attr.type=\"double\"/>\n"
+      << "  <key id=\"step\" for=\"node\" attr.name=\"step\" attr.type=\"int\"/>\n"
+      << "  <key id=\"steps\" for=\"node\" attr.name=\"steps\" attr.type=\"int\"/>\n";
   }
-  for (const Edge& e : edges) {
+  x << "  <graph id=\"trajectories\" edgedefault=\"directed\">\n";
+  const auto node_data = [&](int token, int layer) {
+    x << "<data key=\"token\">" << token << "</data>"
+      << "<data key=\"layer\">" << layer << "</data>"
+      << "<data key=\"token_text\">" << xml_text(tokens[static_cast<size_t>(token)]) << "</data>";
+  };
+  for (const auto& [layer, token] : nodes) {
+    x << "    <node id=\"" << node_id(token, layer) << "\">";
+    node_data(token, layer);
+    if (mlp) x << "<data key=\"kind\">vertex</data>";
+    x << "</node>\n";
+  }
+  for (const auto& v : mlp_path) {
+    x << "    <node id=\"" << mlp_node_id(v) << "\">";
+    node_data(v.token, v.layer);
+    x << "<data key=\"kind\">mlp</data><data key=\"mlp_term\">" << xml_text(v.term) << "</data>"
+      << "<data key=\"transcoder_feature\">" << (v.term == "feature" ? v.transcoder_feature : -1) << "</data>";
+    if (v.term == "feature") {
+      x << "<data key=\"transcoder_activation\">" << nlohmann::json(v.transcoder_activation).dump() << "</data>";
+    }
+    x << "<data key=\"step\">" << v.step << "</data><data key=\"steps\">" << v.steps << "</data></node>\n";
+  }
+  const auto edge = [&](const std::string& source, const std::string& target, int count, int best,
+                        const std::vector<std::pair<int, int>>& trajectories) {
     std::string features;
-    for (const auto& [rank, feature] : e.trajectories)
-      features += (features.empty() ? "" : " ") + std::to_string(feature);
-    x << "    <edge source=\"" << node_id(e.from_token, e.from_layer) << "\" target=\""
-      << node_id(e.to_token, e.to_layer) << "\">"
-      << "<data key=\"num_trajectories\">" << e.num_trajectories << "</data>"
-      << "<data key=\"best_final_position\">" << e.best_final_position << "</data>";
+    for (const auto& [rank, feature] : trajectories) features += (features.empty() ? "" : " ") + std::to_string(feature);
+    x << "    <edge source=\"" << source << "\" target=\"" << target << "\">"
+      << "<data key=\"num_trajectories\">" << count << "</data>"
+      << "<data key=\"best_final_position\">" << best << "</data>";
     // An empty <data> element reads back as a missing value anyway (networkx skips it), so say so plainly.
     if (!features.empty()) x << "<data key=\"features\">" << features << "</data>";
     x << "</edge>\n";
+  };
+  for (const Edge& e : edges) {
+    edge(node_id(e.from_token, e.from_layer), node_id(e.to_token, e.to_layer), e.num_trajectories,
+         e.best_final_position, e.trajectories);
+  }
+  for (const auto& v : mlp_path) {
+    int best = -1;
+    for (const auto& [rank, feature] : v.features) best = best < 0 ? rank : std::min(best, rank);
+    edge(mlp_node_id(v), node_id(v.token, v.layer), static_cast<int>(v.features.size()), best, v.features);
   }
   x << "  </graph>\n</graphml>\n";
   return x.str();
 }
 
-void write_graphml(const std::string& path, const std::vector<Edge>& edges,
-                   const std::vector<std::string>& tokens) {
-  const std::string text = graph_to_graphml(edges, tokens);
+void write_graphml(const std::string& path, const std::vector<Edge>& edges, const std::vector<std::string>& tokens,
+                   const std::vector<MlpPathVertex>& mlp_path) {
+  const std::string text = graph_to_graphml(edges, tokens, mlp_path);
   std::ofstream out(path, std::ios::binary);
   SAETRAJ_CHECK(out.is_open(), IoError, "cannot open ", path, " for writing the GraphML graph");
   out << text;

@@ -438,7 +438,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
           mlp_path = MlpVertices::path_vertices(traced_meta["mlp_path"]);
         }
         graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
-        graph::write_graphml(dir + "/traced.graphml", traced, tokens);
+        graph::write_graphml(dir + "/traced.graphml", traced, tokens, mlp_path);
 
         graph::ExportPrompt exported{static_cast<int>(p), texts[p], tokens,
                                      std::vector<int32_t>(token_ids.begin() + token_offset[p],

@@ -310,3 +310,34 @@ def test_attribution_graphs_carry_the_mlp_path(cpp_mlp_sweep):
             assert all(nodes[s]["ctx_idx"] == v["token"] for s in sources)
         assert {i for i in nodes if i.startswith("mlp_")} == expected_ids
     assert checked > 0
+
+
+def test_graphml_carries_the_mlp_path(cpp_mlp_sweep):
+    """traced.graphml of that sweep, read with networkx, holds one "mlp" node per entry of traced.json's
+    mlp_path, with an edge into its vertex carrying the features it brought in."""
+    nx = pytest.importorskip("networkx")
+    checked = 0
+    for p in range(2):
+        folder = cpp_mlp_sweep / "s_graphs" / "T6" / f"prompt_{p:04d}"
+        g = nx.read_graphml(folder / "traced.graphml")
+        traced = json.loads((folder / "traced.json").read_text())
+        expected = set()
+        for v in traced["metadata"]["mlp_path"]:
+            node_id = f"mlp_t{v['token']}_l{v['layer']}_s{v['step']}"
+            vertex = f"t{v['token']}_l{v['layer']}"
+            expected.add(node_id)
+            node = g.nodes[node_id]
+            assert (node["kind"], node["mlp_term"], node["token"], node["layer"], node["step"], node["steps"]) == \
+                ("mlp", v["term"], v["token"], v["layer"], v["step"], v["steps"])
+            if v["term"] == "feature":
+                assert node["transcoder_feature"] == v["transcoder_feature"]
+                assert node["transcoder_activation"] == pytest.approx(v["transcoder_activation"])
+            else:
+                assert node["transcoder_feature"] == -1 and "transcoder_activation" not in node
+            edge = g.edges[node_id, vertex]
+            assert edge["features"] == " ".join(str(f["feature"]) for f in v["features"])
+            assert edge["num_trajectories"] == len(v["features"])
+            assert g.nodes[vertex]["kind"] == "vertex"
+            checked += 1
+        assert {n for n, d in g.nodes(data=True) if d["kind"] == "mlp"} == expected
+    assert checked > 0

@@ -28,6 +28,7 @@ using saetraj::testing::read_file;
 using saetraj::testing::TempDir;
 using saetraj::testing::write_file;
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::ThrowsMessage;
 
 // The per-length graph of layers {2, 5, 7} at length 4 (see test_graph.cpp, LayerSubsetUsesPrevious...):
@@ -252,6 +253,63 @@ json.dump(out, open(sys.argv[2], "w"))
   EXPECT_EQ(out.at("text").at("t3_l7"), " c\xEF\xBF\xBD\xEF\xBF\xBD");
   EXPECT_EQ(out.at("e"), json::parse(R"([2, 0, "9 7"])"));
   EXPECT_EQ(out.at("vertical"), json::parse("[0, -1, false]"));
+}
+
+// The traced graph above with two MLP vertices: at (3, 5) step 2 of 7 adds transcoder feature 40 (activation
+// 0.5), bringing 300 (rank 1) and 301 (rank 4); at (3, 7) the error term (step 6 of 6) brings 12 (rank 0).
+std::vector<MlpPathVertex> mlp_path() {
+  MlpPathVertex a;
+  a.token = 3, a.layer = 5, a.step = 2, a.steps = 7, a.term = "feature", a.transcoder_feature = 40;
+  a.transcoder_activation = 0.5, a.features = {{1, 300}, {4, 301}};
+  MlpPathVertex b;
+  b.token = 3, b.layer = 7, b.step = 6, b.steps = 6, b.term = "error", b.features = {{0, 12}};
+  return {a, b};
+}
+
+TEST(GraphMl, MlpVerticesAreNodesWithAnEdgeIntoTheirVertex) {
+  const std::string plain = graph_to_graphml(kTraced, kTokens);
+  EXPECT_THAT(plain, Not(HasSubstr("kind")));  // without MLP vertices the document is as before
+  const std::string x = graph_to_graphml(kTraced, kTokens, mlp_path());
+  EXPECT_THAT(x, HasSubstr(R"(<key id="kind" for="node" attr.name="kind" attr.type="string"/>)"));
+  EXPECT_THAT(x, HasSubstr(R"(<node id="t3_l5"><data key="token">3</data>)"));
+  EXPECT_THAT(x, HasSubstr(R"(<data key="kind">vertex</data></node>)"));
+  EXPECT_THAT(x, HasSubstr(R"(<node id="mlp_t3_l5_s2"><data key="token">3</data><data key="layer">5</data>)"));
+  EXPECT_THAT(x, HasSubstr(R"(<data key="kind">mlp</data><data key="mlp_term">feature</data>)"
+                           R"(<data key="transcoder_feature">40</data><data key="transcoder_activation">0.5</data>)"
+                           R"(<data key="step">2</data><data key="steps">7</data></node>)"));
+  EXPECT_THAT(x, HasSubstr(R"(<data key="mlp_term">error</data><data key="transcoder_feature">-1</data>)"
+                           R"(<data key="step">6</data>)"));
+  EXPECT_THAT(x, HasSubstr(R"(<edge source="mlp_t3_l5_s2" target="t3_l5"><data key="num_trajectories">2</data>)"
+                           R"(<data key="best_final_position">1</data><data key="features">300 301</data></edge>)"));
+  auto stray = mlp_path();
+  stray[1].token = 4;
+  EXPECT_THAT([&] { graph_to_graphml(kTraced, kTokens, stray); },
+              ThrowsMessage<InputError>(HasSubstr("MLP vertex (4, 7) is not an endpoint of the graph's edges")));
+
+  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import networkx' >/dev/null 2>&1"), 0);
+  TempDir dir;
+  write_graphml(dir.file("traced.graphml"), kTraced, kTokens, mlp_path());
+  write_file(dir.file("read.py"), R"(import json, sys
+import networkx as nx
+g = nx.read_graphml(sys.argv[1])
+a, b = g.nodes["mlp_t3_l5_s2"], g.nodes["mlp_t3_l7_s6"]
+out = {"nodes": g.number_of_nodes(), "edges": g.number_of_edges(),
+       "kinds": sorted(d["kind"] for _, d in g.nodes(data=True)),
+       "a": [a["transcoder_feature"], a["transcoder_activation"], a["step"], a["steps"], a["mlp_term"]],
+       "b": [b["transcoder_feature"], "transcoder_activation" in b, b["mlp_term"]],
+       "e": g.edges["mlp_t3_l7_s6", "t3_l7"]["features"]}
+json.dump(out, open(sys.argv[2], "w"))
+)");
+  const std::string command = "/usr/bin/python3 " + dir.file("read.py") + " " + dir.file("traced.graphml") +
+                              " " + dir.file("out.json");
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  const json out = json::parse(read_file(dir.file("out.json")));
+  EXPECT_EQ(out.at("nodes"), 7);
+  EXPECT_EQ(out.at("edges"), 5);
+  EXPECT_EQ(out.at("kinds"), json::parse(R"(["mlp", "mlp", "vertex", "vertex", "vertex", "vertex", "vertex"])"));
+  EXPECT_EQ(out.at("a"), json::parse(R"([40, 0.5, 2, 7, "feature"])"));
+  EXPECT_EQ(out.at("b"), json::parse(R"([-1, false, "error"])"));
+  EXPECT_EQ(out.at("e"), "12");
 }
 
 }  // namespace

@@ -61,15 +61,6 @@ struct LogitEntry {
   double probability = 0.0;
 };
 
-// One MLP vertex of the traced graph (an entry of traced.json's metadata.mlp_path).
-struct MlpPathVertex {
-  int token = 0, layer = 0, step = 0, steps = 0;
-  std::string term;                           // "feature", "bias", "skip" or "error"
-  int transcoder_feature = -1;                // term "feature": the transcoder feature; else -1
-  double transcoder_activation = 0.0;         // term "feature": its activation
-  std::vector<std::pair<int, int>> features;  // (final position, SAE feature) it brought in
-};
-
 struct AttributionGraphInput {
   std::string slug;                     // the graph's name in the viewers (and its file name, slug.json)
   std::string scan;                     // Neuronpedia model id (metadata.scan)

@@ -43,6 +43,17 @@ struct Edge {
 
 bool operator==(const Edge& a, const Edge& b);
 
+// One MLP vertex of the traced graph (sweep --mlp-transcoder; an entry of traced.json's metadata.mlp_path):
+// at vertex (token, layer), the term that step `step` of the layer's MLP path added and the SAE features it
+// brought into resid_post's top T + 1.
+struct MlpPathVertex {
+  int token = 0, layer = 0, step = 0, steps = 0;
+  std::string term;                           // "feature", "bias", "skip" or "error"
+  int transcoder_feature = -1;                // term "feature": the transcoder feature; else -1
+  double transcoder_activation = 0.0;         // term "feature": its activation
+  std::vector<std::pair<int, int>> features;  // (final position, SAE feature), increasing final position
+};
+
 struct LengthGraph {
   int length = 0;  // n = q+1
   std::vector<Edge> edges;
