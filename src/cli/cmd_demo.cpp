@@ -293,7 +293,8 @@ int cmd_demo(const std::vector<std::string>& args, const CommandContext& ctx) {
             << "\n";
   if (mlp) {
     std::cout << "MLP path:       " << transcoders
-              << " (random SAE-Lens skip transcoders; /mlp in the sweep, metadata.mlp_path in traced.json)\n";
+              << " (random SAE-Lens skip transcoders; /mlp in the sweep; MLP vertices in traced.json's "
+                 "metadata.mlp_path, traced.graphml and attribution_graphs/)\n";
   }
   if (render) {
     std::cout << "figures (PNG):  " << figures << "/prompt_0000/evolution_layer_*.png, traced_graph.png\n"
