@@ -28,7 +28,10 @@ int cmd_explain(const std::vector<std::string>& args, const CommandContext& ctx)
       "LAYER=MODEL/SOURCE: Neuronpedia source of a layer's SAE when its cfg has no neuronpedia_id; repeatable")(
       "mlp-source", po::value(&mlp_sources)->composing(),
       "LAYER=MODEL/SOURCE: Neuronpedia source of a layer's MLP transcoder (sweeps with --mlp-transcoder) when its "
-      "cfg has no neuronpedia_id; repeatable");
+      "cfg has no neuronpedia_id; repeatable")(
+      "json-dir", po::value(&o.json_dirs)->composing(),
+      "a folder `saetraj graph --json-dir` wrote: its attribution graphs get the explanations as labels too (those "
+      "in the sweep's default FILE_graphs/ always do); repeatable");
   po::positional_options_description pos;
   pos.add("file", 1);
   po::variables_map vm;

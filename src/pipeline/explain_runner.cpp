@@ -35,6 +35,26 @@ graph::NeuronpediaSource parse_source(const std::string& id, int layer) {
 
 }  // namespace
 
+namespace {
+
+namespace fs = std::filesystem;
+
+// A graph folder's T<T>/ subfolders that hold attribution graphs, in name order.
+std::vector<fs::path> exported_in(const fs::path& graphs_dir) {
+  std::vector<fs::path> t_dirs;
+  std::error_code ec;
+  for (fs::directory_iterator it(graphs_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (std::regex_match(name, std::regex(R"(T\d+)")) && fs::is_directory(it->path() / "attribution_graphs")) {
+      t_dirs.push_back(it->path());
+    }
+  }
+  std::sort(t_dirs.begin(), t_dirs.end());
+  return t_dirs;
+}
+
+}  // namespace
+
 ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions& options) {
   auto file = output::SweepReader::open(sweep_path, true);
   const auto& layers = file.attributes().layers;
@@ -54,6 +74,16 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
   SAETRAJ_CHECK(options.mlp_sources.empty() || file.has_mlp(), InputError, "--mlp-source: ", sweep_path,
                 " has no /mlp (it was swept without --mlp-transcoder)");
   check_layers(options.mlp_sources, "--mlp-source");
+  // The folders given with --json-dir must hold exported graphs (checked before anything is written).
+  std::vector<fs::path> given_t_dirs;
+  for (const auto& given : options.json_dirs) {
+    SAETRAJ_CHECK(fs::is_directory(given), InputError, "--json-dir ", given,
+                  ": no such folder (give the folder that graph --json-dir wrote)");
+    const auto found = exported_in(given);
+    SAETRAJ_CHECK(!found.empty(), InputError, "--json-dir ", given,
+                  " holds no T<T>/attribution_graphs/ (give the folder that graph --json-dir wrote)");
+    given_t_dirs.insert(given_t_dirs.end(), found.begin(), found.end());
+  }
 
   std::map<int, std::set<int64_t>> wanted;
   for (const auto& t : file.graphs().trajectories) wanted[t.layer].insert(t.feature);
@@ -138,17 +168,13 @@ ExplainResult explain_sweep(const std::string& sweep_path, const ExplainOptions&
       if (!e.text.empty()) transcoder_texts[{e.layer, e.feature}] = e.text;
     }
   }
-  namespace fs = std::filesystem;
-  const fs::path graphs_dir = default_graphs_dir(sweep_path);
-  std::vector<fs::path> t_dirs;
-  std::error_code ec;
-  for (fs::directory_iterator it(graphs_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    if (std::regex_match(name, std::regex(R"(T\d+)")) && fs::is_directory(it->path() / "attribution_graphs")) {
-      t_dirs.push_back(it->path());
+  std::vector<fs::path> t_dirs = exported_in(default_graphs_dir(sweep_path));
+  for (const auto& given : given_t_dirs) {
+    if (std::find_if(t_dirs.begin(), t_dirs.end(), [&](const fs::path& t) { return fs::equivalent(t, given); }) ==
+        t_dirs.end()) {
+      t_dirs.push_back(given);
     }
   }
-  std::sort(t_dirs.begin(), t_dirs.end());
   for (const auto& dir : t_dirs) {
     result.relabelled_graphs +=
         graph::relabel_attribution_graphs(dir.string(), texts, file.has_mlp() ? &transcoder_texts : nullptr);

@@ -731,8 +731,28 @@ TEST(ExplainCommand, LabelsTheAttributionGraphsAlreadyExported) {
     }
   }
   ASSERT_GT(features, 10);
-  ASSERT_EQ(run("explain " + dir.file("s.h5") + " --bulk-root " + dir.file("fx/explanations"), "explain"), 0)
+  // A copy exported elsewhere with graph --json-dir, relabelled when explain is given that folder.
+  ASSERT_EQ(run("graph " + dir.file("s.h5") + " --top-t 8 4 --json-dir " + dir.file("elsewhere"), "graph-elsewhere"), 0)
+      << read_file(dir.file("graph-elsewhere.err"));
+  // A --json-dir that is not such a folder is refused before anything is written.
+  EXPECT_EQ(run("explain " + dir.file("s.h5") + " --bulk-root " + dir.file("fx/explanations") + " --json-dir " +
+                    dir.file("nowhere"),
+                "explain-nowhere"),
+            2);
+  EXPECT_THAT(read_file(dir.file("explain-nowhere.err")),
+              HasSubstr("--json-dir " + dir.file("nowhere") + ": no such folder (give the folder that graph --json-dir wrote)"));
+  EXPECT_EQ(run("explain " + dir.file("s.h5") + " --bulk-root " + dir.file("fx/explanations") + " --json-dir " +
+                    dir.file("fx"),
+                "explain-fx"),
+            2);
+  EXPECT_THAT(read_file(dir.file("explain-fx.err")), HasSubstr(" holds no T<T>/attribution_graphs/"));
+  ASSERT_EQ(run("explain " + dir.file("s.h5") + " --bulk-root " + dir.file("fx/explanations") + " --json-dir " +
+                    dir.file("elsewhere"),
+                "explain"),
+            0)
       << read_file(dir.file("explain.err"));
+  EXPECT_THAT(read_file(dir.file("explain.out")),
+              HasSubstr("feature labels set in " + dir.file("elsewhere/T8/attribution_graphs") + "\n"));
   EXPECT_THAT(read_file(dir.file("explain.out")),
               HasSubstr("feature labels set in " + dir.file("s_graphs/T4/attribution_graphs") + "\n"));
   EXPECT_THAT(read_file(dir.file("explain.out")),
@@ -742,6 +762,7 @@ TEST(ExplainCommand, LabelsTheAttributionGraphsAlreadyExported) {
   int explained = 0;
   for (const auto& g : graphs) {
     EXPECT_EQ(read_file(dir.file("s_graphs/" + g)), read_file(dir.file("rebuilt/" + g))) << g;
+    EXPECT_EQ(read_file(dir.file("elsewhere/" + g)), read_file(dir.file("rebuilt/" + g))) << g;
     for (const auto& [id, clerp] : labels(dir.file("s_graphs/" + g))) explained += clerp.rfind("fires on", 0) == 0;
   }
   EXPECT_GT(explained, 4);  // the synthetic export's descriptions ("fires on ...") are the labels now

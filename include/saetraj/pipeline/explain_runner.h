@@ -20,6 +20,9 @@ struct ExplainOptions {
   // layer -> "modelId/sourceId" of the layer's MLP transcoder (sweeps with /mlp), overriding the transcoder id
   // /mlp records (its cfg's neuronpedia_id)
   std::map<int, std::string> mlp_sources;
+  // Folders `graph --json-dir` wrote graphs into, whose T<T>/attribution_graphs/ get the explanations as
+  // labels too (the sweep's default folder, FILE_graphs/, always does when it exists).
+  std::vector<std::string> json_dirs;
 };
 
 struct ExplainResult {
