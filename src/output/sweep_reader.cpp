@@ -216,6 +216,9 @@ const std::vector<std::string> kEdgeFields = {"prompt", "length", "from_token", 
                                               "to_layer", "num_trajectories", "best_final_position"};
 const std::vector<std::string> kTracedFields = {"prompt", "from_token", "from_layer", "to_token", "to_layer",
                                                 "num_trajectories", "best_final_position"};
+const std::vector<std::string> kMlpPathFields = {"prompt", "token", "layer", "step", "steps", "term",
+                                                 "transcoder_feature", "feature", "final_position"};
+static_assert(sizeof(MlpPathRecord) == 9 * sizeof(int32_t));
 static_assert(sizeof(TrajectoryRecord) == 6 * sizeof(int32_t));
 static_assert(sizeof(EdgeRecord) == 8 * sizeof(int32_t));
 static_assert(sizeof(TracedEdgeRecord) == 7 * sizeof(int32_t));
@@ -610,6 +613,21 @@ GraphTables SweepReader::graphs(const std::string& group) const {
                   t.order_value_column_names.size(), " columns for ", t.order_value_columns);
     t.trajectory_order_values = read_all<float>(c.ds, path, group + "/trajectory_order_values");
   }
+  if (link_exists(f, group + "/mlp_path")) {
+    t.has_mlp_path = true;
+    t.mlp_path = read_table<MlpPathRecord>(f, path, group + "/mlp_path", kMlpPathFields);
+    const int64_t rows = static_cast<int64_t>(t.mlp_path.size());
+    t.mlp_path_activation =
+        read_checked<float>(f, path, group + "/mlp_path_activation", Kind::F32, {rows}, "rows of /" + group + "/mlp_path");
+    for (int64_t r = 0; r < rows; ++r) {
+      const auto& m = t.mlp_path[static_cast<size_t>(r)];
+      SAETRAJ_CHECK(m.term >= 0 && m.term <= 3 && (m.term == 0) == (m.transcoder_feature >= 0) && m.step >= 1 &&
+                        m.step < m.steps && m.final_position >= 0 && m.final_position <= t.top_t,
+                    FormatError, path, ": /", group, "/mlp_path row ", r, " (term ", m.term, ", transcoder feature ",
+                    m.transcoder_feature, ", step ", m.step, " of ", m.steps, ", final position ", m.final_position,
+                    ") is not an MLP step that brought a feature into the top T + 1");
+    }
+  }
   return t;
 }
 
@@ -701,6 +719,12 @@ void SweepReader::write_graphs(const std::string& group, const GraphTables& t) {
   if (t.order_value_columns > 0) {
     write_trajectory_matrix(g, path, "trajectory_order_values", t.trajectory_order_values, n,
                  static_cast<hsize_t>(t.order_value_columns), t.order_value_column_names);
+  }
+  if (t.has_mlp_path) {
+    SAETRAJ_CHECK(t.mlp_path_activation.size() == t.mlp_path.size(), InputError, path, ": mlp_path_activation has ",
+                  t.mlp_path_activation.size(), " values for ", t.mlp_path.size(), " rows of mlp_path");
+    write_table(g, path, "mlp_path", kMlpPathFields, t.mlp_path);
+    write_vector(g, "mlp_path_activation", t.mlp_path_activation);
   }
   h5_check_status(H5Fflush(f, H5F_SCOPE_GLOBAL), "flushing " + path);
 }

@@ -325,6 +325,8 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
     std::vector<TrajectoryRow> trajectory_rows;
     std::vector<EdgeRow> edge_rows;
     std::vector<TracedRow> traced_rows;
+    std::vector<output::MlpPathRecord> mlp_path_rows;  // files with /mlp: the traced graphs' MLP vertices
+    std::vector<float> mlp_path_activation;
     std::vector<float> trajectory_heads;  // [rows of trajectory_rows, columns] when the file has /heads
     std::vector<int32_t> trajectory_order;  // [rows of trajectory_rows, 4] when the file has /order
     std::optional<graph::ExportWriter> exports;  // trajectories.csv and attribution_graphs/ (graph/export_writer.h)
@@ -402,6 +404,23 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
       }
       if (t_index == 0) result.traced_edges += static_cast<int64_t>(traced.size());
       if (t_index == 0) ++result.prompts;
+      // The traced graph's MLP vertices (files with /mlp): traced.json's mlp_path, and one row each of the
+      // features they brought in in /graphs/mlp_path.
+      nlohmann::json mlp_path_json;
+      std::vector<graph::MlpPathVertex> mlp_path;
+      if (mlp.present()) {
+        mlp_path_json = mlp.path_json(traced, top_t, layers, explanations);
+        mlp_path = MlpVertices::path_vertices(mlp_path_json);
+        for (const auto& v : mlp_path) {
+          const int32_t term = v.term == "feature" ? 0 : v.term == "bias" ? 1 : v.term == "skip" ? 2 : 3;
+          for (const auto& [final_position, feature] : v.features) {
+            mlp_path_rows.push_back({static_cast<int32_t>(p), v.token, v.layer, v.step, v.steps, term,
+                                     term == 0 ? v.transcoder_feature : -1, feature, final_position});
+            mlp_path_activation.push_back(term == 0 ? static_cast<float>(v.transcoder_activation)
+                                                    : std::numeric_limits<float>::quiet_NaN());
+          }
+        }
+      }
 
       if (options.write_json) {
         const std::vector<std::string> tokens(token_text.begin() + token_offset[p],
@@ -432,11 +451,7 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
         nlohmann::json traced_meta = meta;
         traced_meta["traced"] = true;
         if (mlp.present()) traced_meta["mlp_vertices"] = mlp.json_of(n - 1, top_t, layers, explanations);
-        std::vector<graph::MlpPathVertex> mlp_path;
-        if (mlp.present()) {
-          traced_meta["mlp_path"] = mlp.path_json(traced, top_t, layers, explanations);
-          mlp_path = MlpVertices::path_vertices(traced_meta["mlp_path"]);
-        }
+        if (mlp.present()) traced_meta["mlp_path"] = mlp_path_json;
         graph::write_graph_json(dir + "/traced.json", graph::GraphDocument{n, tokens, traced_meta, traced, extras});
         graph::write_graphml(dir + "/traced.graphml", traced, tokens, mlp_path);
 
@@ -481,6 +496,11 @@ GraphBuildResult build_graphs(const std::string& sweep_path, const GraphBuildOpt
       tables.order_value_columns = OrderViews::kValueColumns;
       tables.order_value_column_names = OrderViews::value_column_names();
       tables.trajectory_order_values = std::move(trajectory_order_values);
+    }
+    if (mlp.present()) {
+      tables.has_mlp_path = true;
+      tables.mlp_path = std::move(mlp_path_rows);
+      tables.mlp_path_activation = std::move(mlp_path_activation);
     }
     file.write_graphs(group_name, tables);
     if (t_index == 0) {

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -324,8 +325,13 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
   }
   EXPECT_GT(checked, 0);
   // traced.json's mlp_path: at every vertex (t >= 1) its traced edges touch, one MLP vertex per step that
-  // brought features with final position <= 3 in, steps in increasing order.
+  // brought features with final position <= 3 in, steps in increasing order; /graphs/mlp_path holds the same,
+  // one row per feature.
   int64_t path_features = 0;
+  const auto tables = r.graphs();
+  ASSERT_TRUE(tables.has_mlp_path);
+  std::vector<output::MlpPathRecord> want_rows;
+  std::vector<float> want_activation;
   for (int64_t p = 0; p < r.n_prompts(); ++p) {
     const auto m = r.mlp(p);
     const int64_t Q = pr.n_tokens[p] - 1;
@@ -355,6 +361,11 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
         }
         if (term == nullptr) continue;
         const char* kinds[] = {"feature", "bias", "skip", "error"};
+        for (const auto& f : features) {
+          want_rows.push_back({static_cast<int32_t>(p), t, l, step, m.steps[at], term[1], term[1] == 0 ? term[2] : -1,
+                               f.at("feature").get<int32_t>(), f.at("final_position").get<int32_t>()});
+          want_activation.push_back(term[1] == 0 ? activation : std::numeric_limits<float>::quiet_NaN());
+        }
         want.push_back({{"token", t}, {"layer", l}, {"step", step}, {"steps", m.steps[at]}, {"term", kinds[term[1]]},
                         {"transcoder_feature", term[1] == 0 ? nlohmann::json(term[2]) : nlohmann::json(nullptr)},
                         {"transcoder_activation", term[1] == 0 ? nlohmann::json(activation) : nlohmann::json(nullptr)},
@@ -366,6 +377,39 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
     EXPECT_EQ(json.at("metadata").at("mlp_path"), want) << "prompt " << p;
   }
   EXPECT_GT(path_features, static_cast<int64_t>(r.n_prompts()));
+  EXPECT_EQ(tables.mlp_path, want_rows);
+  ASSERT_EQ(tables.mlp_path_activation.size(), want_activation.size());
+  for (size_t i = 0; i < want_activation.size(); ++i) {
+    if (std::isnan(want_activation[i])) {
+      EXPECT_TRUE(std::isnan(tables.mlp_path_activation[i])) << i;
+    } else {
+      EXPECT_EQ(tables.mlp_path_activation[i], want_activation[i]) << i;
+    }
+  }
+  // A row that is no MLP step is refused on reading, naming the file, the table and the row.
+  {
+    const std::string broken = dir.file("broken.h5");
+    std::filesystem::copy_file(o.out, broken);
+    auto rows = want_rows;
+    rows[0].term = 5;
+    {
+      const output::H5Handle f = output::h5_file(H5Fopen(broken.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), "open");
+      H5Ldelete(f, "graphs/mlp_path", H5P_DEFAULT);
+      const output::H5Handle g = output::h5_group(H5Gopen2(f, "graphs", H5P_DEFAULT), "graphs");
+      const hsize_t n = rows.size();
+      const output::H5Handle type = output::h5_type(H5Tcreate(H5T_COMPOUND, 9 * sizeof(int32_t)), "type");
+      const char* names[] = {"prompt", "token", "layer", "step", "steps", "term", "transcoder_feature", "feature",
+                             "final_position"};
+      for (size_t i = 0; i < 9; ++i) H5Tinsert(type, names[i], i * sizeof(int32_t), H5T_NATIVE_INT32);
+      const output::H5Handle space = output::h5_space(H5Screate_simple(1, &n, nullptr), "space");
+      const output::H5Handle ds = output::h5_dataset(
+          H5Dcreate2(g, "mlp_path", type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), "mlp_path");
+      H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows.data());
+    }
+    EXPECT_THAT([&] { (void)output::SweepReader::open(broken).graphs(); },
+                ThrowsMessage<FormatError>(AllOf(HasSubstr(broken + ": /graphs/mlp_path row 0 (term 5"),
+                                                 HasSubstr("is not an MLP step"))));
+  }
   // A sweep without --mlp-transcoder writes no such key.
   auto plain = options(dir.file("plain.h5"), false);
   plain.graphs = true;
@@ -375,6 +419,7 @@ TEST(MlpFile, JsonGraphsCarryTheMlpVertices) {
   const auto plain_meta = nlohmann::json::parse(in).at("metadata");
   EXPECT_FALSE(plain_meta.contains("mlp_vertices"));
   EXPECT_FALSE(plain_meta.contains("mlp_path"));
+  EXPECT_FALSE(output::SweepReader::open(plain.out).graphs().has_mlp_path);
 }
 
 namespace {

@@ -71,6 +71,17 @@ struct TracedEdgeRecord {
   bool operator==(const TracedEdgeRecord&) const = default;
 };
 
+// A row of /graphs/mlp_path (sweeps with /mlp): one SAE feature that an MLP vertex of a prompt's traced graph
+// brought into resid_post's top T + 1 (traced.json's metadata.mlp_path, one row per feature, in its order):
+// the vertex (token, layer), the step of the layer's MLP path at that token and its step count, the term
+// added (0 a transcoder feature, 1 bias, 2 skip, 3 error), the transcoder feature (-1 unless term 0), the SAE
+// feature and its final position. /graphs/mlp_path_activation [rows] float32 holds the transcoder feature's
+// activation (NaN unless term 0).
+struct MlpPathRecord {
+  int32_t prompt, token, layer, step, steps, term, transcoder_feature, feature, final_position;
+  bool operator==(const MlpPathRecord&) const = default;
+};
+
 // One group of graph tables: /graphs, or /graphs_T<T> for a further T.
 struct GraphTables {
   int64_t top_t = 0;
@@ -89,6 +100,10 @@ struct GraphTables {
   int64_t order_value_columns = 0;
   std::vector<std::string> order_value_column_names;
   std::vector<float> trajectory_order_values;
+  // /graphs/mlp_path and /graphs/mlp_path_activation (files with /mlp); has_mlp_path false when absent.
+  bool has_mlp_path = false;
+  std::vector<MlpPathRecord> mlp_path;
+  std::vector<float> mlp_path_activation;
 };
 
 // /mlp of one prompt (NOTE The MLP path in sweep_file.h): its queries 1..n-1 for every layer axis, row-major:
