@@ -192,6 +192,22 @@ const std::vector<Edge> kTraced = {make_edge(1, 2, 3, 5, 0, {{0, 9}, {4, 7}}), m
                                    make_edge(2, 5, 3, 7, 3, {{3, 11}})};
 const std::vector<std::string> kTokens = {"<bos>", " a&b<c>\r\t", "\"q\"\n'x'", " c\x01\xEF\xBF\xBF", "end"};
 
+// Writes the graph as GraphML, reads it with networkx (g = nx.read_graphml(...)), runs `body` on g and returns
+// the JSON that `body` leaves in `out`. .ci/setup-debian installs python3-networkx: its absence is a broken
+// set-up, not a reason to skip.
+json read_with_networkx(const std::vector<MlpPathVertex>& mlp, const std::string& body) {
+  EXPECT_EQ(std::system("/usr/bin/python3 -c 'import networkx' >/dev/null 2>&1"), 0)
+      << "/usr/bin/python3 has no networkx: run .ci/setup-debian (it installs python3-networkx)";
+  TempDir dir;
+  write_graphml(dir.file("traced.graphml"), kTraced, kTokens, mlp);
+  write_file(dir.file("read.py"), "import json, sys\nimport networkx as nx\ng = nx.read_graphml(sys.argv[1])\n" + body +
+                                      "\njson.dump(out, open(sys.argv[2], \"w\"))\n");
+  const std::string command = "/usr/bin/python3 " + dir.file("read.py") + " " + dir.file("traced.graphml") +
+                              " " + dir.file("out.json");
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  return json::parse(read_file(dir.file("out.json")));
+}
+
 TEST(GraphMl, DeclaresKeysAndEscapesText) {
   const std::string x = graph_to_graphml(kTraced, kTokens);
   EXPECT_THAT(x, HasSubstr(R"(<key id="token" for="node" attr.name="token" attr.type="int"/>)"));
@@ -221,14 +237,7 @@ TEST(GraphMl, RejectsEdgesOutsideThePrompt) {
 }
 
 TEST(GraphMl, NetworkxReadsIt) {
-  // .ci/setup-debian installs python3-networkx: its absence is a broken set-up, not a reason to skip.
-  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import networkx' >/dev/null 2>&1"), 0)
-      << "/usr/bin/python3 has no networkx: run .ci/setup-debian (it installs python3-networkx)";
-  TempDir dir;
-  write_graphml(dir.file("traced.graphml"), kTraced, kTokens);
-  write_file(dir.file("read.py"), R"(import json, sys
-import networkx as nx
-g = nx.read_graphml(sys.argv[1])
+  const json out = read_with_networkx({}, R"(
 out = {"directed": g.is_directed(), "nodes": g.number_of_nodes(), "edges": g.number_of_edges(),
        "text": {n: d["token_text"] for n, d in g.nodes(data=True)},
        "token_is_int": all(isinstance(d["token"], int) for _, d in g.nodes(data=True)),
@@ -236,13 +245,7 @@ out = {"directed": g.is_directed(), "nodes": g.number_of_nodes(), "edges": g.num
        "e": [g.edges["t1_l2", "t3_l5"]["num_trajectories"], g.edges["t1_l2", "t3_l5"]["best_final_position"],
              g.edges["t1_l2", "t3_l5"]["features"]],
        "vertical": [g.edges["t3_l2", "t3_l5"]["num_trajectories"], g.edges["t3_l2", "t3_l5"]["best_final_position"],
-                    "features" in g.edges["t3_l2", "t3_l5"]]}
-json.dump(out, open(sys.argv[2], "w"))
-)");
-  const std::string command = "/usr/bin/python3 " + dir.file("read.py") + " " + dir.file("traced.graphml") +
-                              " " + dir.file("out.json");
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  const json out = json::parse(read_file(dir.file("out.json")));
+                    "features" in g.edges["t3_l2", "t3_l5"]]})");
   EXPECT_EQ(out.at("directed"), true);
   EXPECT_EQ(out.at("nodes"), 5);
   EXPECT_EQ(out.at("edges"), 3);
@@ -286,24 +289,13 @@ TEST(GraphMl, MlpVerticesAreNodesWithAnEdgeIntoTheirVertex) {
   EXPECT_THAT([&] { graph_to_graphml(kTraced, kTokens, stray); },
               ThrowsMessage<InputError>(HasSubstr("MLP vertex (4, 7) is not an endpoint of the graph's edges")));
 
-  ASSERT_EQ(std::system("/usr/bin/python3 -c 'import networkx' >/dev/null 2>&1"), 0);
-  TempDir dir;
-  write_graphml(dir.file("traced.graphml"), kTraced, kTokens, mlp_path());
-  write_file(dir.file("read.py"), R"(import json, sys
-import networkx as nx
-g = nx.read_graphml(sys.argv[1])
+  const json out = read_with_networkx(mlp_path(), R"(
 a, b = g.nodes["mlp_t3_l5_s2"], g.nodes["mlp_t3_l7_s6"]
 out = {"nodes": g.number_of_nodes(), "edges": g.number_of_edges(),
        "kinds": sorted(d["kind"] for _, d in g.nodes(data=True)),
        "a": [a["transcoder_feature"], a["transcoder_activation"], a["step"], a["steps"], a["mlp_term"]],
        "b": [b["transcoder_feature"], "transcoder_activation" in b, b["mlp_term"]],
-       "e": g.edges["mlp_t3_l7_s6", "t3_l7"]["features"]}
-json.dump(out, open(sys.argv[2], "w"))
-)");
-  const std::string command = "/usr/bin/python3 " + dir.file("read.py") + " " + dir.file("traced.graphml") +
-                              " " + dir.file("out.json");
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  const json out = json::parse(read_file(dir.file("out.json")));
+       "e": g.edges["mlp_t3_l7_s6", "t3_l7"]["features"]})");
   EXPECT_EQ(out.at("nodes"), 7);
   EXPECT_EQ(out.at("edges"), 5);
   EXPECT_EQ(out.at("kinds"), json::parse(R"(["mlp", "mlp", "vertex", "vertex", "vertex", "vertex", "vertex"])"));
